@@ -1,0 +1,141 @@
+"""Model configuration: one dataclass tree, serialised into every checkpoint.
+
+Defaults follow Mask2Former / FC-CLIP (see docs/model.md); the project's small shipped model overrides
+sizes in its checkpoint, never here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+# VILD-style prompt templates, shortened; FC-CLIP averages the text embedding over templates like these.
+DEFAULT_TEMPLATES: tuple[str, ...] = (
+    "a photo of a {}.",
+    "a photo of the {}.",
+    "a photo of a small {}.",
+    "a photo of a large {}.",
+    "there is a {} in the scene.",
+    "a {} on the table.",
+)
+
+
+@dataclass
+class ClipConfig:
+    """Which open_clip model feeds the segmenter.
+
+    model_name: an open_clip name (e.g. "RN50", "convnext_large_d_320") or one of the project's configs
+        registered from JSON (pmp_ros/model/clip/configs/*.json).
+    pretrained: an open_clip pretrained tag (machines that reach a hub), a local weights file
+        (.pt/.bin/.safetensors), or None (weights come from the segmenter checkpoint instead).
+    """
+
+    model_name: str = "pmp-tiny-rn"
+    pretrained: str | None = None
+    templates: tuple[str, ...] = DEFAULT_TEMPLATES
+    frozen: bool = True
+
+
+@dataclass
+class PixelDecoderConfig:
+    """name: "msdeform" (Mask2Former's multi-scale deformable-attention encoder) or "fpn" (light, CPU)."""
+
+    name: str = "msdeform"
+    conv_dim: int = 256
+    mask_dim: int = 256
+    num_heads: int = 8
+    num_encoder_layers: int = 6
+    encoder_ffn_dim: int = 1024
+    num_points: int = 4
+
+
+@dataclass
+class DecoderConfig:
+    """Mask2Former query decoder plus PMP.
+
+    num_layers: decoder layers actually run (FC-CLIP's DEC_LAYERS minus one: 9 for the public model).
+    pmp: PMP on (queries cross-attend to prompt text tokens after every layer) or off (ablation twin).
+    """
+
+    hidden_dim: int = 256
+    num_queries: int = 100
+    num_heads: int = 8
+    ffn_dim: int = 2048
+    num_layers: int = 9
+    enforce_input_proj: bool = False
+    pmp: bool = True
+    pmp_num_heads: int = 8
+
+
+@dataclass
+class EnsembleConfig:
+    """FC-CLIP's geometric ensemble of in-vocabulary and out-of-vocabulary (mask-pooled CLIP) classifiers."""
+
+    alpha: float = 0.4  # weight of the out-of-vocabulary classifier for classes seen in training
+    beta: float = 0.8  # ... for classes not seen in training
+    on_valid_mask: bool = False
+
+
+@dataclass
+class LossConfig:
+    """Mask2Former's training defaults."""
+
+    class_weight: float = 2.0
+    mask_weight: float = 5.0
+    dice_weight: float = 5.0
+    no_object_weight: float = 0.1
+    num_points: int = 12544
+    oversample_ratio: float = 3.0
+    importance_sample_ratio: float = 0.75
+    deep_supervision: bool = True
+
+
+@dataclass
+class InferenceConfig:
+    """size: (height, width) the image is resized to before the forward pass."""
+
+    size: tuple[int, int] = (240, 320)
+    score_threshold: float = 0.5
+    mask_threshold: float = 0.5
+    overlap_threshold: float = 0.8
+    max_instances: int = 20
+
+
+@dataclass
+class ModelConfig:
+    clip: ClipConfig = field(default_factory=ClipConfig)
+    pixel_decoder: PixelDecoderConfig = field(default_factory=PixelDecoderConfig)
+    decoder: DecoderConfig = field(default_factory=DecoderConfig)
+    ensemble: EnsembleConfig = field(default_factory=EnsembleConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    inference: InferenceConfig = field(default_factory=InferenceConfig)
+    # Class names the mask generator was trained on: decides alpha (seen) vs beta (unseen) per class.
+    train_classes: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "ModelConfig":
+        """Build from a (possibly partial) nested dict; unknown keys raise ValueError naming them."""
+        return _from_dict(cls, data, path="")
+
+
+def _from_dict(cls: type, data: dict[str, Any], path: str) -> Any:
+    if not isinstance(data, dict):
+        raise ValueError(f"config{path or ''}: expected a mapping, got {type(data).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ValueError(f"config{path}: unknown key(s) {unknown}; known: {sorted(fields)}")
+    kwargs: dict[str, Any] = {}
+    for name, value in data.items():
+        default = getattr(cls(), name)
+        if dataclasses.is_dataclass(default):
+            kwargs[name] = _from_dict(type(default), value, f"{path}.{name}")
+        elif isinstance(default, tuple) and value is not None:
+            kwargs[name] = tuple(value)
+        else:
+            kwargs[name] = value
+    return cls(**kwargs)

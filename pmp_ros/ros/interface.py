@@ -1,0 +1,89 @@
+"""The node's ROS interface: topic names and parameters, in one place.
+
+Topic names are relative, so a namespace or remapping moves them; the launch file, the README and the
+tests read them from here.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+NODE_NAME = "pmp_segmenter"
+
+# Inputs
+IMAGE_TOPIC = "image"  # sensor_msgs/Image (or CompressedImage on IMAGE_TOPIC + "/compressed")
+INSTRUCTION_TOPIC = "instruction"  # std_msgs/String, reliable + transient local
+DEPTH_TOPIC = "depth/image"  # sensor_msgs/Image, 16UC1 (mm) or 32FC1 (m), registered to the colour image
+DEPTH_INFO_TOPIC = "depth/camera_info"  # sensor_msgs/CameraInfo of the depth image
+
+# Outputs
+SEGMENTATION_TOPIC = "segmentation"  # pmp_ros_msgs/SegmentationResult
+POINTS_TOPIC = "labelled_points"  # pmp_ros_msgs/LabelledPointArray
+OVERLAY_TOPIC = "overlay"  # sensor_msgs/Image rgb8, only while subscribed
+MARKERS_TOPIC = "markers"  # visualization_msgs/MarkerArray, only while subscribed
+DIAGNOSTICS_TOPIC = "/diagnostics"  # diagnostic_msgs/DiagnosticArray (the standard absolute topic)
+
+
+@dataclass(frozen=True)
+class Parameter:
+    """A node parameter: its default, meaning, allowed values and whether it may change at run time."""
+
+    name: str
+    default: Any
+    description: str
+    choices: tuple | None = None
+    min_value: float | None = None
+    max_value: float | None = None
+    pattern: str | None = None  # a regular expression a string value must match in full
+    dynamic: bool = False
+
+    def validate(self, value: Any) -> str | None:
+        """The reason `value` is invalid, or None if it is valid."""
+        if self.choices is not None and value not in self.choices:
+            return f"{self.name} must be one of {list(self.choices)}, got {value!r}"
+        if self.pattern is not None and not re.fullmatch(self.pattern, str(value)):
+            return f"{self.name} must match {self.pattern!r}, got {value!r}"
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            if self.min_value is not None and value < self.min_value:
+                return f"{self.name} must be >= {self.min_value}, got {value}"
+            if self.max_value is not None and value > self.max_value:
+                return f"{self.name} must be <= {self.max_value}, got {value}"
+        return None
+
+
+PARAMETERS: tuple[Parameter, ...] = (
+    Parameter("model_path", "", "PMP checkpoint (.safetensors); empty = the shipped model in share/pmp_ros/models"),
+    Parameter("device", "auto", "Where the model runs: auto (CUDA when available), cuda, cuda:N or cpu",
+              pattern=r"auto|cpu|cuda(:\d+)?"),
+    Parameter("precision", "auto", "Compute precision: auto (bf16/fp16 autocast on CUDA, fp32 on CPU), fp32, "
+              "bf16, fp16", choices=("auto", "fp32", "bf16", "fp16")),
+    Parameter("inference_width", 320, "Width the image is resized to before inference (pixels, multiple of 32 "
+              "is best)", min_value=32, max_value=4096),
+    Parameter("inference_height", 240, "Height the image is resized to before inference (pixels)",
+              min_value=32, max_value=4096),
+    Parameter("score_threshold", 0.5, "Minimum instance score (class probability x mask quality) to publish",
+              min_value=0.0, max_value=1.0, dynamic=True),
+    Parameter("mask_threshold", 0.5, "Mask probability above which a pixel belongs to an instance",
+              min_value=0.0, max_value=1.0, dynamic=True),
+    Parameter("max_instances", 20, "Most instances published per image", min_value=1, max_value=255,
+              dynamic=True),
+    Parameter("context_vocabulary", [""], "Extra class names competing with the prompts (reduces false "
+              "positives); [''] = the model's training vocabulary", dynamic=True),
+    Parameter("prompt_templates", [""], "Templates for class text embeddings, with {} for the class name; "
+              "[''] = the model's own", dynamic=True),
+    Parameter("image_transport", "raw", "raw (sensor_msgs/Image) or compressed (CompressedImage on "
+              "<image>/compressed)", choices=("raw", "compressed")),
+    Parameter("image_reliability", "best_effort", "QoS reliability of the image subscriptions",
+              choices=("best_effort", "reliable")),
+    Parameter("use_depth", False, "Subscribe to depth and camera info, and publish 3D labelled points"),
+    Parameter("depth_max_age", 0.05, "Largest stamp difference (s) between a colour image and the depth "
+              "image used with it", min_value=0.0, max_value=1.0, dynamic=True),
+    Parameter("max_instruction_length", 500, "Longer instructions are rejected (characters)",
+              min_value=1, max_value=100000, dynamic=True),
+    Parameter("cpu_threads", 0, "torch intra-op threads on CPU; 0 = torch's default", min_value=0,
+              max_value=256),
+)
+
+PARAMETERS_BY_NAME = {parameter.name: parameter for parameter in PARAMETERS}

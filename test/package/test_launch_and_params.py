@@ -1,0 +1,110 @@
+"""The launch file and parameter file agree with the node.
+
+launch_ros cannot be installed on machines without a ROS distribution, so most checks read the launch
+file as source (compile, AST). test_launch_starts_the_node really launches it and runs only where
+launch_ros imports (a ROS 2 install); elsewhere it is skipped with that reason.
+"""
+
+import ast
+import importlib.util
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pmp_ros.ros import interface
+
+REPO = Path(__file__).resolve().parents[2]
+LAUNCH_FILE = REPO / "launch" / "pmp.launch.py"
+PARAMS_FILE = REPO / "config" / "pmp.yaml"
+
+
+def _launch_ast() -> ast.Module:
+    source = LAUNCH_FILE.read_text()
+    compile(source, str(LAUNCH_FILE), "exec")
+    return ast.parse(source)
+
+
+def _module_constants(tree: ast.Module) -> dict:
+    return {target.id: node.value.value for node in tree.body if isinstance(node, ast.Assign)
+            for target in node.targets if isinstance(target, ast.Name) and isinstance(node.value, ast.Constant)}
+
+
+def test_launch_file_defines_generate_launch_description():
+    functions = [n.name for n in _launch_ast().body if isinstance(n, ast.FunctionDef)]
+    assert "generate_launch_description" in functions
+
+
+def test_launch_file_names_the_real_executable_and_node():
+    constants = _module_constants(_launch_ast())
+    setup_py = (REPO / "setup.py").read_text()
+    scripts = dict(re.findall(r'"(\w+) = (pmp_ros[\w.]+:\w+)"', setup_py))
+    assert constants["EXECUTABLE"] in scripts, f"{constants['EXECUTABLE']} is not a console script of setup.py"
+    module, function = scripts[constants["EXECUTABLE"]].split(":")
+    spec = importlib.util.find_spec(module)
+    assert spec is not None, f"{module} does not exist"
+    assert f"def {function}(" in Path(spec.origin).read_text()
+    assert constants["PACKAGE"] == "pmp_ros"
+    assert constants["NODE_NAME"] == interface.NODE_NAME
+
+
+def test_launch_remaps_the_node_topics():
+    source = LAUNCH_FILE.read_text()
+    for topic in (interface.IMAGE_TOPIC, interface.INSTRUCTION_TOPIC, interface.DEPTH_TOPIC,
+                  interface.DEPTH_INFO_TOPIC):
+        assert f'("{topic}", LaunchConfiguration(' in source, topic
+
+
+def test_parameter_file_keys_are_declared_with_valid_values():
+    content = yaml.safe_load(PARAMS_FILE.read_text())
+    assert list(content) == [interface.NODE_NAME]
+    values = content[interface.NODE_NAME]["ros__parameters"]
+    declared = interface.PARAMETERS_BY_NAME
+    assert set(values) <= set(declared), f"undeclared keys: {set(values) - set(declared)}"
+    assert set(values) == set(declared), f"parameters missing from pmp.yaml: {set(declared) - set(values)}"
+    for name, value in values.items():
+        assert type(value) is type(declared[name].default), name
+        assert declared[name].validate(value) is None, declared[name].validate(value)
+
+
+def test_parameter_validation_rejects_bad_values_with_reasons():
+    params = interface.PARAMETERS_BY_NAME
+    assert "must be <= 1.0" in params["score_threshold"].validate(1.5)
+    assert "must be one of" in params["precision"].validate("int4")
+    assert "must match" in params["device"].validate("gpu0")
+    assert params["device"].validate("cuda:1") is None
+
+
+@pytest.mark.launch_ros
+def test_launch_starts_the_node():
+    launch = pytest.importorskip("launch", reason="launch_ros needs a ROS 2 install (not installable from PyPI)")
+    if not hasattr(launch, "LaunchService"):
+        pytest.skip("the installed 'launch' is not ROS 2's launch")
+    launch_ros = pytest.importorskip("launch_ros")
+    del launch_ros
+    from launch.launch_description_sources import PythonLaunchDescriptionSource
+    from launch.actions import IncludeLaunchDescription
+    import threading
+    import time
+
+    service = launch.LaunchService()
+    service.include_launch_description(launch.LaunchDescription([
+        IncludeLaunchDescription(PythonLaunchDescriptionSource(str(LAUNCH_FILE)),
+                                 launch_arguments={"device": "cpu"}.items())]))
+    thread = threading.Thread(target=service.run, daemon=True)
+    thread.start()
+    import rclpy
+
+    rclpy.init()
+    node = rclpy.create_node("launch_probe")
+    try:
+        deadline = time.monotonic() + 120
+        while interface.NODE_NAME not in node.get_node_names():
+            assert time.monotonic() < deadline, "the launched node never appeared"
+            time.sleep(0.1)
+    finally:
+        node.destroy_node()
+        rclpy.shutdown()
+        service.shutdown()
+        thread.join(timeout=30)
