@@ -1,0 +1,110 @@
+"""FC-CLIP's open-vocabulary classification: cosine logits against text embeddings (max over synonyms,
+void appended), mask pooling, and the in-/out-of-vocabulary geometric ensemble."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+def classification_logits(
+    x: Tensor, text_classifier: Tensor, logit_scale: Tensor, num_templates: Sequence[int]
+) -> Tensor:
+    """x: [B, Q, D] embeddings; text_classifier: [K+1, D] L2-normalised synonym rows then the void row;
+    logit_scale: raw scalar (exp, clamped at 100, is applied here); num_templates: len C, sum K,
+    consecutive synonym rows per class. Returns [B, Q, C+1]: per class the max over its synonyms, void last.
+    """
+    num_templates = [int(n) for n in num_templates]
+    scale = torch.clamp(logit_scale.exp(), max=100)
+    logits = scale * F.normalize(x, dim=-1) @ text_classifier.T  # [B, Q, K+1]
+    k = sum(num_templates)
+    if k != text_classifier.shape[0] - 1:
+        raise ValueError(f"num_templates sums to {k}, text_classifier has {text_classifier.shape[0] - 1} rows + void")
+    per_class = logits[..., :k]
+    if any(n != 1 for n in num_templates):
+        # Segment max over consecutive synonym columns; the index is built on the host from Python ints.
+        index = torch.repeat_interleave(torch.arange(len(num_templates)), torch.tensor(num_templates))
+        index = index.to(logits.device, non_blocking=True).expand(*logits.shape[:-1], k)
+        per_class = logits.new_full((*logits.shape[:-1], len(num_templates)), float("-inf")).scatter_reduce(
+            -1, index, per_class, reduce="amax", include_self=True
+        )
+    return torch.cat([per_class, logits[..., -1:]], dim=-1)
+
+
+class MaskPooling(nn.Module):
+    """Average of features over each mask's positive pixels (mask logit > 0); no gradient through the mask."""
+
+    def forward(self, features: Tensor, masks: Tensor) -> Tensor:
+        """features: [B, C, H, W]; masks: [B, Q, h, w] logits (resized bilinearly to H x W if needed).
+        Returns [B, Q, C]; an empty mask gives zeros."""
+        if masks.shape[-2:] != features.shape[-2:]:
+            masks = F.interpolate(masks, size=features.shape[-2:], mode="bilinear", align_corners=False)
+        with torch.no_grad():
+            binary = (masks.detach() > 0).to(features.dtype)
+            weights = binary / (binary.sum(dim=(-1, -2), keepdim=True) + 1e-8)
+        return torch.einsum("bchw,bqhw->bqc", features, weights)
+
+
+def geometric_ensemble(
+    in_vocab_logits: Tensor,
+    out_vocab_logits: Tensor,
+    category_overlapping_mask: Tensor,
+    alpha: float,
+    beta: float,
+    valid: Tensor | None = None,
+) -> Tensor:
+    """FC-CLIP's ensemble. in_vocab_logits, out_vocab_logits: [B, Q, C+1] (void last);
+    category_overlapping_mask: [C] (1 = class seen in training -> alpha, else beta);
+    valid: optional [B, Q] bool (query's CLIP mask-pool not empty); where False, the out-of-vocabulary
+    classifier gets weight 0. Returns log-probabilities [B, Q, C+1] (void last).
+    """
+    p_in = in_vocab_logits[..., :-1].softmax(-1)  # void dropped before the softmax
+    p_out = out_vocab_logits[..., :-1].softmax(-1)
+    seen = category_overlapping_mask.to(device=p_in.device, dtype=p_in.dtype)
+    a: Tensor | float = alpha
+    b: Tensor | float = beta
+    if valid is not None:
+        v = valid.to(p_in.dtype).unsqueeze(-1)
+        a = torch.ones_like(p_in) * alpha * v
+        b = torch.ones_like(p_in) * beta * v
+    cls_seen = (p_in ** (1 - a) * p_out**a).log() * seen
+    cls_unseen = (p_in ** (1 - b) * p_out**b).log() * (1 - seen)
+    void = in_vocab_logits.softmax(-1)[..., -1:]
+    probs = torch.cat([(cls_seen + cls_unseen).softmax(-1) * (1.0 - void), void], dim=-1)
+    return torch.log(probs + 1e-8)
+
+
+def fcclip_ensemble(
+    pred_logits: Tensor,
+    pred_masks: Tensor,
+    clip_vis_dense: Tensor,
+    visual_prediction,
+    text_classifier: Tensor,
+    clip_logit_scale: Tensor,
+    num_templates: Sequence[int],
+    category_overlapping_mask: Tensor,
+    alpha: float = 0.4,
+    beta: float = 0.8,
+    on_valid_mask: bool = False,
+) -> dict[str, Tensor]:
+    """Out-of-vocabulary classification from frozen CLIP features and the ensemble (FCCLIP inference).
+
+    pred_logits [B,Q,C+1], pred_masks [B,Q,H/4,W/4] (head outputs); clip_vis_dense [B,c5,h,w];
+    visual_prediction: callable [B,Q,c5] -> [B,Q,D] (ClipBackbone.visual_prediction);
+    clip_logit_scale: the CLIP model's raw logit scale. Returns mask_for_pooling [B,Q,h,w],
+    pooled_clip_feature [B,Q,D], out_vocab_logits [B,Q,C+1], class_log_probs [B,Q,C+1].
+    """
+    mask_for_pooling = F.interpolate(pred_masks, size=clip_vis_dense.shape[-2:], mode="bilinear", align_corners=False)
+    pooled = visual_prediction(MaskPooling()(clip_vis_dense, mask_for_pooling))
+    out_vocab = classification_logits(pooled, text_classifier, clip_logit_scale, num_templates)
+    valid = (mask_for_pooling > 0).flatten(2).any(-1) if on_valid_mask else None
+    log_probs = geometric_ensemble(pred_logits, out_vocab, category_overlapping_mask, alpha, beta, valid)
+    return {
+        "mask_for_pooling": mask_for_pooling,
+        "pooled_clip_feature": pooled,
+        "out_vocab_logits": out_vocab,
+        "class_log_probs": log_probs,
+    }

@@ -1,0 +1,26 @@
+"""Chooses the pixel decoder named by cfg.pixel_decoder.name."""
+
+from __future__ import annotations
+
+from torch import nn
+
+from ..config import PixelDecoderConfig
+from .fpn import FPNPixelDecoder
+from .msdeform import MSDeformAttnPixelDecoder
+
+
+def build_pixel_decoder(cfg: PixelDecoderConfig, in_channels: dict[str, int]) -> nn.Module:
+    """in_channels: res2..res5 widths. The module maps features to (mask_features, [1/32, 1/16, 1/8])."""
+    if cfg.name == "msdeform":
+        return MSDeformAttnPixelDecoder(
+            in_channels,
+            conv_dim=cfg.conv_dim,
+            mask_dim=cfg.mask_dim,
+            num_heads=cfg.num_heads,
+            num_encoder_layers=cfg.num_encoder_layers,
+            encoder_ffn_dim=cfg.encoder_ffn_dim,
+            num_points=cfg.num_points,
+        )
+    if cfg.name == "fpn":
+        return FPNPixelDecoder(in_channels, conv_dim=cfg.conv_dim, mask_dim=cfg.mask_dim)
+    raise ValueError(f"unknown pixel decoder {cfg.name!r}; known: 'msdeform', 'fpn'")

@@ -1,0 +1,1 @@
+"""Console commands: demo, eval-bag, bag writer, FC-CLIP converter."""

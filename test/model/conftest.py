@@ -1,0 +1,1 @@
+"""Model tests (pure PyTorch, CPU)."""
