@@ -4,6 +4,10 @@ safetensors cannot execute code on load (unlike pickle) and the embedded config 
 self-describing: the model is rebuilt from the config, then its weights are loaded strictly.
 Metadata: ``format`` = "pmp_ros.checkpoint", ``version`` = "1", ``config`` = JSON of ModelConfig, plus
 any caller-supplied string entries (e.g. training step, dataset).
+
+float32 tensors whose values are all exactly representable in float16 are stored as float16 (lossless:
+loading copies them back into float32 parameters bit for bit). The frozen CLIP towers of the shipped
+models are rounded to float16 before the segmenter is trained on them, so they take half the space.
 """
 
 from __future__ import annotations
@@ -79,8 +83,17 @@ def _standalone_tensors(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.
         ):
             t = t.clone(memory_format=torch.contiguous_format)
         seen.add(t.untyped_storage().data_ptr())
-        out[name] = t
+        out[name] = _compact(t)
     return out
+
+
+def _compact(tensor: torch.Tensor) -> torch.Tensor:
+    """float16 copy of a float32 tensor when that loses nothing, else the tensor itself."""
+    if tensor.dtype == torch.float32 and tensor.numel() > 0:
+        half = tensor.to(torch.float16)
+        if torch.equal(half.to(torch.float32), tensor):
+            return half
+    return tensor
 
 
 def read_checkpoint(

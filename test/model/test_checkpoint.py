@@ -98,3 +98,16 @@ def test_wrong_format_or_version(tmp_path, metadata, message):
 def test_reserved_metadata_key_rejected(tmp_path):
     with pytest.raises(CheckpointError, match="reserved"):
         save_checkpoint(tmp_path / "r.safetensors", Tiny(), config(), {"config": "x"})
+
+
+def test_float16_exact_tensors_are_stored_compactly_and_load_exactly(tmp_path):
+    model = nn.Linear(64, 64)
+    with torch.no_grad():
+        model.weight.copy_(model.weight.half().float())  # exactly representable in float16
+        model.bias.add_(1e-7)  # not representable: must stay float32
+    path = save_checkpoint(tmp_path / "m.safetensors", model, config())
+    state, _, _ = read_checkpoint(path)
+    assert state["weight"].dtype == torch.float16 and state["bias"].dtype == torch.float32
+    rebuilt, _ = load_checkpoint(path, lambda c: nn.Linear(64, 64))
+    assert rebuilt.weight.dtype == torch.float32
+    assert torch.equal(rebuilt.weight, model.weight) and torch.equal(rebuilt.bias, model.bias)

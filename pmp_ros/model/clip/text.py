@@ -49,8 +49,6 @@ class ClipTextEncoder(nn.Module):
                 f"unsupported CLIP text tower in {type(open_clip_model).__name__}: ClipTextEncoder needs "
                 "open_clip's built-in CLIP text transformer"
             )
-        if not templates or any(t.count("{}") != 1 for t in templates):
-            raise ValueError(f"templates must be non-empty and each hold exactly one '{{}}': {list(templates)}")
         self.token_embedding = open_clip_model.token_embedding
         self.positional_embedding = open_clip_model.positional_embedding
         self.transformer = open_clip_model.transformer
@@ -67,7 +65,7 @@ class ClipTextEncoder(nn.Module):
             raise ValueError(
                 f"tokenizer context length {probe.shape[-1]} != text tower context length {self.context_length}"
             )
-        self.templates = tuple(templates)
+        self.templates = _checked_templates(templates)
         self.width = self.transformer.width
         proj = self.text_projection
         if isinstance(proj, nn.Linear):
@@ -93,19 +91,23 @@ class ClipTextEncoder(nn.Module):
         self._class_cache.clear()
         self._prompt_cache.clear()
 
-    def class_embeddings(self, names: Sequence[str]) -> torch.Tensor:
-        """names (K) -> float [K,D]: per name, normalise each template's embedding, average, normalise."""
-        key = self._key(names)
+    def class_embeddings(self, names: Sequence[str], templates: Sequence[str] | None = None) -> torch.Tensor:
+        """names (K) -> float [K,D]: per name, normalise each template's embedding, average, normalise.
+
+        templates: None = the encoder's own; others are checked like the constructor's.
+        """
+        templates = self.templates if templates is None else _checked_templates(templates)
+        key = self._key(names) + (templates,)
         if key in self._class_cache:
             self._class_cache.move_to_end(key)
             return self._class_cache[key]
-        texts = [template.format(name) for name in names for template in self.templates]
+        texts = [template.format(name) for name in names for template in templates]
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.frozen):
             tokens = self._tokenize(texts)
             features = self._encode(tokens)  # [K*T, L, W_t]
             pooled = text_global_pool(features, tokens, self.pool_type, eos_token_id=self.eos_id)
             embeddings = F.normalize(self._project(pooled), dim=-1)
-            embeddings = embeddings.reshape(len(names), len(self.templates), self.embed_dim).mean(dim=1)
+            embeddings = embeddings.reshape(len(names), len(templates), self.embed_dim).mean(dim=1)
             embeddings = F.normalize(embeddings, dim=-1)
         self._store(self._class_cache, key, embeddings)
         return embeddings
@@ -173,3 +175,9 @@ class ClipTextEncoder(nn.Module):
         if self.text_projection is None:
             return pooled
         return pooled @ self.text_projection
+
+
+def _checked_templates(templates: Sequence[str]) -> tuple[str, ...]:
+    if not templates or any(not isinstance(t, str) or t.count("{}") != 1 for t in templates):
+        raise ValueError(f"templates must be non-empty and each hold exactly one '{{}}': {list(templates)}")
+    return tuple(templates)
