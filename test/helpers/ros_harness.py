@@ -109,7 +109,8 @@ class NodeProcess:
         return self.process.poll()
 
     def output(self) -> str:
-        self._log.flush()
+        if not self._log.closed:  # stop() closes it; the file stays readable
+            self._log.flush()
         return self._log_path.read_text(errors="replace")
 
     def wait_for_output(self, text: str, timeout: float = 60.0) -> None:

@@ -1,0 +1,131 @@
+"""sensor_msgs/Image and CompressedImage <-> numpy, without cv_bridge (numpy and OpenCV only).
+
+Raw images become views of the message's buffer (np.frombuffer with strides from `step`: no copy) when
+the layout allows; conversions to RGB copy only when the pixel format differs. Every malformed message
+raises ImageConversionError with the reason, before any out-of-bounds access.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import cv2
+import numpy as np
+from sensor_msgs.msg import Image
+
+# encoding -> (numpy dtype, channels)
+ENCODINGS: dict[str, tuple[np.dtype, int]] = {
+    "rgb8": (np.dtype(np.uint8), 3),
+    "bgr8": (np.dtype(np.uint8), 3),
+    "rgba8": (np.dtype(np.uint8), 4),
+    "bgra8": (np.dtype(np.uint8), 4),
+    "mono8": (np.dtype(np.uint8), 1),
+    "mono16": (np.dtype(np.uint16), 1),
+    "16UC1": (np.dtype(np.uint16), 1),
+    "32FC1": (np.dtype(np.float32), 1),
+}
+DEPTH_ENCODINGS = ("16UC1", "32FC1", "mono16")
+DEFAULT_MAX_PIXELS = 4096 * 4096
+
+
+class ImageConversionError(ValueError):
+    """A message that cannot be read as an image; the text says why."""
+
+
+def image_to_array(msg: Image, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """A view of msg.data: [H,W,C] for colour encodings, [H,W] for single-channel ones, in the message's
+    dtype and byte order (a big-endian view is still zero-copy; numpy reads it correctly)."""
+    if msg.encoding not in ENCODINGS:
+        raise ImageConversionError(f"unsupported encoding {msg.encoding!r} (supported: {', '.join(ENCODINGS)})")
+    dtype, channels = ENCODINGS[msg.encoding]
+    height, width, step = int(msg.height), int(msg.width), int(msg.step)
+    if height == 0 or width == 0:
+        raise ImageConversionError(f"empty image ({width}x{height})")
+    if height * width > max_pixels:
+        raise ImageConversionError(f"image too large: {width}x{height} > {max_pixels} pixels")
+    pixel_bytes = dtype.itemsize * channels
+    if step < width * pixel_bytes:
+        raise ImageConversionError(f"step {step} < width {width} x {pixel_bytes} bytes per pixel")
+    if step % dtype.itemsize:
+        raise ImageConversionError(f"step {step} is not a multiple of the {dtype.itemsize}-byte sample size")
+    # The last row needs only its pixels, not its padding.
+    needed = (height - 1) * step + width * pixel_bytes
+    if len(msg.data) < needed:
+        raise ImageConversionError(f"truncated data: {len(msg.data)} bytes, {width}x{height} {msg.encoding} "
+                                   f"with step {step} needs {needed}")
+    if msg.is_bigendian and dtype.itemsize > 1:
+        dtype = dtype.newbyteorder(">")
+    shape = (height, width, channels) if channels > 1 else (height, width)
+    strides = (step, pixel_bytes, dtype.itemsize) if channels > 1 else (step, pixel_bytes)
+    # rclpy stores uint8[] as array.array (a writable buffer): the array is a view of it.
+    data = msg.data if isinstance(msg.data, (bytes, bytearray)) else memoryview(msg.data).cast("B")
+    return np.ndarray(shape, dtype=dtype, buffer=data, strides=strides)
+
+
+def to_rgb8(array: np.ndarray, encoding: str) -> np.ndarray:
+    """uint8 [H,W,3] RGB for the model; rgb8 input is returned as is (a view), others are converted.
+    mono16 keeps its 8 most significant bits. Depth encodings are not colour images."""
+    if encoding == "rgb8":
+        return array
+    if encoding == "bgr8":
+        return array[..., ::-1]
+    if encoding == "rgba8":
+        return array[..., :3]
+    if encoding == "bgra8":
+        return array[..., 2::-1]
+    if encoding == "mono8":
+        return np.repeat(array[..., None], 3, axis=2)
+    if encoding == "mono16":
+        return np.repeat((array >> 8).astype(np.uint8)[..., None], 3, axis=2)
+    raise ImageConversionError(f"encoding {encoding!r} is not a colour image")
+
+
+def image_to_rgb8(msg: Image, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """sensor_msgs/Image -> uint8 [H,W,3] RGB (a view where possible)."""
+    return to_rgb8(image_to_array(msg, max_pixels), msg.encoding)
+
+
+def compressed_to_rgb8(msg: Any, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """sensor_msgs/CompressedImage (jpeg, png, ...) -> uint8 [H,W,3] RGB."""
+    if len(msg.data) == 0:
+        raise ImageConversionError("empty compressed image")
+    data = np.frombuffer(msg.data if isinstance(msg.data, (bytes, bytearray)) else memoryview(msg.data).cast("B"),
+                         np.uint8)
+    bgr = cv2.imdecode(data, cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise ImageConversionError(f"cannot decode compressed image (format {msg.format!r}, {data.size} bytes)")
+    if bgr.shape[0] * bgr.shape[1] > max_pixels:
+        raise ImageConversionError(f"image too large: {bgr.shape[1]}x{bgr.shape[0]} > {max_pixels} pixels")
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def depth_to_array(msg: Image, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """A depth image: uint16 [H,W] millimetres (16UC1, mono16) or float32 [H,W] metres (32FC1), native
+    byte order (geometry.depth_in_metres converts)."""
+    if msg.encoding not in DEPTH_ENCODINGS:
+        raise ImageConversionError(f"depth encoding must be one of {', '.join(DEPTH_ENCODINGS)}, "
+                                   f"got {msg.encoding!r}")
+    array = image_to_array(msg, max_pixels)
+    return array if array.dtype.isnative else array.astype(array.dtype.newbyteorder("="))
+
+
+def array_to_image(array: np.ndarray, encoding: str, header: Any = None) -> Image:
+    """numpy [H,W(,C)] -> sensor_msgs/Image (copies the pixels into the message, native byte order)."""
+    dtype, channels = ENCODINGS[encoding]
+    expected = array.shape[:2] + ((channels,) if channels > 1 else ())
+    if array.shape != expected or array.dtype != dtype:
+        raise ImageConversionError(f"{encoding} needs {dtype} {expected}-shaped data, got {array.dtype} "
+                                   f"{array.shape}")
+    array = np.ascontiguousarray(array)
+    msg = Image(height=array.shape[0], width=array.shape[1], encoding=encoding,
+                is_bigendian=int(sys.byteorder == "big"), step=array.shape[1] * dtype.itemsize * channels)
+    if header is not None:
+        msg.header = header
+    msg.data = array.tobytes()
+    return msg
+
+
+def label_image_to_msg(label_image: np.ndarray, header: Any = None) -> Image:
+    """uint16 [H,W] label image -> mono16 Image (pixel value = instance id)."""
+    return array_to_image(label_image.astype(np.uint16, copy=False), "mono16", header)

@@ -1,0 +1,319 @@
+"""The pmp_segmenter node: ROS glue around model/inference.Predictor (behaviour documented in docs/node.md).
+
+Threads: the executor runs the callbacks, which only store messages (the newest frame, the instruction,
+depth); one worker thread converts, runs the model and publishes, so a slow model never builds a queue.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import rclpy
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
+from rclpy.exceptions import ParameterException
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.node import Node
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
+from std_msgs.msg import String
+from visualization_msgs.msg import MarkerArray
+
+from pmp_ros import paths
+from pmp_ros.geometry import locate_instances
+from pmp_ros.ros import interface, messages
+from pmp_ros.ros.environment import configure_dds_environment
+from pmp_ros.ros.image_conversion import (ImageConversionError, compressed_to_rgb8, depth_to_array,
+                                          image_to_rgb8)
+from pmp_ros.ros.pipeline import DepthCache, Frame, FrameSlot, RollingStats, Target, instruction_problem
+from pmp_ros_msgs.msg import LabelledPointArray, SegmentationResult
+
+DEFAULT_MODEL = "pmp_default.safetensors"
+READY_TEXT = "pmp_segmenter ready"
+LOG_THROTTLE_S = 5.0
+DEPTH_WINDOW = 5  # pixels around the interior point whose median depth is used
+# Settings of the Predictor's InferenceConfig that follow a parameter of the same name at run time.
+INFERENCE_PARAMETERS = ("score_threshold", "mask_threshold", "max_instances")
+
+
+class StartupError(Exception):
+    """The node cannot start (bad parameter, model file); main prints it as one line and exits non-zero."""
+
+
+def _descriptor(spec: interface.Parameter) -> ParameterDescriptor:
+    descriptor = ParameterDescriptor(name=spec.name, description=spec.description, read_only=not spec.dynamic)
+    if isinstance(spec.default, float):
+        descriptor.floating_point_range = [FloatingPointRange(from_value=float(spec.min_value),
+                                                              to_value=float(spec.max_value), step=0.0)]
+    elif isinstance(spec.default, int) and not isinstance(spec.default, bool) and spec.min_value is not None:
+        descriptor.integer_range = [IntegerRange(from_value=int(spec.min_value), to_value=int(spec.max_value),
+                                                 step=1)]
+    if spec.choices:
+        descriptor.additional_constraints = f"one of {list(spec.choices)}"
+    elif spec.pattern:
+        descriptor.additional_constraints = f"matches {spec.pattern}"
+    return descriptor
+
+
+def _qos(depth: int, reliable: bool, transient_local: bool = False) -> QoSProfile:
+    return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=depth,
+                      reliability=ReliabilityPolicy.RELIABLE if reliable else ReliabilityPolicy.BEST_EFFORT,
+                      durability=DurabilityPolicy.TRANSIENT_LOCAL if transient_local else DurabilityPolicy.VOLATILE)
+
+
+def _stamp_seconds(stamp) -> float:
+    return stamp.sec + stamp.nanosec * 1e-9
+
+
+class SegmenterNode(Node):
+    def __init__(self) -> None:
+        super().__init__(interface.NODE_NAME)
+        self.params = self._declare_parameters()
+        self.predictor, model_cfg = self._load_model()
+        self._parse, self._parse_error = _instruction_parser()
+        self.model_name = Path(self.model_path).name
+        self._train_classes = tuple(model_cfg.train_classes)
+        self.slot = FrameSlot()
+        self.depth_cache = DepthCache()
+        self.stats = RollingStats()
+        self.camera_info: CameraInfo | None = None
+        self.bad_images = self.bad_instructions = self.stale_results = self.errors = 0
+        self._create_interfaces()
+        self.add_on_set_parameters_callback(self._check_parameters)
+        self.add_post_set_parameters_callback(self._apply_parameters)
+        self._worker = threading.Thread(target=self._work, name="pmp_inference", daemon=True)
+        self._worker.start()
+        self.get_logger().info(f"{READY_TEXT}: model {self.model_path} on {self.predictor.device} "
+                               f"({str(self.predictor.dtype).removeprefix('torch.')})")
+
+    # -- startup -------------------------------------------------------------------------------------
+    def _declare_parameters(self) -> dict:
+        try:
+            for spec in interface.PARAMETERS:
+                self.declare_parameter(spec.name, spec.default, _descriptor(spec))
+        except ParameterException as error:
+            raise StartupError(f"invalid parameter: {error}") from None
+        values = {spec.name: self.get_parameter(spec.name).value for spec in interface.PARAMETERS}
+        for spec in interface.PARAMETERS:
+            reason = spec.validate(values[spec.name])
+            if reason:
+                raise StartupError(f"invalid parameter: {reason}")
+        return values
+
+    def _load_model(self):
+        import torch
+
+        from pmp_ros.model.inference import Predictor
+
+        p = self.params
+        if p["cpu_threads"]:
+            torch.set_num_threads(p["cpu_threads"])
+        self.model_path = p["model_path"] or str(paths.model_file(DEFAULT_MODEL))
+        if not Path(self.model_path).is_file():
+            raise StartupError(f"model file not found: {self.model_path} (set the model_path parameter)")
+        try:
+            predictor, model_cfg = Predictor.from_checkpoint(
+                self.model_path, p["device"], p["precision"], size=(p["inference_height"], p["inference_width"]),
+                **{name: p[name] for name in INFERENCE_PARAMETERS})
+            predictor.warmup()
+        except Exception as error:  # any failure to load is fatal and reported as one line
+            raise StartupError(f"cannot load model {self.model_path}: {type(error).__name__}: {error}") from None
+        return predictor, model_cfg
+
+    def _create_interfaces(self) -> None:
+        p = self.params
+        image_qos = _qos(1, p["image_reliability"] == "reliable")
+        if p["image_transport"] == "compressed":
+            self.create_subscription(CompressedImage, interface.IMAGE_TOPIC + "/compressed",
+                                     lambda msg: self.slot.put(Frame(msg, True, time.monotonic())), image_qos)
+        else:
+            self.create_subscription(Image, interface.IMAGE_TOPIC,
+                                     lambda msg: self.slot.put(Frame(msg, False, time.monotonic())), image_qos)
+        self.create_subscription(String, interface.INSTRUCTION_TOPIC, self._on_instruction, _qos(1, True, True))
+        if p["use_depth"]:
+            self.create_subscription(Image, interface.DEPTH_TOPIC,
+                                     lambda msg: self.depth_cache.add(_stamp_seconds(msg.header.stamp), msg),
+                                     image_qos)
+            self.create_subscription(CameraInfo, interface.DEPTH_INFO_TOPIC,
+                                     lambda msg: setattr(self, "camera_info", msg), _qos(1, True))
+        self.segmentation_pub = self.create_publisher(SegmentationResult, interface.SEGMENTATION_TOPIC, 5)
+        self.points_pub = self.create_publisher(LabelledPointArray, interface.POINTS_TOPIC, 5)
+        self.overlay_pub = self.create_publisher(Image, interface.OVERLAY_TOPIC, 2)
+        self.markers_pub = self.create_publisher(MarkerArray, interface.MARKERS_TOPIC, 2)
+        self.diagnostics_pub = self.create_publisher(DiagnosticArray, interface.DIAGNOSTICS_TOPIC, 10)
+        self.create_timer(1.0, self._publish_diagnostics)
+
+    # -- parameters ----------------------------------------------------------------------------------
+    def _check_parameters(self, parameters) -> SetParametersResult:
+        for parameter in parameters:
+            spec = interface.PARAMETERS_BY_NAME.get(parameter.name)
+            reason = spec.validate(parameter.value) if spec else f"unknown parameter {parameter.name}"
+            if reason:
+                return SetParametersResult(successful=False, reason=reason)
+        return SetParametersResult(successful=True)
+
+    def _apply_parameters(self, parameters) -> None:
+        changes = {parameter.name: parameter.value for parameter in parameters}
+        self.params = {**self.params, **changes}
+        inference = {name: value for name, value in changes.items() if name in INFERENCE_PARAMETERS}
+        if inference:
+            self.predictor.cfg = replace(self.predictor.cfg, **inference)
+
+    def _text_settings(self) -> tuple[tuple[str, ...], tuple[str, ...] | None]:
+        """(context classes, templates or None = the model's own) from the parameters ([''] = default)."""
+        context = tuple(c for c in self.params["context_vocabulary"] if c) or self._train_classes
+        templates = tuple(t for t in self.params["prompt_templates"] if t) or None
+        return context, templates
+
+    # -- inputs --------------------------------------------------------------------------------------
+    def _on_instruction(self, msg: String) -> None:
+        text = msg.data
+        if not text.strip():
+            self.slot.set_target(text, None)
+            self.get_logger().info("empty instruction: target cleared, publishing nothing until the next one")
+            return
+        problem = instruction_problem(text, self.params["max_instruction_length"])
+        prompts: tuple[str, ...] = ()
+        if problem is None:
+            try:
+                prompts = tuple(self._parse(text).prompts)
+                problem = None if prompts else "no object phrase found"
+            except self._parse_error as error:
+                problem = str(error)
+            except Exception as error:  # a parser bug must not take the node down with it
+                problem = f"instruction parser failed: {type(error).__name__}: {error}"
+        if problem:
+            self.slot.set_target(text, None)
+            self.bad_instructions += 1
+            self.get_logger().warning(f"rejected instruction {text[:60]!r}{'...' if len(text) > 60 else ''}: "
+                                      f"{problem}; target cleared", throttle_duration_sec=LOG_THROTTLE_S)
+            return
+        self.slot.set_target(text, prompts)
+        self.get_logger().info(f"instruction {text!r} -> prompts {list(prompts)}")
+
+    def _depth_for(self, image_msg, shape: tuple[int, int]):
+        """(depth array, K) matched to the colour frame, or (None, None) without usable depth."""
+        if not self.params["use_depth"] or self.camera_info is None:
+            return None, None
+        depth_msg = self.depth_cache.match(_stamp_seconds(image_msg.header.stamp), self.params["depth_max_age"])
+        if depth_msg is None:
+            return None, None
+        try:
+            depth = depth_to_array(depth_msg)
+            if depth.shape != shape:
+                raise ImageConversionError(f"depth image {depth.shape[1]}x{depth.shape[0]} does not match the "
+                                           f"colour image {shape[1]}x{shape[0]}")
+        except ImageConversionError as error:
+            self._bad_input("depth image", error)
+            return None, None
+        return depth, self.camera_info.k
+
+    def _bad_input(self, what: str, error: Exception) -> None:
+        self.bad_images += 1
+        self.get_logger().warning(f"ignored bad {what}: {error}", throttle_duration_sec=LOG_THROTTLE_S)
+
+    # -- worker --------------------------------------------------------------------------------------
+    def _work(self) -> None:
+        encoded = None  # (generation, context, templates) of the text features held by the predictor
+        while (item := self.slot.take()) is not None:
+            frame, target = item
+            if target.prompts is None:
+                continue
+            try:
+                context, templates = self._text_settings()
+                if encoded != (target.generation, context, templates):
+                    self.predictor.set_prompts(target.prompts, context, templates)
+                    encoded = (target.generation, context, templates)
+                self._process(frame, target)
+            except ImageConversionError as error:
+                self._bad_input("image", error)
+            except Exception as error:  # keep serving frames; the diagnostics report the error count
+                self.errors += 1
+                encoded = None
+                self.get_logger().error(f"frame failed: {type(error).__name__}: {error}",
+                                        throttle_duration_sec=LOG_THROTTLE_S)
+
+    def _process(self, frame: Frame, target: Target) -> None:
+        msg = frame.msg
+        rgb = compressed_to_rgb8(msg) if frame.compressed else image_to_rgb8(msg)
+        depth, k = self._depth_for(msg, rgb.shape[:2])
+        start = time.monotonic()
+        prediction = self.predictor.predict([rgb])[0]
+        inference_s = time.monotonic() - start
+        points = locate_instances([i.mask for i in prediction.instances], depth, k, DEPTH_WINDOW)
+        outputs = [(self.segmentation_pub, messages.segmentation_result(msg.header, target.instruction,
+                                                                        target.prompts, prediction)),
+                   (self.points_pub, messages.labelled_points(msg.header, target.instruction, prediction, points))]
+        if self.overlay_pub.get_subscription_count():
+            outputs.append((self.overlay_pub, messages.overlay_image(rgb, prediction, points, msg.header)))
+        if self.markers_pub.get_subscription_count():
+            outputs.append((self.markers_pub, messages.target_markers(msg.header, prediction, points)))
+
+        def publish() -> None:
+            for publisher, message in outputs:
+                publisher.publish(message)
+
+        if self.slot.publish_if_current(target, publish):
+            self.stats.add(time.monotonic() - frame.received, inference_s)
+        else:
+            self.stale_results += 1
+
+    def _publish_diagnostics(self) -> None:
+        summary = self.stats.summary()
+        target = self.slot.target
+        level = DiagnosticStatus.OK if target.prompts else DiagnosticStatus.WARN
+        values = {"rate_hz": f"{summary['rate']:.2f}", "latency_p50_ms": f"{summary['latency_p50_ms']:.1f}",
+                  "inference_p50_ms": f"{summary['inference_p50_ms']:.1f}", "dropped_frames": self.slot.dropped,
+                  "bad_images": self.bad_images, "bad_instructions": self.bad_instructions,
+                  "stale_results": self.stale_results, "errors": self.errors, "model": self.model_name,
+                  "device": self.predictor.device, "instruction": target.instruction}
+        message = "segmenting" if target.prompts else "waiting for a valid instruction"
+        self.diagnostics_pub.publish(messages.diagnostics(self.get_clock().now().to_msg(),
+                                                          f"{interface.NODE_NAME}: segmentation",
+                                                          str(self.predictor.device), level, message, values))
+
+    def close(self) -> None:
+        self.slot.close()
+        self._worker.join(timeout=10.0)
+
+
+def _instruction_parser():
+    """(parse_instruction, InstructionParseError), imported here only: the data package is optional for
+    everything else in this module."""
+    try:
+        from pmp_ros.data.instructions import InstructionParseError, parse_instruction
+    except ImportError as error:
+        raise StartupError(f"instruction parser unavailable: {error}") from None
+    return parse_instruction, InstructionParseError
+
+
+def main(args: list[str] | None = None) -> int:
+    """Console entry `pmp_node`. Exit code 0 on SIGINT/SIGTERM, 1 with one message line if startup fails."""
+    configure_dds_environment()
+    rclpy.init(args=args)
+    node = None
+    code = 0
+    try:
+        node = SegmenterNode()
+        executor = MultiThreadedExecutor()
+        executor.add_node(node)
+        executor.spin()
+    except StartupError as error:
+        print(f"{interface.NODE_NAME}: startup failed: {error}", file=sys.stderr, flush=True)
+        code = 1
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        if node is not None:
+            node.close()
+            node.destroy_node()
+        rclpy.try_shutdown()
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

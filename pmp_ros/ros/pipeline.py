@@ -1,0 +1,147 @@
+"""The node's frame handling, without ROS: newest-frame slot, instruction state, depth matching, statistics.
+
+Kept apart from node.py so the concurrency rules are plain Python and unit-tested.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import unicodedata
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+# Whitespace control characters an instruction may contain (typed multi-line text); others are rejected.
+_ALLOWED_CONTROL = "\t\n\r"
+
+
+def instruction_problem(text: str, max_length: int) -> str | None:
+    """Why an instruction is rejected before parsing, or None. Empty text is not a problem: it clears."""
+    if len(text) > max_length:
+        return f"instruction too long ({len(text)} > max_instruction_length {max_length} characters)"
+    bad = [c for c in text if unicodedata.category(c) == "Cc" and c not in _ALLOWED_CONTROL]
+    if bad:
+        return f"instruction contains control character(s) {sorted({hex(ord(c)) for c in bad})[:5]}"
+    return None
+
+
+@dataclass(frozen=True)
+class Target:
+    """What the node segments: generation counts instruction changes; prompts None = no target."""
+
+    generation: int
+    instruction: str
+    prompts: tuple[str, ...] | None
+
+
+@dataclass(frozen=True)
+class Frame:
+    """A received image message and when it arrived (time.monotonic())."""
+
+    msg: Any
+    compressed: bool
+    received: float
+
+
+class FrameSlot:
+    """Holds only the newest unprocessed frame; a frame replaced before processing counts as dropped.
+
+    Also holds the target, under the same lock: `publish_if_current` runs a publication only while the
+    target that a result was computed for is still current, so a callback that changes the instruction
+    either happens before (the result is discarded) or after (the old result was already out).
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._frame: Frame | None = None
+        self._closed = False
+        self.dropped = 0
+        self.target = Target(0, "", None)
+
+    def put(self, frame: Frame) -> None:
+        with self._cond:
+            if self._frame is not None:
+                self.dropped += 1
+            self._frame = frame
+            self._cond.notify()
+
+    def take(self, timeout: float | None = None) -> tuple[Frame, Target] | None:
+        """Wait for a frame; returns it with the current target, or None when closed or timed out."""
+        with self._cond:
+            self._cond.wait_for(lambda: self._frame is not None or self._closed, timeout)
+            if self._closed or self._frame is None:
+                return None
+            frame, self._frame = self._frame, None
+            return frame, self.target
+
+    def set_target(self, instruction: str, prompts: tuple[str, ...] | None) -> Target:
+        with self._cond:
+            self.target = Target(self.target.generation + 1, instruction, prompts)
+            return self.target
+
+    def publish_if_current(self, target: Target, publish) -> bool:
+        with self._cond:
+            if target.generation != self.target.generation:
+                return False
+            publish()
+            return True
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+
+class DepthCache:
+    """The last few depth images; `match` picks the one closest in time to a colour stamp."""
+
+    def __init__(self, size: int = 5) -> None:
+        self._items: deque[tuple[float, Any]] = deque(maxlen=size)
+        self._lock = threading.Lock()
+
+    def add(self, stamp_s: float, msg: Any) -> None:
+        with self._lock:
+            self._items.append((stamp_s, msg))
+
+    def match(self, stamp_s: float, max_age_s: float) -> Any | None:
+        with self._lock:
+            items = list(self._items)
+        if not items:
+            return None
+        best_stamp, best = min(items, key=lambda item: abs(item[0] - stamp_s))
+        return best if abs(best_stamp - stamp_s) <= max_age_s else None
+
+
+class RollingStats:
+    """Results and latencies of the last `window_s` seconds (thread-safe)."""
+
+    def __init__(self, window_s: float = 5.0) -> None:
+        self.window_s = window_s
+        self._events: deque[tuple[float, float, float]] = deque()  # (time, latency s, inference s)
+        self._lock = threading.Lock()
+
+    def add(self, latency_s: float, inference_s: float, now: float | None = None) -> None:
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            self._events.append((now, latency_s, inference_s))
+            self._trim(now)
+
+    def summary(self, now: float | None = None) -> dict[str, float]:
+        """rate (results/s), latency_p50_ms (arrival to publication), inference_p50_ms."""
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            self._trim(now)
+            events = list(self._events)
+        if not events:
+            return {"rate": 0.0, "latency_p50_ms": 0.0, "inference_p50_ms": 0.0}
+        latencies = np.array([e[1] for e in events])
+        inference = np.array([e[2] for e in events])
+        return {"rate": len(events) / self.window_s, "latency_p50_ms": float(np.median(latencies) * 1e3),
+                "inference_p50_ms": float(np.median(inference) * 1e3)}
+
+    def _trim(self, now: float) -> None:
+        while self._events and self._events[0][0] < now - self.window_s:
+            self._events.popleft()

@@ -1,0 +1,128 @@
+"""Output messages built from a hand-made Prediction, and the node's pure frame handling (pipeline)."""
+
+import threading
+
+import numpy as np
+import pytest
+from builtin_interfaces.msg import Time
+from diagnostic_msgs.msg import DiagnosticStatus
+from std_msgs.msg import Header
+from visualization_msgs.msg import Marker
+
+from pmp_ros.geometry import PointEstimate
+from pmp_ros.model.inference import Instance, Prediction
+from pmp_ros.ros import messages
+from pmp_ros.ros.image_conversion import image_to_array
+from pmp_ros.ros.pipeline import DepthCache, Frame, FrameSlot, RollingStats, instruction_problem
+
+HEADER = Header(stamp=Time(sec=12, nanosec=345), frame_id="camera_optical")
+
+
+def _prediction():
+    label = np.zeros((20, 30), np.uint16)
+    label[2:6, 3:9] = 1
+    label[10:15, 20:30] = 2
+    instances = [Instance(1, "red star", 0, 0.9, (3, 2, 8, 5), 24, label == 1),
+                 Instance(2, "green ring", 1, 0.7, (20, 10, 29, 14), 50, label == 2)]
+    return Prediction(label, instances, np.full((20, 30), -1, np.int32))
+
+
+POINTS = [PointEstimate(5, 3, (0.1, -0.2, 1.5)), PointEstimate(25, 12, None)]
+
+
+def test_segmentation_result():
+    result = messages.segmentation_result(HEADER, "pick up the red star", ["red star", "green ring"], _prediction())
+    assert result.header == HEADER and result.label_image.header == HEADER
+    assert result.instruction == "pick up the red star" and list(result.prompts) == ["red star", "green ring"]
+    np.testing.assert_array_equal(image_to_array(result.label_image), _prediction().label_image)
+    first = result.instances[0]
+    assert (first.id, first.label, first.prompt_index, first.area) == (1, "red star", 0, 24)
+    assert first.score == pytest.approx(0.9)
+    assert (first.roi.x_offset, first.roi.y_offset, first.roi.width, first.roi.height) == (3, 2, 6, 4)
+
+
+def test_labelled_points():
+    array = messages.labelled_points(HEADER, "go", _prediction(), POINTS)
+    assert array.header == HEADER and array.instruction == "go"
+    a, b = array.points
+    assert (a.instance_id, a.label, a.u, a.v, a.position_valid) == (1, "red star", 5, 3, True)
+    assert (a.position.x, a.position.y, a.position.z) == pytest.approx((0.1, -0.2, 1.5))
+    assert (b.instance_id, b.position_valid) == (2, False)
+
+
+def test_overlay_colours_only_the_masks():
+    rgb = np.full((20, 30, 3), 100, np.uint8)
+    overlay = image_to_array(messages.overlay_image(rgb, _prediction(), POINTS, HEADER))
+    assert overlay.shape == (20, 30, 3) and overlay.dtype == np.uint8
+    assert (overlay[19, 0] == 100).all()  # background untouched
+    assert not (overlay[2, 8] == 100).all()  # a mask pixel away from the text is tinted
+
+
+def test_markers_only_for_valid_points():
+    markers = messages.target_markers(HEADER, _prediction(), POINTS).markers
+    assert markers[0].action == Marker.DELETEALL
+    assert [m.type for m in markers[1:]] == [Marker.SPHERE, Marker.TEXT_VIEW_FACING]
+    assert markers[1].pose.position.z == pytest.approx(1.5) and markers[1].header.frame_id == "camera_optical"
+    assert "red star" in markers[2].text
+
+
+def test_diagnostics():
+    array = messages.diagnostics(Time(sec=1), "pmp", "cpu", DiagnosticStatus.WARN, "waiting", {"dropped": 3})
+    status = array.status[0]
+    assert status.level == DiagnosticStatus.WARN and status.values[0].key == "dropped"
+    assert status.values[0].value == "3"
+
+
+def test_frame_slot_keeps_only_the_newest_and_counts_drops():
+    slot = FrameSlot()
+    slot.set_target("x", ("x",))
+    for i in range(5):
+        slot.put(Frame(i, False, 0.0))
+    frame, target = slot.take(timeout=1.0)
+    assert frame.msg == 4 and slot.dropped == 4 and target.prompts == ("x",)
+    assert slot.take(timeout=0.01) is None
+
+
+def test_stale_results_are_not_published():
+    slot = FrameSlot()
+    old = slot.set_target("a", ("a",))
+    published = []
+    assert slot.publish_if_current(old, lambda: published.append("a"))
+    slot.set_target("b", ("b",))
+    assert not slot.publish_if_current(old, lambda: published.append("stale"))
+    assert published == ["a"]
+
+
+def test_closing_wakes_the_worker():
+    slot = FrameSlot()
+    result = []
+    thread = threading.Thread(target=lambda: result.append(slot.take()))
+    thread.start()
+    slot.close()
+    thread.join(2.0)
+    assert result == [None]
+
+
+def test_depth_matching_by_stamp():
+    cache = DepthCache()
+    cache.add(1.00, "a")
+    cache.add(1.10, "b")
+    assert cache.match(1.08, 0.05) == "b"
+    assert cache.match(1.30, 0.05) is None
+
+
+def test_rolling_stats():
+    stats = RollingStats(window_s=2.0)
+    for i, latency in enumerate([0.1, 0.2, 0.3]):
+        stats.add(latency, 0.05, now=10.0 + i * 0.1)
+    summary = stats.summary(now=10.5)
+    assert summary["rate"] == pytest.approx(1.5) and summary["latency_p50_ms"] == pytest.approx(200)
+    assert stats.summary(now=100.0)["rate"] == 0.0
+
+
+@pytest.mark.parametrize("text, problem", [("pick up the red star", None), ("a\tb\nc", None), ("", None),
+                                           ("x" * 501, "too long"), ("red\x00star", "control"),
+                                           ("\x1b[31mred", "control")])
+def test_instruction_problems(text, problem):
+    reason = instruction_problem(text, 500)
+    assert reason is None if problem is None else problem in reason

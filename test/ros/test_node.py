@@ -1,0 +1,280 @@
+"""The node in its own process over real DDS: startup failures, results, instruction switching, frame
+dropping, parameter validation, and a fuzz test of malformed inputs.
+
+End-to-end tests need model/segmenter.py (a tiny random model is built from it) and
+data/instructions.py; they skip with that reason until both exist.
+"""
+
+import time
+
+import numpy as np
+import pytest
+from builtin_interfaces.msg import Time
+from diagnostic_msgs.msg import DiagnosticArray
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from rclpy.parameter import Parameter
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import Image
+from std_msgs.msg import String
+
+from pmp_ros.ros import interface
+from pmp_ros.ros.image_conversion import array_to_image, image_to_array
+from pmp_ros.ros.node import READY_TEXT
+from pmp_ros_msgs.msg import LabelledPointArray, SegmentationResult
+from ros_harness import NodeProcess, python_module, wait_until
+
+INSTRUCTION_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                             durability=DurabilityPolicy.TRANSIENT_LOCAL)
+STARTUP_TIMEOUT_S = 180.0
+GOOD = "pick up the red star"
+
+
+def _node_argv(**params):
+    args = [f"{k}:={v}" for k, v in params.items()]
+    return python_module("pmp_ros.ros.node", "--ros-args", *[x for a in args for x in ("-p", a)])
+
+
+def _error_lines(output):
+    return [line for line in output.splitlines() if line.strip()]
+
+
+def test_missing_model_exits_non_zero_with_one_line(tmp_path):
+    missing = tmp_path / "absent.safetensors"
+    with NodeProcess(_node_argv(model_path=str(missing)), name="missing_model") as proc:
+        wait_until(lambda: proc.returncode is not None, 120, what="the node to exit")
+        output = proc.output()
+    lines = _error_lines(output)
+    assert proc.returncode == 1 and len(lines) == 1, output
+    assert "model file not found" in lines[0] and str(missing) in lines[0]
+
+
+@pytest.mark.parametrize("param, value, reason", [("score_threshold", "1.5", "out of range"),
+                                                  ("device", "gpu0", "must match"),
+                                                  ("precision", "int4", "must be one of")])
+def test_invalid_parameter_at_startup_exits_with_one_line(param, value, reason):
+    with NodeProcess(_node_argv(**{param: value}), name="bad_param") as proc:
+        wait_until(lambda: proc.returncode is not None, 120, what="the node to exit")
+        output = proc.output()
+    lines = _error_lines(output)
+    assert proc.returncode == 1 and len(lines) == 1, output
+    assert reason in lines[0] and param in lines[0]
+
+
+# -- with a model ---------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def model_file(tmp_path_factory):
+    pytest.importorskip("pmp_ros.model.segmenter", reason="waits for model/segmenter.py")
+    pytest.importorskip("pmp_ros.data.instructions", reason="waits for data/instructions.py")
+    from model_fixtures import write_small_checkpoint
+
+    return write_small_checkpoint(tmp_path_factory.mktemp("model") / "tiny.safetensors")
+
+
+def test_corrupt_model_exits_non_zero_with_one_line(tmp_path):
+    pytest.importorskip("pmp_ros.model.segmenter", reason="waits for model/segmenter.py")
+    corrupt = tmp_path / "corrupt.safetensors"
+    corrupt.write_bytes(b"\x00garbage" * 100)
+    with NodeProcess(_node_argv(model_path=str(corrupt)), name="corrupt_model") as proc:
+        wait_until(lambda: proc.returncode is not None, 120, what="the node to exit")
+        output = proc.output()
+    lines = _error_lines(output)
+    assert proc.returncode == 1 and len(lines) == 1, output
+    assert str(corrupt) in lines[0] and "Traceback" not in output
+
+
+class Session:
+    """A running node plus the test client's publishers and subscriptions."""
+
+    def __init__(self, client, proc):
+        self.client, self.proc = client, proc
+        self.results = client.subscribe(SegmentationResult, interface.SEGMENTATION_TOPIC)
+        self.points = client.subscribe(LabelledPointArray, interface.POINTS_TOPIC)
+        self.diagnostics = client.subscribe(DiagnosticArray, interface.DIAGNOSTICS_TOPIC)
+        self.instruction_pub = client.publisher(String, interface.INSTRUCTION_TOPIC, INSTRUCTION_QOS)
+        self.image_pub = client.publisher(Image, interface.IMAGE_TOPIC)
+        self.sent: dict[tuple[int, int], float] = {}  # stamp -> monotonic send time
+        self.received_at: dict[tuple[int, int], float] = {}
+        self._next = 1
+        client.node.create_subscription(SegmentationResult, interface.SEGMENTATION_TOPIC, self._on_result, 10)
+
+    def _on_result(self, msg):
+        self.received_at[(msg.header.stamp.sec, msg.header.stamp.nanosec)] = time.monotonic()
+
+    def instruct(self, text):
+        self.instruction_pub.publish(String(data=text))
+
+    def send_image(self, msg=None, height=48, width=64):
+        if msg is None:
+            rgb = np.random.default_rng(self._next).integers(0, 255, (height, width, 3), dtype=np.uint8)
+            msg = array_to_image(rgb, "rgb8")
+        msg.header.stamp = Time(sec=1000 + self._next // 1000, nanosec=(self._next % 1000) * 1000)
+        msg.header.frame_id = "camera_optical"
+        self._next += 1
+        key = (msg.header.stamp.sec, msg.header.stamp.nanosec)
+        self.sent[key] = time.monotonic()
+        self.image_pub.publish(msg)
+        return key
+
+    def result_for(self, instruction, timeout=60.0):
+        """Send images until a result computed with `instruction` answers one of them; returns it."""
+        deadline = time.monotonic() + timeout
+        first = len(self.results)
+        while time.monotonic() < deadline:
+            assert self.proc.returncode is None, self.proc.output()
+            self.send_image()
+            stop = time.monotonic() + 0.3
+            while time.monotonic() < stop:
+                for msg in self.results[first:]:
+                    if msg.instruction == instruction:
+                        return msg
+                time.sleep(0.01)
+        raise TimeoutError(f"no result for {instruction!r}:\n{self.proc.output()[-3000:]}")
+
+    def diagnostic(self, key):
+        self.client.wait_for_messages(interface.DIAGNOSTICS_TOPIC)
+        return dict((v.key, v.value) for v in self.diagnostics[-1].status[0].values)[key]
+
+
+@pytest.fixture(scope="module")
+def session(model_file):
+    import ros_harness
+
+    client = ros_harness.RosTestClient("pmp_node_test")
+    argv = _node_argv(model_path=str(model_file), device="cpu", image_reliability="reliable", score_threshold=0.0,
+                      cpu_threads=1)
+    with NodeProcess(argv, name="pmp_node") as proc:
+        proc.wait_for_output(READY_TEXT, STARTUP_TIMEOUT_S)
+        yield Session(client, proc)
+        client.close()
+        code = proc.stop()
+        output = proc.output()
+    assert code == 0, output
+    assert "Traceback" not in output
+
+
+def _check_result(result, sent_stamps):
+    stamp = (result.header.stamp.sec, result.header.stamp.nanosec)
+    assert stamp in sent_stamps and result.header.frame_id == "camera_optical"
+    label = image_to_array(result.label_image)
+    assert label.shape == (48, 64) and result.label_image.header == result.header
+    assert {i.id for i in result.instances} == set(np.unique(label)) - {0}
+    for instance in result.instances:
+        assert instance.area == (label == instance.id).sum()
+        assert 0 <= instance.prompt_index < len(result.prompts)
+
+
+def test_image_and_instruction_in_results_out(session):
+    session.instruct(GOOD)
+    result = session.result_for(GOOD)
+    assert list(result.prompts)
+    _check_result(result, session.sent)
+    points = wait_until(lambda: [p for p in session.points if p.header == result.header], what="points")[0]
+    assert points.instruction == GOOD and len(points.points) == len(result.instances)
+    label = image_to_array(result.label_image)
+    for point in points.points:
+        assert label[point.v, point.u] == point.instance_id and not point.position_valid
+
+
+def test_after_an_instruction_change_every_result_carries_it(session):
+    session.instruct("pick up the red star")
+    session.result_for("pick up the red star")
+    session.instruct("find the green ring")
+    boundary = len(session.results)
+    session.result_for("find the green ring")
+    for _ in range(10):
+        session.send_image()
+        time.sleep(0.05)
+    time.sleep(1.0)
+    later = session.results[boundary:]
+    first_new = next(i for i, r in enumerate(later) if r.instruction == "find the green ring")
+    assert all(r.instruction == "find the green ring" for r in later[first_new:])
+    assert all(r.instruction in ("pick up the red star", "find the green ring") for r in later)
+
+
+def test_empty_instruction_clears_the_target(session):
+    session.instruct(GOOD)
+    session.result_for(GOOD)
+    session.instruct("   ")
+    time.sleep(0.5)  # let the clear arrive; results of frames in flight may still land before it
+    count = len(session.results)
+    for _ in range(5):
+        session.send_image()
+        time.sleep(0.1)
+    time.sleep(1.0)
+    assert len(session.results) == count
+
+
+def test_fast_input_drops_frames_without_queueing(session):
+    session.instruct(GOOD)
+    session.result_for(GOOD)
+    wait_until(lambda: float(session.diagnostic("inference_p50_ms")) > 0, 10, what="inference timing")
+    inference_s = float(session.diagnostic("inference_p50_ms")) / 1e3
+    period = min(1 / 30, inference_s / 3)  # at least 3 frames per forward pass
+    dropped_before = int(session.diagnostic("dropped_frames"))
+    sent = []
+    start = time.monotonic()
+    while time.monotonic() - start < max(3.0, 40 * inference_s):
+        sent.append(session.send_image())
+        time.sleep(period)
+    time.sleep(max(1.0, 5 * inference_s))
+    answered = [s for s in sent if s in session.received_at]
+    assert 0 < len(answered) < len(sent)
+    latencies = [session.received_at[s] - session.sent[s] for s in answered[-5:]]
+    assert max(latencies) < 5 * inference_s + 0.5, (latencies, inference_s)
+    time.sleep(1.2)
+    assert int(session.diagnostic("dropped_frames")) > dropped_before
+
+
+def _set_parameters(session, **values):
+    from rcl_interfaces.srv import SetParameters
+
+    client = session.client.node.create_client(SetParameters, f"/{interface.NODE_NAME}/set_parameters")
+    assert client.wait_for_service(timeout_sec=15)
+    request = SetParameters.Request(parameters=[Parameter(k, value=v).to_parameter_msg() for k, v in values.items()])
+    future = client.call_async(request)
+    wait_until(future.done, 15, what="set_parameters")
+    return future.result().results
+
+
+def test_parameter_sets_are_validated_with_reasons(session):
+    bad, = _set_parameters(session, score_threshold=1.5)
+    assert not bad.successful and "score_threshold" in bad.reason
+    static, = _set_parameters(session, device="cuda")
+    assert not static.successful
+    good, = _set_parameters(session, score_threshold=0.0)
+    assert good.successful
+
+
+BAD_ENCODINGS = st.sampled_from(["yuv422", "", "rgb16", "32FC1", "16UC1", "bayer_rggb8", "x" * 300])
+
+
+@st.composite
+def bad_image(draw):
+    height, width = draw(st.integers(0, 40)), draw(st.integers(0, 40))
+    encoding = draw(st.sampled_from(["rgb8", "bgr8", "mono8", "mono16"]) | BAD_ENCODINGS)
+    step = draw(st.integers(0, 200))
+    data = draw(st.binary(max_size=4000))
+    if draw(st.booleans()):
+        height, width = draw(st.sampled_from([(100_000, 100_000), (2**31, 1), (1, 2**31)]))
+    return Image(height=height, width=width, encoding=encoding, step=step, data=data,
+                 is_bigendian=draw(st.integers(0, 1)))
+
+
+BAD_INSTRUCTIONS = st.sampled_from(["", "   \t\n", "x" * 100_000, "red\x00star", "\x1b[2J", "\x7f"]) | st.text(
+    max_size=200)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(actions=st.lists(st.one_of(bad_image().map(lambda m: ("image", m)),
+                                  BAD_INSTRUCTIONS.map(lambda t: ("instruction", t))), min_size=1, max_size=4))
+def test_fuzzed_inputs_never_stop_the_node(session, actions):
+    for kind, value in actions:
+        if kind == "image":
+            session.send_image(value)
+        else:
+            session.instruct(value)
+    assert session.proc.returncode is None, session.proc.output()
+    session.instruct(GOOD)
+    result = session.result_for(GOOD)
+    _check_result(result, session.sent)
