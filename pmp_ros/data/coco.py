@@ -1,0 +1,260 @@
+"""COCO-format export of rendered scenes, and a reader for any COCO instances json.
+
+Export layout (export_coco):
+    images/<image_id:06d>.png     RGB
+    depth/<image_id:06d>.png      uint16 depth in millimetres (0 = no reading)
+    panoptic/<image_id:06d>.png   segment id = R + 256 G + 256^2 B (0 = void: table, floor, unlabelled)
+    instances.json                COCO instances; masks as uncompressed RLE (column-major counts starting
+                                  with a run of zeros), or compressed RLE strings with compressed_rle=True
+    panoptic.json                 COCO panoptic (segments_info per image)
+Category id = vocabulary class index + 1 (COCO ids start at 1); categories carry colour, shape, unseen.
+Images carry seed, depth_file, K = [fx, fy, cx, cy] and, when given, the scene's instructions.
+Annotations carry occlusion and center_cam (metres, camera frame) beside the standard fields.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Mapping, Sequence
+
+import cv2
+import numpy as np
+
+from . import vocabulary as voc
+from .instructions import Instruction
+from .world import Scene
+
+
+# --- RLE ----------------------------------------------------------------------------------------------
+
+def rle_encode(mask: np.ndarray) -> dict:
+    """bool [H,W] -> {"size": [H, W], "counts": [int, ...]}: COCO uncompressed RLE (column-major runs,
+    first run counts zeros)."""
+    flat = np.asarray(mask, dtype=bool).ravel(order="F")
+    edges = np.flatnonzero(flat[1:] != flat[:-1]) + 1
+    counts = np.diff(np.concatenate([[0], edges, [flat.size]])).tolist()
+    if flat.size and flat[0]:
+        counts = [0] + counts
+    return {"size": [int(mask.shape[0]), int(mask.shape[1])], "counts": counts}
+
+
+def rle_decode(rle: Mapping) -> np.ndarray:
+    """COCO RLE (uncompressed list or compressed string counts) -> bool [H,W]."""
+    h, w = rle["size"]
+    counts = rle["counts"]
+    if isinstance(counts, (str, bytes)):
+        counts = rle_string_to_counts(counts)
+    values = np.arange(len(counts)) % 2 == 1
+    flat = np.repeat(values, counts)
+    if flat.size != h * w:
+        raise ValueError(f"RLE counts sum to {flat.size}, expected {h}x{w}={h * w}")
+    return flat.reshape(w, h).T
+
+
+def counts_to_rle_string(counts: Sequence[int]) -> str:
+    """COCO's compressed counts (pycocotools rleToString): deltas to counts[i-2] after the first two,
+    5 bits per character with a continuation bit, offset by 48."""
+    out = []
+    for i, x in enumerate(counts):
+        x = int(x) - (int(counts[i - 2]) if i > 2 else 0)
+        more = True
+        while more:
+            c = x & 0x1F
+            x >>= 5  # arithmetic shift, as the C code's signed long
+            more = x != -1 if c & 0x10 else x != 0
+            out.append(chr(c + 48 + (0x20 if more else 0)))
+    return "".join(out)
+
+
+def rle_string_to_counts(s: str | bytes) -> list[int]:
+    """Inverse of counts_to_rle_string (pycocotools rleFrString)."""
+    if isinstance(s, bytes):
+        s = s.decode("ascii")
+    counts: list[int] = []
+    p = 0
+    while p < len(s):
+        x, k, more = 0, 0, True
+        while more:
+            c = ord(s[p]) - 48
+            x |= (c & 0x1F) << (5 * k)
+            more = bool(c & 0x20)
+            p += 1
+            k += 1
+            if not more and c & 0x10:
+                x |= -1 << (5 * k)
+        if len(counts) > 2:
+            x += counts[-2]
+        counts.append(x)
+    return counts
+
+
+def polygons_to_mask(polygons: Sequence[Sequence[float]], height: int, width: int) -> np.ndarray:
+    """COCO polygons ([x0, y0, x1, y1, ...] in pixel-corner coordinates; several parts = union) -> bool [H,W].
+
+    A pixel is in when at least half of it is covered: the polygons are filled at 4x resolution and
+    area-averaged, because cv2.fillPoly alone includes every pixel its edges touch (masks one pixel too wide).
+    """
+    mask = np.zeros((height, width), bool)
+    parts = [np.asarray(p, np.float64).reshape(-1, 2) for p in polygons if len(p) >= 6]
+    if not parts:
+        return mask
+    corners = np.concatenate(parts)
+    x0, y0 = np.clip(np.floor(corners.min(0)).astype(int), 0, [width, height])
+    x1, y1 = np.clip(np.ceil(corners.max(0)).astype(int), 0, [width, height])
+    if x1 <= x0 or y1 <= y0:
+        return mask
+    scale = 4
+    fine = np.zeros(((y1 - y0) * scale, (x1 - x0) * scale), np.uint8)
+    for part in parts:  # one call per part: fillPoly's even-odd rule would cut overlaps out of the union
+        fixed = np.round(((part - [x0, y0]) * scale - 0.5) * 16).astype(np.int32)
+        cv2.fillPoly(fine, [fixed], 255, cv2.LINE_8, 4)
+    mask[y0:y1, x0:x1] = cv2.resize(fine, (x1 - x0, y1 - y0), interpolation=cv2.INTER_AREA) >= 128
+    return mask
+
+
+def segmentation_to_mask(segmentation, height: int, width: int) -> np.ndarray:
+    """Any COCO segmentation (polygon list, uncompressed or compressed RLE) -> bool [H,W]."""
+    if isinstance(segmentation, list):
+        return polygons_to_mask(segmentation, height, width)
+    return rle_decode(segmentation)
+
+
+# --- export -------------------------------------------------------------------------------------------
+
+def _categories() -> list[dict]:
+    cats = []
+    for i, name in enumerate(voc.all_classes()):
+        colour, shape = voc.split_class(name)
+        cats.append({"id": i + 1, "name": name, "supercategory": shape, "colour": colour, "shape": shape,
+                     "unseen": voc.is_unseen(name), "isthing": 1, "color": list(voc.colour_rgb(colour))})
+    return cats
+
+
+def depth_to_png16(depth: np.ndarray) -> np.ndarray:
+    """float32 metres [H,W] -> uint16 millimetres (0 stays 0 = no reading; clipped at 65.535 m)."""
+    return np.clip(np.round(np.nan_to_num(depth) * 1000.0), 0, 65535).astype(np.uint16)
+
+
+def read_depth_png(path: str) -> np.ndarray:
+    """uint16 millimetre PNG -> float32 metres [H,W]."""
+    raw = cv2.imread(path, cv2.IMREAD_UNCHANGED)
+    if raw is None:
+        raise FileNotFoundError(path)
+    return raw.astype(np.float32) / 1000.0
+
+
+def export_coco(
+    scenes: Iterable[Scene],
+    out_dir: str,
+    classes: Sequence[str] | None = None,
+    instructions: Mapping[int, Sequence[Instruction]] | None = None,
+    compressed_rle: bool = False,
+) -> dict[str, str]:
+    """Writes the layout of the module docstring; returns {"instances": path, "panoptic": path}.
+
+    classes: only objects of these classes are annotated (e.g. seen classes); the others are left unlabelled
+        (void in panoptic). None = all. instructions: per scene seed, stored on the image entry with targets
+        as annotation ids.
+    """
+    keep = set(classes) if classes is not None else None
+    for sub in ("images", "depth", "panoptic"):
+        os.makedirs(os.path.join(out_dir, sub), exist_ok=True)
+    images, annotations, panoptic = [], [], []
+    for image_id, scene in enumerate(scenes, start=1):
+        name = f"{image_id:06d}.png"
+        h, w = scene.instance.shape
+        cv2.imwrite(os.path.join(out_dir, "images", name), cv2.cvtColor(scene.rgb, cv2.COLOR_RGB2BGR))
+        cv2.imwrite(os.path.join(out_dir, "depth", name), depth_to_png16(scene.depth))
+        K = scene.K
+        image = {"id": image_id, "file_name": name, "width": w, "height": h, "seed": scene.seed,
+                 "depth_file": f"depth/{name}", "K": [K.fx, K.fy, K.cx, K.cy]}
+        pan = np.zeros((h, w), np.uint32)
+        segments, ann_of_object = [], {}
+        for o in scene.objects:
+            if keep is not None and o.class_name not in keep:
+                continue
+            mask = scene.mask(o.id)
+            ann_id = len(annotations) + 1
+            ann_of_object[o.id] = ann_id
+            rle = rle_encode(mask)
+            if compressed_rle:
+                rle["counts"] = counts_to_rle_string(rle["counts"])
+            x0, y0, x1, y1 = o.bbox
+            bbox = [x0, y0, x1 - x0, y1 - y0]
+            cat = voc.class_index(o.class_name) + 1
+            annotations.append({"id": ann_id, "image_id": image_id, "category_id": cat, "segmentation": rle,
+                                "area": o.visible_area, "bbox": bbox, "iscrowd": 0,
+                                "occlusion": o.occlusion, "center_cam": list(o.center_cam)})
+            pan[mask] = o.id
+            segments.append({"id": o.id, "category_id": cat, "area": o.visible_area, "bbox": bbox,
+                             "iscrowd": 0})
+        if instructions is not None:
+            image["instructions"] = [
+                {"text": ins.text, "prompts": list(ins.prompts),
+                 "target_ann_ids": [[ann_of_object[i] for i in ids if i in ann_of_object]
+                                    for ids in ins.target_ids]}
+                for ins in instructions.get(scene.seed, ())
+            ]
+        images.append(image)
+        rgb_ids = np.stack([pan & 255, (pan >> 8) & 255, (pan >> 16) & 255], -1).astype(np.uint8)
+        cv2.imwrite(os.path.join(out_dir, "panoptic", name), cv2.cvtColor(rgb_ids, cv2.COLOR_RGB2BGR))
+        panoptic.append({"image_id": image_id, "file_name": name, "segments_info": segments})
+
+    info = {"description": "pmp_ros procedural tabletop world", "version": "1"}
+    paths = {kind: os.path.join(out_dir, f"{kind}.json") for kind in ("instances", "panoptic")}
+    with open(paths["instances"], "w") as f:
+        json.dump({"info": info, "images": images, "annotations": annotations,
+                   "categories": _categories()}, f)
+    with open(paths["panoptic"], "w") as f:
+        json.dump({"info": info, "images": images, "annotations": panoptic, "categories": _categories()}, f)
+    return paths
+
+
+def read_panoptic_png(path: str) -> np.ndarray:
+    """Panoptic PNG -> uint32 [H,W] segment ids (R + 256 G + 256^2 B)."""
+    bgr = cv2.imread(path, cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise FileNotFoundError(path)
+    b, g, r = (bgr[..., i].astype(np.uint32) for i in range(3))
+    return r + (g << 8) + (b << 16)
+
+
+# --- reader -------------------------------------------------------------------------------------------
+
+class CocoDataset:
+    """Map-style reader of a COCO instances json (this project's export or a real one, e.g. COCO, LVIS).
+
+    dataset[i] -> (rgb uint8 [H,W,3], [(class_name, mask bool [H,W]), ...]). image_dir defaults to
+    <json dir>/images. Crowd annotations are skipped unless include_crowd (they are not instances).
+    """
+
+    def __init__(self, annotation_file: str, image_dir: str | None = None,
+                 include_crowd: bool = False) -> None:
+        with open(annotation_file) as f:
+            data = json.load(f)
+        root = os.path.dirname(os.path.abspath(annotation_file))
+        self.image_dir = image_dir or os.path.join(root, "images")
+        self.categories = {c["id"]: c["name"] for c in data["categories"]}
+        self.images = sorted(data["images"], key=lambda im: im["id"])
+        self._anns: dict[int, list[dict]] = {im["id"]: [] for im in self.images}
+        for ann in data["annotations"]:
+            if include_crowd or not ann.get("iscrowd", 0):
+                self._anns.setdefault(ann["image_id"], []).append(ann)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int) -> tuple[np.ndarray, list[tuple[str, np.ndarray]]]:
+        image = self.images[index]
+        path = os.path.join(self.image_dir, image["file_name"])
+        bgr = cv2.imread(path, cv2.IMREAD_COLOR)  # grey and RGBA files come back as 3 channels too
+        if bgr is None:
+            raise FileNotFoundError(path)
+        h, w = bgr.shape[:2]
+        instances = [(self.categories[a["category_id"]], segmentation_to_mask(a["segmentation"], h, w))
+                     for a in sorted(self._anns[image["id"]], key=lambda a: a["id"])]
+        return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), instances
+
+    def __iter__(self):
+        return (self[i] for i in range(len(self)))
