@@ -9,6 +9,10 @@ PACKAGE = "pmp_ros"
 # Console scripts. launch_ros finds them in lib/pmp_ros (setup.cfg).
 CONSOLE_SCRIPTS = [
     "pmp_node = pmp_ros.ros.node:main",
+    "pmp-train-clip = pmp_ros.train.clip_pretrain:main",
+    "pmp-train = pmp_ros.train.train_pmp:main",
+    "pmp-eval = pmp_ros.eval.cli:main",
+    "pmp-convert-fcclip = pmp_ros.tools.convert_fcclip:main",
 ]
 
 setup(

@@ -1,0 +1,73 @@
+"""pmp-eval: evaluate one or more checkpoints on the fixed evaluation set and write a report.
+
+    pmp-eval --model a.safetensors [--model b.safetensors ...] --scenes 500 --out reports/eval \\
+        [--name pmp --name twin] [--examples 4] [--device cpu]
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import shlex
+import sys
+from pathlib import Path
+
+from pmp_ros.eval.evaluate import eval_cases, evaluate, predict_instructions
+from pmp_ros.eval.plots import plot_example
+from pmp_ros.eval.report import write_report
+from pmp_ros.model.inference import Predictor
+
+
+def _weights_info(path: Path) -> dict:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return {"path": str(path), "sha256": digest.hexdigest(), "bytes": path.stat().st_size}
+
+
+def write_examples(predictor: Predictor, count: int, cluttered_fraction: float, out_dir: Path, name: str
+                   ) -> list[Path]:
+    """Overlays of the instruction predictions on the first `count` evaluation scenes with an instruction."""
+    cases = [c for c in eval_cases(count, cluttered_fraction) if c.prompts]
+    paths = []
+    for case, output in zip(cases, predict_instructions(predictor, cases) if cases else []):
+        p = output.prediction
+        paths.append(plot_example(case.scene.rgb, p.label_image, p.instances, p.points,
+                                  f"{case.instruction.text}  ->  {', '.join(case.prompts)}",
+                                  out_dir / f"example-{name}-{case.index}.png"))
+    return paths
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="pmp-eval", description=__doc__.split("\n")[0])
+    parser.add_argument("--model", action="append", required=True, type=Path, help="checkpoint (repeatable)")
+    parser.add_argument("--name", action="append", help="report name per --model (default: file stem)")
+    parser.add_argument("--scenes", type=int, default=500, help="first N scenes of the evaluation split")
+    parser.add_argument("--cluttered-fraction", type=float, default=0.5)
+    parser.add_argument("--out", type=Path, default=Path("reports/eval"))
+    parser.add_argument("--examples", type=int, default=4, help="qualitative overlays per model")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda[:N]")
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--no-progress", action="store_true")
+    args = parser.parse_args(argv)
+    names = args.name or [m.stem for m in args.model]
+    if len(names) != len(args.model) or len(set(names)) != len(names):
+        parser.error("give one distinct --name per --model (or none)")
+    command = shlex.join(["pmp-eval", *(sys.argv[1:] if argv is None else argv)])
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    results, weights, examples = {}, {}, {}
+    for name, path in zip(names, args.model):
+        predictor, model_cfg = Predictor.from_checkpoint(path, args.device)
+        results[name] = evaluate(predictor.segmenter, model_cfg, args.scenes, args.cluttered_fraction,
+                                 str(predictor.device), not args.no_progress, args.batch_size)
+        weights[name] = _weights_info(path)
+        examples[name] = write_examples(predictor, args.examples, args.cluttered_fraction, args.out, name)
+    paths = write_report(args.out, results, command, weights, examples)
+    print(f"report: {paths['report']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

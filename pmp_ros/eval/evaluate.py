@@ -1,0 +1,266 @@
+"""The fixed evaluation: semantic mIoU, instruction following and proposal recall on EVAL scenes.
+
+Evaluation set (docs/evaluation.md): scene i (0-based) renders seed splits.EVAL[i] at 320x240, with the
+cluttered world (WorldConfig.cluttered()) iff floor((i+1)f) - floor(i f) = 1 for cluttered fraction f
+(f = 0.5: the odd indices), so every prefix of the set holds the fraction up to one scene. Labels are
+all objects (seen_only=False). One instruction per scene: generate_instructions(scene,
+rng=default_rng(seed), n=1, absent_prob=ABSENT_PROB).
+
+Per scene, two forward passes:
+- semantic: a Predictor prompted with all vocabulary classes (the open-vocabulary semantic setting);
+- instruction: the instruction text parsed as the robot does, the parsed prompts with the rest of the
+  vocabulary as context. It is batched across scenes by calling the segmenter with one prompt list per
+  image over the vocabulary in a fixed order, then reordering each image's class columns to the
+  Predictor's layout (prompts first): the classifier scores each class independently, so this equals
+  Predictor.set_prompts + predict per scene (test_evaluate checks it) without re-encoding the 100
+  class names per scene. The same raw outputs give the proposal ranks.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from itertools import islice
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from pmp_ros.data import splits, vocabulary
+from pmp_ros.data.instructions import Instruction, InstructionParseError, generate_instructions, parse_instruction
+from pmp_ros.data.world import Scene, TabletopWorld, WorldConfig
+from pmp_ros.eval.frame_metrics import (FramePrediction, FrameTruth, aggregate_instruction_metrics,
+                                        instruction_frame_metrics, summarise_targets)
+from pmp_ros.eval.proposals import binarise_queries, covering_ranks, recall_at_k
+from pmp_ros.eval.semantic import accumulate_confusion, new_confusion, semantic_metrics
+from pmp_ros.geometry import locate_instances
+from pmp_ros.model.inference import Predictor, instances_from_queries
+
+ABSENT_PROB = 0.1  # share of instructions that also name a class absent from the scene
+IMAGE_SIZE = (320, 240)  # width, height of the rendered scenes (the world's default)
+SMALL_AREA = 200  # px: targets below this visible area are "small"
+OCCLUDED = 0.3  # targets occluded above this fraction are "occluded"
+OBJECT_BINS = ((0, 5), (6, 12), (13, 25))  # inclusive ranges of objects per scene
+PROPOSAL_KS = (1, 3, 5)  # plus "all" = every query
+
+
+@dataclass
+class EvalCase:
+    """One scene of the evaluation set and its instruction (None when nothing in it can be named).
+    prompts: the parsed prompts (empty when parsing failed: the robot would do nothing)."""
+
+    index: int
+    scene: Scene
+    cluttered: bool
+    instruction: Instruction | None
+    prompts: tuple[str, ...]
+    parse_error: str | None
+
+
+@dataclass
+class InstructionOutput:
+    """The instruction-following prediction of one case and the per-target proposal ranks."""
+
+    prediction: FramePrediction
+    proposal_ranks: dict[int, int]  # target object id -> rank (proposals.covering_ranks)
+
+
+def is_cluttered(index: int, fraction: float) -> bool:
+    """The evaluation set's clutter rule (module docstring)."""
+    return math.floor((index + 1) * fraction) - math.floor(index * fraction) == 1
+
+
+def eval_cases(num_scenes: int, cluttered_fraction: float = 0.5, offset: int = 0) -> Iterator[EvalCase]:
+    """Cases offset .. offset+num_scenes-1 of the evaluation set, rendered lazily."""
+    width, height = IMAGE_SIZE
+    worlds = {False: TabletopWorld(width, height), True: TabletopWorld(width, height, WorldConfig.cluttered())}
+    for i, seed in enumerate(splits.seeds(splits.EVAL, num_scenes, offset), start=offset):
+        cluttered = is_cluttered(i, cluttered_fraction)
+        scene = worlds[cluttered].render(seed)
+        found = generate_instructions(scene, np.random.default_rng(seed), n=1, absent_prob=ABSENT_PROB)
+        instruction = found[0] if found else None
+        prompts, error = (), None
+        if instruction is not None:
+            try:
+                prompts = parse_instruction(instruction.text).prompts
+            except InstructionParseError as exc:
+                error = exc.reason
+        yield EvalCase(i, scene, cluttered, instruction, prompts, error)
+
+
+def frame_truth(case: EvalCase) -> FrameTruth:
+    """The case's instruction targets as FrameTruth (centres: SceneObject.center_cam)."""
+    objects = case.scene.objects
+    return FrameTruth(
+        instance_image=case.scene.instance,
+        class_names={o.id: o.class_name for o in objects},
+        target_ids=case.instruction.all_target_ids if case.instruction else (),
+        centres={o.id: o.center_cam for o in objects},
+        prompts=case.instruction.prompts if case.instruction else (),
+        occlusions={o.id: o.occlusion for o in objects},
+    )
+
+
+def predict_instructions(predictor: Predictor, cases: Sequence[EvalCase]) -> list[InstructionOutput]:
+    """Instruction-following predictions for cases with parsed prompts, batched (module docstring).
+
+    Cases may name open phrases outside the vocabulary; those join the class list, so cases are grouped
+    by their extra phrases (one group in practice: generated instructions name vocabulary classes).
+    """
+    vocab = vocabulary.all_classes()
+    groups: dict[tuple[str, ...], list[int]] = {}
+    for k, case in enumerate(cases):
+        if not case.prompts:
+            raise ValueError(f"case {case.index} has no prompts")
+        groups.setdefault(tuple(p for p in case.prompts if p not in vocab), []).append(k)
+    outputs: list[InstructionOutput | None] = [None] * len(cases)
+    for extra, members in groups.items():
+        for k, output in zip(members, _predict_group(predictor, [cases[k] for k in members], vocab + extra)):
+            outputs[k] = output
+    return outputs
+
+
+def _predict_group(predictor: Predictor, cases: Sequence[EvalCase], names: tuple[str, ...]
+                   ) -> list[InstructionOutput]:
+    cfg, segmenter = predictor.cfg, predictor.segmenter
+    column = {n: i for i, n in enumerate(names)}
+    # The Predictor's own resizing and autocast, so inputs match its predict() bit for bit.
+    with torch.inference_mode():
+        with predictor._autocast():
+            text = segmenter.encode_text(list(names), [list(c.prompts) for c in cases])
+        batch = torch.stack([predictor._preprocess(c.scene.rgb, cfg.size) for c in cases])
+        with predictor._autocast():
+            out = segmenter(batch, text)
+        results = []
+        for i, case in enumerate(cases):
+            log_probs, mask_logits = out["class_log_probs"][i].float(), out["pred_masks"][i].float()
+            size = case.scene.rgb.shape[:2]
+            # Predictor layout: prompts, then the other classes in order, void last.
+            order = [column[p] for p in case.prompts]
+            order += [j for j in range(len(names)) if names[j] not in case.prompts]
+            label, table = instances_from_queries(log_probs[:, order + [len(names)]], mask_logits,
+                                                  len(case.prompts), size, cfg)
+            results.append(InstructionOutput(
+                _frame_prediction(case, label.cpu().numpy(), table.cpu().numpy(), [names[j] for j in order]),
+                _proposal_ranks(case, log_probs, mask_logits, column)))
+    return results
+
+
+def _frame_prediction(case: EvalCase, label: np.ndarray, table: np.ndarray, names: list[str]) -> FramePrediction:
+    """FramePrediction from instances_from_queries' label int32 [H,W] and table [N,8] (id, score, class,
+    ...), with points located as the node does (geometry.locate_instances on the scene's depth and K)."""
+    label_image = label.astype(np.uint16)
+    rows = table[table[:, 0] > 0]
+    instances = [(int(r[0]), names[int(r[2])], float(r[1])) for r in rows]
+    estimates = locate_instances([label_image == i for i, _, _ in instances], case.scene.depth,
+                                 case.scene.K.matrix())
+    points = [(i, e.u, e.v, e.position) for (i, _, _), e in zip(instances, estimates)]
+    return FramePrediction(label_image, instances, points)
+
+
+def _proposal_ranks(case: EvalCase, log_probs: torch.Tensor, mask_logits: torch.Tensor,
+                    column: dict[str, int]) -> dict[int, int]:
+    wanted = set(case.instruction.all_target_ids) if case.instruction else set()
+    targets = [o for o in case.scene.objects if o.id in wanted and o.visible_area > 0]
+    if not targets:
+        return {}
+    proposals = binarise_queries(mask_logits, case.scene.rgb.shape[:2])
+    probs = log_probs.exp().cpu().numpy()
+    scores = np.stack([probs[:, column[o.class_name]] for o in targets])
+    ranks = covering_ranks(proposals, np.stack([case.scene.mask(o.id) for o in targets]), scores)
+    return {o.id: int(r) for o, r in zip(targets, ranks)}
+
+
+def _instruction_record(case: EvalCase, output: InstructionOutput | None) -> dict:
+    """instruction_frame_metrics of a case plus scene facts for the difficulty splits; no output (parse
+    failure) scores as an empty prediction with every target uncovered by proposals."""
+    truth = frame_truth(case)
+    if output is None:
+        output = InstructionOutput(FramePrediction(np.zeros_like(truth.instance_image), [], []), {})
+    record = instruction_frame_metrics(output.prediction, truth)
+    for target in record["targets"]:
+        target["proposal_rank"] = output.proposal_ranks.get(target["id"], -1)
+    record.update(seed=case.scene.seed, index=case.index, cluttered=case.cluttered,
+                  num_objects=len(case.scene.objects), text=case.instruction.text,
+                  parsed_prompts=list(case.prompts), parse_error=case.parse_error)
+    return record
+
+
+def difficulty_splits(records: list[dict]) -> dict:
+    """Summaries by objects per scene (frames, precision included), target size and occlusion (targets
+    only: a false positive belongs to no target, so precision is None there)."""
+    out = {}
+    for lo, hi in OBJECT_BINS:
+        frames = [r for r in records if lo <= r["num_objects"] <= hi]
+        out[f"objects <={hi}" if lo == 0 else f"objects {lo}-{hi}"] = summarise_targets([t for r in frames for t in r["targets"]],
+                                                      [p for r in frames for p in r["predictions"]])
+    targets = [t for r in records for t in r["targets"]]
+    out[f"small (<{SMALL_AREA} px)"] = summarise_targets([t for t in targets if t["area"] < SMALL_AREA], [])
+    out[f"large (>={SMALL_AREA} px)"] = summarise_targets([t for t in targets if t["area"] >= SMALL_AREA], [])
+    out[f"occluded (>{OCCLUDED})"] = summarise_targets([t for t in targets if (t["occlusion"] or 0) > OCCLUDED], [])
+    out[f"unoccluded (<={OCCLUDED})"] = summarise_targets(
+        [t for t in targets if (t["occlusion"] or 0) <= OCCLUDED], [])
+    return out
+
+
+def proposal_summary(records: list[dict], num_queries: int) -> dict:
+    """recall@K (K = 1, 3, 5, all queries) over all targets and per seen/unseen split."""
+    out = {}
+    for split in ("all", "seen", "unseen"):
+        ranks = [t["proposal_rank"] for r in records for t in r["targets"] if split in ("all", t["split"])]
+        recall = recall_at_k(ranks, PROPOSAL_KS)
+        recall["all"] = recall_at_k(ranks, [num_queries])[str(num_queries)]
+        out[split] = {"targets": len(ranks), "recall": recall}
+    out["num_queries"] = num_queries
+    return out
+
+
+def evaluate(segmenter, model_cfg, num_scenes: int = 500, cluttered_fraction: float = 0.5, device: str = "cpu",
+             progress: bool = True, batch_size: int = 8) -> dict:
+    """Evaluate a segmenter (PMPSegmenter API) on the first num_scenes scenes of the evaluation set.
+
+    Returns a JSON-able dict: setup, semantic (semantic.semantic_metrics), instruction
+    (frame_metrics.aggregate_instruction_metrics), difficulty, proposals, timing, records (per frame).
+    """
+    predictor = Predictor(segmenter, model_cfg.inference, device)
+    vocab = vocabulary.all_classes()
+    predictor.set_prompts(vocab)  # semantic setting: every class is a prompt, semantic index = class index
+    confusion = new_confusion(len(vocab))
+    records: list[dict] = []
+    counts = {"no_instruction": 0, "parse_errors": 0}
+    start = time.perf_counter()
+    cases = eval_cases(num_scenes, cluttered_fraction)
+    bar = tqdm(total=num_scenes, desc="eval", unit="scene", disable=not progress)
+    while chunk := list(islice(cases, batch_size)):
+        for case, pred in zip(chunk, predictor.predict([c.scene.rgb for c in chunk])):
+            accumulate_confusion(confusion, case.scene.semantic, pred.semantic)
+        runnable = [c for c in chunk if c.prompts]
+        outputs = dict(zip((c.index for c in runnable), predict_instructions(predictor, runnable))) \
+            if runnable else {}
+        for case in chunk:
+            if case.instruction is None:
+                counts["no_instruction"] += 1
+                continue
+            counts["parse_errors"] += case.parse_error is not None
+            records.append(_instruction_record(case, outputs.get(case.index)))
+        bar.update(len(chunk))
+    bar.close()
+    seconds = time.perf_counter() - start
+    first = splits.EVAL[0]
+    return {
+        "setup": {"num_scenes": num_scenes, "seeds": [first, first + num_scenes - 1],
+                  "cluttered_fraction": cluttered_fraction,
+                  "cluttered_scenes": sum(is_cluttered(i, cluttered_fraction) for i in range(num_scenes)),
+                  "image_size": list(IMAGE_SIZE), "absent_prob": ABSENT_PROB,
+                  "inference": {k: (list(v) if isinstance(v, tuple) else v)
+                                for k, v in vars(model_cfg.inference).items()},
+                  "device": str(predictor.device), **counts},
+        "semantic": semantic_metrics(confusion),
+        "instruction": aggregate_instruction_metrics(records),
+        "difficulty": difficulty_splits(records),
+        "proposals": proposal_summary(records, model_cfg.decoder.num_queries),
+        "timing": {"seconds": seconds, "scenes_per_minute": 60.0 * num_scenes / seconds if seconds else None},
+        "records": records,
+    }

@@ -1,0 +1,215 @@
+"""Instruction-following metrics of one frame, and their aggregation over frames (pure numpy).
+
+A frame is scored as a detection problem: the instruction's targets are the true objects, every
+predicted instance claims to be a target. Matching is one-to-one at mask IoU >= threshold, greedy by
+decreasing IoU. Predicted masks are disjoint (a label image) and so are true masks, so at a threshold
+>= 0.5 a predicted instance can exceed it with at most one object and vice versa: greedy matching then
+equals Hungarian matching.
+
+Records are plain JSON-able dicts so a rosbag evaluation and the synthetic evaluation share them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from pmp_ros.data import vocabulary
+
+# Labels / classes are bucketed into these splits; "other" = not a vocabulary class (open phrase).
+SPLITS = ("seen", "unseen", "other")
+
+
+@dataclass
+class FrameTruth:
+    """What the frame really holds.
+
+    instance_image: uint16 [H,W], 0 = background, value = object id.
+    class_names: object id -> class name.
+    target_ids: ids the instruction refers to (empty: nothing to find).
+    centres: object id -> 3D centre (x, y, z) in the camera optical frame, metres (may be empty).
+    prompts: the instruction's target classes (for per-class / seen-unseen splits).
+    occlusions: object id -> occluded fraction in [0, 1] (may be empty: unknown).
+    """
+
+    instance_image: np.ndarray
+    class_names: dict[int, str]
+    target_ids: tuple[int, ...]
+    centres: dict[int, tuple[float, float, float]]
+    prompts: tuple[str, ...] = ()
+    occlusions: dict[int, float] = field(default_factory=dict)
+
+
+@dataclass
+class FramePrediction:
+    """What the model said.
+
+    label_image: uint16 [H,W], 0 = background, value = predicted instance id.
+    instances: (id, label, score) per predicted instance.
+    points: (instance id, u, v, xyz or None) per labelled point; (u, v) = (column, row) pixel, xyz in
+        the camera optical frame, metres.
+    """
+
+    label_image: np.ndarray
+    instances: list[tuple[int, str, float]]
+    points: list[tuple[int, int, int, tuple[float, float, float] | None]]
+
+
+def class_split(name: str | None) -> str:
+    """"seen" / "unseen" for a vocabulary class, "other" for anything else (open phrase, unknown)."""
+    if name is None:
+        return "other"
+    try:
+        vocabulary.class_index(name)
+    except KeyError:
+        return "other"
+    return "unseen" if vocabulary.is_unseen(name) else "seen"
+
+
+def _iou_matrix(pred: np.ndarray, truth: np.ndarray, pred_ids: list[int], true_ids: list[int]
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """IoU float64 [P,T] between the given predicted and true ids, and the true ids' areas int64 [T].
+
+    One joint histogram over compact indices (0 = any other value) instead of P x T mask comparisons.
+    """
+    def compact(image: np.ndarray, ids: list[int]) -> np.ndarray:
+        table = np.zeros(max(int(image.max(initial=0)), *ids, 0) + 1, dtype=np.int64)
+        table[ids] = np.arange(1, len(ids) + 1)
+        return table[image]
+
+    p, t = compact(pred, pred_ids), compact(truth, true_ids)
+    joint = np.bincount((p * (len(true_ids) + 1) + t).ravel(),
+                        minlength=(len(pred_ids) + 1) * (len(true_ids) + 1))
+    joint = joint.reshape(len(pred_ids) + 1, len(true_ids) + 1)
+    inter = joint[1:, 1:]
+    pred_area, true_area = joint[1:].sum(1), joint[:, 1:].sum(0)
+    union = pred_area[:, None] + true_area[None, :] - inter
+    return inter / np.maximum(union, 1), true_area
+
+
+def _greedy_match(iou: np.ndarray, threshold: float) -> dict[int, int]:
+    """{pred row: true column} one-to-one, by decreasing IoU, pairs with IoU >= threshold."""
+    pairs = np.argwhere(iou >= threshold)
+    order = np.argsort(-iou[pairs[:, 0], pairs[:, 1]], kind="stable")
+    used_p, used_t, match = set(), set(), {}
+    for p, t in pairs[order]:
+        if p not in used_p and t not in used_t:
+            used_p.add(p)
+            used_t.add(t)
+            match[int(p)] = int(t)
+    return match
+
+
+def instruction_frame_metrics(pred: FramePrediction, truth: FrameTruth, iou_threshold: float = 0.5) -> dict:
+    """JSON-able record of one frame.
+
+    Keys: tp, fp, fn; targets: per target object {id, class, split, area, occlusion (None if unknown),
+    best_iou (max IoU with any predicted instance, 0 when none overlaps), matched (bool)}; predictions:
+    per predicted instance {id, label, split, score, matched_target (id or None)}; points_inside /
+    points_total (points of matched instances, and how many lie in the matched target's true mask);
+    errors_3d: metres, per matched instance point with an xyz and a known target centre; prompts.
+    Targets with no visible pixel cannot be segmented and are left out (listed in invisible_targets).
+    Unmatched predictions are false positives whether they cover a non-target object or nothing.
+    """
+    if pred.label_image.shape != truth.instance_image.shape:
+        raise ValueError(f"label image {pred.label_image.shape} != instance image {truth.instance_image.shape}")
+    pred_ids = [int(i) for i, _, _ in pred.instances]
+    target_ids = sorted({int(i) for i in truth.target_ids})
+    iou, areas = _iou_matrix(pred.label_image, truth.instance_image, pred_ids, target_ids)
+    visible = areas > 0
+    iou = iou[:, visible]
+    targets_vis = [t for t, v in zip(target_ids, visible) if v]
+    match = _greedy_match(iou, iou_threshold)
+    target_of_pred = {pred_ids[p]: targets_vis[t] for p, t in match.items()}
+    matched_targets = set(target_of_pred.values())
+
+    # Points of matched instances, credited to their target (so seen/unseen splits stay exact).
+    height, width = truth.instance_image.shape
+    per_target = {tid: [0, 0, []] for tid in targets_vis}  # inside, total, 3D errors
+    for pid, u, v, xyz in pred.points:
+        tid = target_of_pred.get(int(pid))
+        if tid is None:
+            continue
+        acc = per_target[tid]
+        acc[1] += 1
+        acc[0] += int(0 <= u < width and 0 <= v < height and int(truth.instance_image[v, u]) == tid)
+        centre = truth.centres.get(tid)
+        if xyz is not None and centre is not None and np.all(np.isfinite(xyz)):
+            acc[2].append(float(np.linalg.norm(np.subtract(xyz, centre))))
+
+    targets = []
+    for col, tid in enumerate(targets_vis):
+        name = truth.class_names.get(tid)
+        occlusion = truth.occlusions.get(tid)
+        inside, total, errors = per_target[tid]
+        targets.append({
+            "id": tid, "class": name, "split": class_split(name), "area": int(areas[visible][col]),
+            "occlusion": None if occlusion is None else float(occlusion),
+            "best_iou": float(iou[:, col].max(initial=0.0)), "matched": tid in matched_targets,
+            "points_inside": inside, "points_total": total, "errors_3d": errors})
+    predictions = [{"id": int(i), "label": str(label), "split": class_split(str(label)), "score": float(score),
+                    "matched_target": target_of_pred.get(int(i))} for i, label, score in pred.instances]
+
+    tp = len(match)
+    return {
+        "tp": tp, "fp": len(pred_ids) - tp, "fn": len(targets_vis) - tp,
+        "targets": targets, "predictions": predictions,
+        "invisible_targets": [t for t, v in zip(target_ids, visible) if not v],
+        "points_inside": sum(t["points_inside"] for t in targets),
+        "points_total": sum(t["points_total"] for t in targets),
+        "errors_3d": [e for t in targets for e in t["errors_3d"]],
+        "prompts": list(truth.prompts),
+    }
+
+
+def _prf(tp: int, fp: int, fn: int) -> dict:
+    """Precision, recall, F1 (None where undefined: nothing predicted / nothing to find)."""
+    precision = tp / (tp + fp) if tp + fp else None
+    recall = tp / (tp + fn) if tp + fn else None
+    f1 = 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else None
+    return {"precision": precision, "recall": recall, "f1": f1, "tp": tp, "fp": fp, "fn": fn}
+
+
+def _distribution(values: list[float]) -> dict:
+    if not values:
+        return {"count": 0, "median": None, "mean": None, "p90": None}
+    a = np.asarray(values, dtype=np.float64)
+    return {"count": int(a.size), "median": float(np.median(a)), "mean": float(a.mean()),
+            "p90": float(np.percentile(a, 90))}
+
+
+def summarise_targets(targets: list[dict], predictions: list[dict]) -> dict:
+    """Summary (see aggregate_instruction_metrics) of pooled target and prediction records of any subset
+    of frames or targets (difficulty bins pass the predictions of their targets' frames or none)."""
+    tp = sum(t["matched"] for t in targets)
+    out = _prf(tp, sum(p["matched_target"] is None for p in predictions), len(targets) - tp)
+    out["targets"] = len(targets)
+    out["mean_target_iou"] = float(np.mean([t["best_iou"] for t in targets])) if targets else None
+    inside, total = sum(t["points_inside"] for t in targets), sum(t["points_total"] for t in targets)
+    out["points_inside_share"] = inside / total if total else None
+    out["points_total"] = total
+    out["error_3d_m"] = _distribution([e for t in targets for e in t["errors_3d"]])
+    return out
+
+
+def aggregate_instruction_metrics(records: list[dict]) -> dict:
+    """Pool records of instruction_frame_metrics over frames (micro-averaged: counts are summed).
+
+    Returns {"all": summary, "seen": ..., "unseen": ..., "other": ..., "frames": n, "frames_without_targets",
+    "false_alarm_frames"} where a summary has precision / recall / f1 (IoU 0.5 unless the records used
+    another threshold), tp / fp / fn, mean_target_iou (mean best IoU over targets), points_inside_share,
+    error_3d_m {count, median, mean, p90}. In a split, targets count by their true class and false
+    positives by their predicted label, so seen precision is about predictions labelled with seen classes.
+    false_alarm_frames: frames with nothing to find where something was predicted.
+    """
+    targets = [t for r in records for t in r["targets"]]
+    predictions = [p for r in records for p in r["predictions"]]
+    out = {s: summarise_targets([t for t in targets if s == "all" or t["split"] == s],
+                                [p for p in predictions if s == "all" or p["split"] == s])
+           for s in ("all", *SPLITS)}
+    empty = [r for r in records if not r["targets"]]
+    out["frames"] = len(records)
+    out["frames_without_targets"] = len(empty)
+    out["false_alarm_frames"] = sum(1 for r in empty if r["predictions"])
+    return out

@@ -1,0 +1,109 @@
+"""Evaluation report: metrics.json, records-<name>.json, report.md and the plots, for one or more models."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+from pmp_ros.eval import plots
+
+
+def _fmt(value, digits: int = 3) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(_fmt(v) for v in row) + " |" for row in rows]
+    return lines + [""]
+
+
+def _model_sections(name: str, result: dict, examples: Sequence[Path]) -> list[str]:
+    sem, ins, prop = result["semantic"], result["instruction"], result["proposals"]
+    out = [f"## {name}", "", "### Semantic segmentation (prompts = all 100 classes)", ""]
+    out += _table(["mIoU seen", "mIoU unseen", "hmean", "mIoU all", "classes seen / unseen", "pixel acc."],
+                  [[sem["miou_seen"], sem["miou_unseen"], sem["hmean"], sem["miou"],
+                    f"{sem['classes_seen']} / {sem['classes_unseen']}", sem["pixel_accuracy"]]])
+    if sem["absent_classes"]:
+        out += [f"Classes absent from the evaluation set (excluded): {', '.join(sem['absent_classes'])}.", ""]
+    out += ["### Instruction following (IoU >= 0.5)", ""]
+    rows = []
+    for split in ("all", "seen", "unseen"):
+        s = ins[split]
+        e = s["error_3d_m"]
+        rows.append([split, s["targets"], s["precision"], s["recall"], s["f1"], s["mean_target_iou"],
+                     s["points_inside_share"], e["median"], e["mean"], e["p90"]])
+    out += _table(["targets", "n", "precision", "recall", "F1", "mean target IoU", "points inside",
+                   "3D err median (m)", "3D err mean (m)", "3D err p90 (m)"], rows)
+    out += [f"Frames: {ins['frames']}; without targets: {ins['frames_without_targets']} "
+            f"(false alarms in {ins['false_alarm_frames']}); scenes with nothing to name: "
+            f"{result['setup']['no_instruction']}; parse errors: {result['setup']['parse_errors']}.", ""]
+    out += ["### Proposal recall (targets covered at IoU >= 0.5 by the top-K queries)", ""]
+    ks = list(prop["all"]["recall"])
+    out += _table(["targets", "n", *[f"R@{k}" if k != "all" else f"R@all ({prop['num_queries']})" for k in ks]],
+                  [[s, prop[s]["targets"], *prop[s]["recall"].values()] for s in ("all", "seen", "unseen")])
+    out += ["### Difficulty", ""]
+    out += _table(["subset", "targets", "precision", "recall", "mean target IoU", "points inside"],
+                  [[k, v["targets"], v["precision"], v["recall"], v["mean_target_iou"], v["points_inside_share"]]
+                   for k, v in result["difficulty"].items()])
+    out += [f"![per-class IoU](per_class_iou-{name}.png)", ""]
+    out += [f"![example]({p.name})" for p in examples] + [""]
+    return out
+
+
+def _comparison(results: dict[str, dict]) -> list[str]:
+    rows = []
+    for name, r in results.items():
+        ins, sem = r["instruction"], r["semantic"]
+        rows.append([name, sem["miou_seen"], sem["miou_unseen"], sem["hmean"], ins["all"]["f1"], ins["seen"]["f1"],
+                     ins["unseen"]["f1"], ins["all"]["mean_target_iou"], r["proposals"]["all"]["recall"]["1"],
+                     ins["all"]["points_inside_share"], ins["all"]["error_3d_m"]["median"]])
+    return ["## Comparison", ""] + _table(
+        ["model", "mIoU seen", "mIoU unseen", "hmean", "F1", "F1 seen", "F1 unseen", "mean target IoU",
+         "proposal R@1", "points inside", "3D err median (m)"], rows)
+
+
+def markdown_report(results: dict[str, dict], command: str, weights: dict[str, dict],
+                    examples: dict[str, list[Path]] | None = None) -> str:
+    """report.md text. results: model name -> evaluate() result; weights: name -> {path, sha256, bytes};
+    examples: name -> overlay images (in the report's folder) shown under the model's section."""
+    setup = next(iter(results.values()))["setup"]
+    lines = ["# PMP evaluation report", "", f"Command: `{command}`", "",
+             f"Data: evaluation split scenes {setup['num_scenes']} (seeds {setup['seeds'][0]}..{setup['seeds'][1]}), "
+             f"{setup['image_size'][0]}x{setup['image_size'][1]}, cluttered fraction "
+             f"{setup['cluttered_fraction']} ({setup['cluttered_scenes']} cluttered scenes), one instruction per "
+             f"scene, absent-class probability {setup['absent_prob']}; definitions in docs/evaluation.md.", "",
+             "Weights:", ""]
+    lines += [f"- {name}: `{w['path']}` (sha256 {w['sha256']}, {w['bytes']} bytes), "
+              f"{results[name]['timing']['scenes_per_minute']:.0f} scenes/min on {results[name]['setup']['device']}"
+              for name, w in weights.items()]
+    lines += ["", "![proposal recall](proposal_recall.png)", ""]
+    if len(results) > 1:
+        lines += _comparison(results)
+    for name, result in results.items():
+        lines += _model_sections(name, result, (examples or {}).get(name, []))
+    return "\n".join(lines)
+
+
+def write_report(out_dir: Path, results: dict[str, dict], command: str, weights: dict[str, dict],
+                 examples: dict[str, list[Path]] | None = None) -> dict:
+    """Write metrics.json (everything but per-frame records), records-<name>.json, report.md and the
+    per-class IoU / proposal recall plots into out_dir; returns {what: path}."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = {"metrics": out_dir / "metrics.json", "report": out_dir / "report.md",
+             "proposal_recall": plots.plot_proposal_recall(results, out_dir / "proposal_recall.png")}
+    summary = {"command": command, "weights": weights,
+               "models": {n: {k: v for k, v in r.items() if k != "records"} for n, r in results.items()}}
+    paths["metrics"].write_text(json.dumps(summary, indent=1))
+    for name, result in results.items():
+        paths[f"records-{name}"] = out_dir / f"records-{name}.json"
+        paths[f"records-{name}"].write_text(json.dumps(result["records"]))
+        paths[f"per_class_iou-{name}"] = plots.plot_per_class_iou(
+            result, out_dir / f"per_class_iou-{name}.png", f"{name}: semantic IoU per class")
+    paths["report"].write_text(markdown_report(results, command, weights, examples))
+    return paths

@@ -1,0 +1,41 @@
+"""Training batches from a COCO-format dataset (this project's export or real data such as COCO).
+
+Images are resized to TrainConfig.coco_image_size (masks with nearest neighbour). Each image's prompts,
+standing in for an instruction, are 1..max_targets of the classes present in it, drawn at random.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import torch
+
+from pmp_ros.data.coco import CocoDataset
+
+
+class CocoBatches:
+    def __init__(self, cfg, train_classes: tuple[str, ...], num_queries: int, rank: int, world_size: int):
+        self.cfg, self.rank, self.world_size = cfg, rank, world_size
+        self.dataset = CocoDataset(cfg.coco_json, cfg.coco_images)
+        self.classes = tuple(train_classes) or tuple(sorted(set(self.dataset.categories.values())))
+        self.class_index = {name: i for i, name in enumerate(self.classes)}
+        self.num_queries = num_queries
+
+    def batch(self, step: int) -> tuple[torch.Tensor, list[dict], list[list[str]]]:
+        height, width = self.cfg.coco_image_size
+        first = (step * self.world_size + self.rank) * self.cfg.batch_size
+        images, targets, prompts = [], [], []
+        for index in range(first, first + self.cfg.batch_size):
+            rng = np.random.default_rng([self.cfg.seed, index])
+            rgb, instances = self.dataset[index % len(self.dataset)]
+            instances = [(name, mask) for name, mask in instances if name in self.class_index][:self.num_queries]
+            rgb = cv2.resize(rgb, (width, height), interpolation=cv2.INTER_AREA)
+            masks = np.stack([cv2.resize(m.astype(np.uint8), (width, height), interpolation=cv2.INTER_NEAREST)
+                              for _, m in instances]).astype(bool) if instances else np.zeros((0, height, width), bool)
+            present = sorted({name for name, _ in instances})
+            count = int(rng.integers(1, min(self.cfg.max_targets, len(present)) + 1)) if present else 0
+            images.append(torch.from_numpy(rgb).permute(2, 0, 1).float().div_(255.0))
+            targets.append({"labels": torch.tensor([self.class_index[n] for n, _ in instances], dtype=torch.int64),
+                            "masks": torch.from_numpy(masks)})
+            prompts.append([str(p) for p in rng.choice(present, size=count, replace=False)] if count else [])
+        return torch.stack(images), targets, prompts

@@ -1,0 +1,257 @@
+"""PMP training: the mask generator and in-vocabulary classifier on seen classes, CLIP frozen.
+
+    pmp-train --config config/train/pmp_tiny.yaml --out runs/pmp               # one process
+    torchrun --nproc-per-node 2 -m pmp_ros.train.train_pmp --config ... --out ...  # DDP (gloo on CPU)
+    pmp-train --config ... --out runs/pmp --resume                              # continue from last.pt
+
+The config file (YAML) has two sections: `model` (a partial ModelConfig) and `train` (TrainConfig).
+Writes <out>/model.safetensors (the checkpoint the node loads), <out>/last.pt (resumable training state)
+and <out>/log.jsonl (losses per logged step).
+
+Data: scenes of the procedural world (seeds from pmp_ros.data.splits.PMP_TRAIN), or a COCO-format dataset
+(`train.coco_json`), each image with one instruction whose prompts guide PMP. Targets are the labelled
+(seen-class) instances. When an image has more instances than the model has queries, the targets keep
+every instance the instruction names and fill the rest at random: with a query budget, the prompted
+objects are the ones that must be found (a prompt-free twin gets the same targets, without the prompts).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import yaml
+from torch.nn.parallel import DistributedDataParallel
+from tqdm import tqdm
+
+from pmp_ros.data import splits, vocabulary
+from pmp_ros.data.dataset import TabletopDataset
+from pmp_ros.data.world import TabletopWorld, WorldConfig
+from pmp_ros.model.checkpoint import save_checkpoint
+from pmp_ros.model.config import ModelConfig
+from pmp_ros.model.criterion import SetCriterion
+from pmp_ros.model.segmenter import build_segmenter
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 2000
+    batch_size: int = 8  # per process
+    lr: float = 4e-4
+    weight_decay: float = 0.05
+    warmup_steps: int = 100
+    grad_clip: float = 1.0
+    seed: int = 0
+    cluttered_fraction: float = 0.5  # share of scenes with 10-25 objects
+    max_targets: int = 3  # classes an instruction names
+    log_every: int = 20
+    checkpoint_every: int = 250
+    threads: int = 0
+    coco_json: str | None = None  # train on a COCO-format dataset instead of the procedural world
+    coco_images: str | None = None
+    coco_image_size: tuple[int, int] = (480, 640)
+    extra_metadata: dict = field(default_factory=dict)
+
+
+def load_config(path: str | os.PathLike) -> tuple[ModelConfig, TrainConfig]:
+    data = yaml.safe_load(Path(path).read_text()) or {}
+    unknown = set(data) - {"model", "train"}
+    if unknown:
+        raise ValueError(f"{path}: unknown section(s) {sorted(unknown)}; expected 'model' and 'train'")
+    return ModelConfig.from_dict(data.get("model") or {}), train_config(data.get("train") or {})
+
+
+def train_config(values: dict) -> TrainConfig:
+    known = TrainConfig.__dataclass_fields__
+    bad = set(values) - set(known)
+    if bad:
+        raise ValueError(f"unknown train key(s) {sorted(bad)}; known: {sorted(known)}")
+    if values.get("coco_image_size") is not None:
+        values = {**values, "coco_image_size": tuple(values["coco_image_size"])}
+    return TrainConfig(**values)
+
+
+# --- data ------------------------------------------------------------------------------------------------
+
+class WorldBatches:
+    """Batches of (image [3,H,W] float in [0,1], targets, prompts) from procedural-world seeds.
+
+    Sample i of the run is seed PMP_TRAIN[i]; process `rank` of `world_size` takes every world_size-th
+    batch, so runs are reproducible for a given world size and resume at any step.
+    """
+
+    def __init__(self, cfg: TrainConfig, num_queries: int, rank: int, world_size: int):
+        self.cfg, self.rank, self.world_size = cfg, rank, world_size
+        self.classes = vocabulary.seen_classes()  # the world dataset labels exactly these (seen_only)
+        self.class_index = {name: i for i, name in enumerate(self.classes)}
+        self.num_queries = num_queries
+        simple, cluttered = WorldConfig(), WorldConfig.cluttered()
+        self.datasets = [TabletopDataset(TabletopWorld(config=c), splits.PMP_TRAIN, seen_only=True,
+                                         max_targets=cfg.max_targets) for c in (simple, cluttered)]
+
+    def batch(self, step: int) -> tuple[torch.Tensor, list[dict], list[list[str]]]:
+        first = (step * self.world_size + self.rank) * self.cfg.batch_size
+        images, targets, prompts = [], [], []
+        for index in range(first, first + self.cfg.batch_size):
+            rng = np.random.default_rng([self.cfg.seed, index])
+            dataset = self.datasets[int(rng.random() < self.cfg.cluttered_fraction)]
+            sample = dataset[index]
+            named = sorted({k for ks in sample.instruction_targets for k in ks})
+            keep = _budgeted_targets(len(sample.class_names), named, self.num_queries, rng)
+            images.append(torch.from_numpy(sample.rgb).permute(2, 0, 1).float().div_(255.0))
+            targets.append({
+                "labels": torch.tensor([self.class_index[sample.class_names[k]] for k in keep], dtype=torch.int64),
+                "masks": torch.from_numpy(sample.masks[keep]),
+            })
+            prompts.append(list(sample.instruction.prompts) if sample.instruction else [])
+        return torch.stack(images), targets, prompts
+
+
+def _budgeted_targets(count: int, named: list[int], budget: int, rng: np.random.Generator) -> list[int]:
+    """All instances when they fit the query budget; else the named ones plus random others."""
+    if count <= budget:
+        return list(range(count))
+    others = [k for k in range(count) if k not in set(named)]
+    fill = rng.choice(others, size=max(0, budget - len(named)), replace=False).tolist() if others else []
+    return sorted(named[:budget] + fill)
+
+
+# --- training --------------------------------------------------------------------------------------------
+
+def _distributed() -> tuple[int, int]:
+    """(rank, world size); initialises the process group when started by torchrun."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if world_size > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return (dist.get_rank(), world_size) if world_size > 1 else (0, 1)
+
+
+def _device(rank: int) -> torch.device:
+    if torch.cuda.is_available():
+        local = int(os.environ.get("LOCAL_RANK", rank))
+        torch.cuda.set_device(local)
+        return torch.device("cuda", local)
+    return torch.device("cpu")
+
+
+def train(model_cfg: ModelConfig, cfg: TrainConfig, out: Path, resume: bool = False) -> Path:
+    """Runs (or resumes) training; returns the path of the final checkpoint."""
+    rank, world_size = _distributed()
+    device = _device(rank)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    data = _make_data(cfg, model_cfg, rank, world_size)
+    model_cfg.train_classes = data.classes
+    torch.manual_seed(cfg.seed)  # same initial weights on every rank
+    model = build_segmenter(model_cfg).to(device).train()
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / cfg.warmup_steps)
+                                                 * 0.5 * (1 + math.cos(math.pi * min(s, cfg.steps) / cfg.steps)))
+    start_step = 0
+    state_path = out / "last.pt"
+    if resume and state_path.is_file():
+        state = torch.load(state_path, map_location=device, weights_only=False)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        schedule.load_state_dict(state["schedule"])
+        start_step = state["step"]
+    network = DistributedDataParallel(model) if world_size > 1 else model
+    criterion = SetCriterion.from_config(model_cfg.loss)
+    class_names = list(model_cfg.train_classes)
+
+    is_main = rank == 0
+    if is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "config.yaml").write_text(yaml.safe_dump({"model": model_cfg.to_dict(), "train": asdict(cfg)},
+                                                         sort_keys=False))
+    log = open(out / "log.jsonl", "a") if is_main else None
+    progress = tqdm(range(start_step, cfg.steps), desc="pmp", disable=not is_main, mininterval=5,
+                    initial=start_step, total=cfg.steps)
+    started = time.time()
+    for step in progress:
+        images, targets, prompts = data.batch(step)
+        images = images.to(device, non_blocking=True)
+        targets = [{k: v.to(device, non_blocking=True) for k, v in t.items()} for t in targets]
+        text = model.encode_text(class_names, prompts)
+        losses = criterion(network(images, text), targets)
+        total = criterion.weighted_total(losses)
+        optimizer.zero_grad(set_to_none=True)
+        total.backward()
+        torch.nn.utils.clip_grad_norm_(trainable, cfg.grad_clip)
+        optimizer.step()
+        schedule.step()
+        done = step + 1
+        if is_main and (step % cfg.log_every == 0 or done == cfg.steps):
+            record = {"step": step, "loss": round(total.item(), 4), "lr": schedule.get_last_lr()[0],
+                      "time_s": round(time.time() - started, 1),
+                      **{k: round(v.item(), 4) for k, v in losses.items() if not k[-1].isdigit()}}
+            log.write(json.dumps(record) + "\n")
+            log.flush()
+            progress.set_postfix(loss=f"{record['loss']:.3f}")
+        if is_main and (done % cfg.checkpoint_every == 0 or done == cfg.steps):
+            torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                        "schedule": schedule.state_dict(), "step": done}, state_path)
+    final = out / "model.safetensors"
+    if is_main:
+        log.close()
+        save_checkpoint(final, model, model_cfg, {"training": asdict(cfg), "steps": cfg.steps,
+                                                  "world_size": world_size, "data": _data_name(cfg)})
+    if world_size > 1:
+        dist.barrier()
+        dist.destroy_process_group()
+    return final
+
+
+def _make_data(cfg: TrainConfig, model_cfg: ModelConfig, rank: int, world_size: int):
+    if cfg.coco_json:
+        from pmp_ros.train.coco_batches import CocoBatches
+
+        return CocoBatches(cfg, model_cfg.train_classes, model_cfg.decoder.num_queries, rank, world_size)
+    return WorldBatches(cfg, model_cfg.decoder.num_queries, rank, world_size)
+
+
+def _data_name(cfg: TrainConfig) -> str:
+    return f"coco:{cfg.coco_json}" if cfg.coco_json else "procedural tabletop world, seen classes, PMP_TRAIN seeds"
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--config", required=True, type=Path, help="YAML with 'model' and 'train' sections")
+    parser.add_argument("--out", required=True, type=Path, help="run folder")
+    parser.add_argument("--resume", action="store_true", help="continue from <out>/last.pt")
+    parser.add_argument("--set", nargs="*", default=[], metavar="SECTION.KEY=VALUE",
+                        help="override config entries, e.g. train.steps=10 model.decoder.pmp=false")
+    args = parser.parse_args(argv)
+    model_cfg, cfg = load_config(args.config)
+    model_cfg, cfg = apply_overrides(model_cfg, cfg, args.set)
+    final = train(model_cfg, cfg, args.out, args.resume)
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(f"saved {final}")
+
+
+def apply_overrides(model_cfg: ModelConfig, cfg: TrainConfig, overrides: list[str]):
+    """`train.steps=10`, `model.decoder.pmp=false`: values parsed as YAML scalars."""
+    model_dict, train_dict = model_cfg.to_dict(), asdict(cfg)
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        section, *path = key.split(".")
+        if not sep or section not in ("model", "train") or not path:
+            raise SystemExit(f"bad override {item!r}: expected model.a.b=value or train.key=value")
+        target = model_dict if section == "model" else train_dict
+        for part in path[:-1]:
+            target = target[part]
+        target[path[-1]] = yaml.safe_load(value)
+    return ModelConfig.from_dict(model_dict), train_config(train_dict)
+
+
+if __name__ == "__main__":
+    main()

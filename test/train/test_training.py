@@ -1,0 +1,79 @@
+"""Training smoke runs: CLIP pretraining, PMP training single-process, resumed, and under torchrun (2
+processes, gloo). A few steps of the small config each: they prove the loops run, save loadable models
+and resume, not that the models learn (test/model/test_segmenter.py checks learning on one batch)."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from model_fixtures import small_config
+from pmp_ros.model.segmenter import load_segmenter
+from pmp_ros.train.train_pmp import TrainConfig, apply_overrides, load_config
+
+TRAIN = {"steps": 2, "batch_size": 2, "log_every": 1, "checkpoint_every": 1, "warmup_steps": 1, "threads": 1}
+
+
+def _config_file(tmp_path, **train):
+    path = tmp_path / "train.yaml"
+    path.write_text(yaml.safe_dump({"model": small_config().to_dict(), "train": {**TRAIN, **train}}))
+    return path
+
+
+def _run(args, **env):
+    result = subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=600,
+                            env={**os.environ, "OMP_NUM_THREADS": "1", **env})
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return result
+
+
+def _log(run_dir):
+    return [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
+
+
+def test_config_file_and_overrides(tmp_path):
+    model_cfg, cfg = load_config(_config_file(tmp_path))
+    assert model_cfg.decoder.num_queries == small_config().decoder.num_queries and cfg.steps == 2
+    model_cfg, cfg = apply_overrides(model_cfg, cfg, ["train.steps=7", "model.decoder.pmp=false"])
+    assert cfg.steps == 7 and model_cfg.decoder.pmp is False and isinstance(cfg, TrainConfig)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({"train": {"stepz": 1}}))
+    with pytest.raises(ValueError, match="stepz"):
+        load_config(bad)
+
+
+@pytest.mark.slow
+def test_single_process_training_saves_a_loadable_model_and_resumes(tmp_path):
+    out = tmp_path / "run"
+    _run(["-m", "pmp_ros.train.train_pmp", "--config", str(_config_file(tmp_path)), "--out", str(out)])
+    model, cfg = load_segmenter(out / "model.safetensors")
+    assert cfg.train_classes and len(cfg.train_classes) == 75  # the world's seen classes
+    assert [r["step"] for r in _log(out)] == [0, 1]
+    _run(["-m", "pmp_ros.train.train_pmp", "--config", str(_config_file(tmp_path)), "--out", str(out),
+          "--resume", "--set", "train.steps=3"])
+    assert [r["step"] for r in _log(out)] == [0, 1, 2]  # continued at step 2, not from scratch
+
+
+@pytest.mark.slow
+def test_two_process_ddp_training_with_gloo(tmp_path):
+    out = tmp_path / "ddp"
+    _run(["-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+          "-m", "pmp_ros.train.train_pmp", "--config", str(_config_file(tmp_path)), "--out", str(out)])
+    load_segmenter(out / "model.safetensors")
+    assert len(_log(out)) == 2  # only rank 0 logs
+
+
+@pytest.mark.slow
+def test_clip_pretraining_writes_open_clip_weights(tmp_path):
+    out = tmp_path / "clip.safetensors"
+    _run(["-m", "pmp_ros.train.clip_pretrain", "--steps", "2", "--batch-size", "8", "--eval-scenes", "3",
+          "--warmup-steps", "1", "--threads", "1", "--out", str(out)], HF_HUB_OFFLINE="1")
+    report = json.loads(out.with_suffix(".json").read_text())
+    assert 0.0 <= report["zero_shot"]["seen_accuracy"] <= 1.0 and report["zero_shot"]["crops"] > 0
+    from pmp_ros.model.clip import create_clip
+    from pmp_ros.model.config import ClipConfig
+
+    create_clip(ClipConfig(model_name="pmp-tiny-rn", pretrained=str(out)))  # open_clip's own loading path
