@@ -28,6 +28,7 @@ setup(
         (f"share/{PACKAGE}", ["package.xml"]),
         (f"share/{PACKAGE}/launch", glob("launch/*.launch.py")),
         (f"share/{PACKAGE}/config", glob("config/*.yaml") + glob("config/*.xml")),
+        (f"share/{PACKAGE}/config/train", glob("config/train/*.yaml")),
         (f"share/{PACKAGE}/models", glob("models/*")),
     ],
     # Ranges for users; requirements/constraints.txt pins the tested set. ROS packages (rclpy, messages)
@@ -44,6 +45,7 @@ setup(
         "tqdm>=4.60",
         "matplotlib>=3.7",
         "imageio>=2.30",
+        "pyyaml>=6",
     ],
     extras_require={"test": ["pytest>=7", "pytest-timeout>=2", "hypothesis>=6"]},
     entry_points={"console_scripts": CONSOLE_SCRIPTS},
