@@ -24,11 +24,11 @@ from safetensors.torch import save_file
 from torch import nn
 
 from pmp_ros.model.config import ModelConfig
+from pmp_ros.model.state_dict_diff import state_dict_mismatch
 
 FORMAT = "pmp_ros.checkpoint"
 VERSION = "1"
 RESERVED_KEYS = ("format", "version", "config")
-_MAX_LISTED_KEYS = 20
 
 
 class CheckpointError(Exception):
@@ -135,21 +135,9 @@ def _check_header(path: Path, metadata: dict[str, str]) -> None:
 
 def load_state_strict(model: nn.Module, state_dict: dict[str, torch.Tensor]) -> None:
     """Load every tensor, requiring the exact key set and shapes; errors name the offending keys."""
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(state_dict))
-    unexpected = sorted(set(state_dict) - set(expected))
-    misshaped = [
-        f"{k}: checkpoint {tuple(state_dict[k].shape)} vs model {tuple(expected[k].shape)}"
-        for k in sorted(set(expected) & set(state_dict))
-        if state_dict[k].shape != expected[k].shape
-    ]
-    problems = [
-        f"{title} ({len(keys)}): {keys[:_MAX_LISTED_KEYS]}{' ...' if len(keys) > _MAX_LISTED_KEYS else ''}"
-        for title, keys in (("missing keys", missing), ("unexpected keys", unexpected), ("mis-shaped", misshaped))
-        if keys
-    ]
-    if problems:
-        raise CheckpointError(f"checkpoint does not fit {type(model).__name__}: " + "; ".join(problems))
+    mismatch = state_dict_mismatch(model.state_dict(), state_dict, found_name="checkpoint")
+    if mismatch:
+        raise CheckpointError(f"checkpoint does not fit {type(model).__name__}: {mismatch}")
     model.load_state_dict(state_dict, strict=True)
 
 

@@ -19,10 +19,10 @@ import torch
 from torch import nn
 
 from pmp_ros.model.config import ClipConfig
+from pmp_ros.model.state_dict_diff import state_dict_mismatch
 
 CONFIG_DIR = Path(__file__).parent / "configs"
 WEIGHT_SUFFIXES = (".pt", ".pth", ".bin", ".safetensors")
-_MAX_LISTED_KEYS = 10
 
 _registered = False
 
@@ -104,21 +104,10 @@ def _diagnose_weights(model_name: str, path: str, err: Exception) -> ModelLoadEr
     except Exception as read_err:
         return ModelLoadError(f"could not read CLIP weights file {path} (corrupt or not a state dict?): {read_err}")
     model_state = open_clip.create_model(model_name, pretrained=None).state_dict()
-    missing = sorted(set(model_state) - set(file_state))
-    unexpected = sorted(set(file_state) - set(model_state))
-    misshaped = [
-        f"{k}: file {tuple(file_state[k].shape)} vs model {tuple(model_state[k].shape)}"
-        for k in sorted(set(model_state) & set(file_state))
-        if file_state[k].shape != model_state[k].shape
-    ]
-    if not (missing or unexpected or misshaped):
+    mismatch = state_dict_mismatch(model_state, file_state)
+    if not mismatch:
         return ModelLoadError(f"could not load {path} into {model_name!r}: {err}")
-    parts = [
-        f"{title} ({len(keys)}): {keys[:_MAX_LISTED_KEYS]}{' ...' if len(keys) > _MAX_LISTED_KEYS else ''}"
-        for title, keys in (("missing", missing), ("unexpected", unexpected), ("mis-shaped", misshaped))
-        if keys
-    ]
     return WeightsMismatchError(
         f"weights file {path} does not fit open_clip model {model_name!r} (another architecture?); "
-        + "; ".join(parts)
+        + mismatch
     )
