@@ -35,7 +35,7 @@ from tqdm import tqdm
 from pmp_ros.data import splits, vocabulary
 from pmp_ros.data.dataset import TabletopDataset
 from pmp_ros.data.world import TabletopWorld, WorldConfig
-from pmp_ros.model.checkpoint import save_checkpoint
+from pmp_ros.model.checkpoint import load_state_strict, read_checkpoint, save_checkpoint
 from pmp_ros.model.config import ModelConfig
 from pmp_ros.model.criterion import SetCriterion
 from pmp_ros.model.segmenter import build_segmenter
@@ -58,6 +58,11 @@ class TrainConfig:
     coco_json: str | None = None  # train on a COCO-format dataset instead of the procedural world
     coco_images: str | None = None
     coco_image_size: tuple[int, int] = (480, 640)
+    # Start from a pmp_ros checkpoint (e.g. a converted FC-CLIP model); its config replaces `model`.
+    init_from: str | None = None
+    # What is trained: "all" (everything not frozen by the config), "decoder" (query decoder, void
+    # embedding and PMP), "pmp" (only the PMP prompt-attention layers).
+    train_only: str = "all"
     extra_metadata: dict = field(default_factory=dict)
 
 
@@ -151,8 +156,11 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, out: Path, resume: bool = Fa
     data = _make_data(cfg, model_cfg, rank, world_size)
     model_cfg.train_classes = data.classes
     torch.manual_seed(cfg.seed)  # same initial weights on every rank
-    model = build_segmenter(model_cfg).to(device).train()
-    trainable = [p for p in model.parameters() if p.requires_grad]
+    model = build_segmenter(model_cfg)
+    if cfg.init_from:
+        load_state_strict(model, read_checkpoint(cfg.init_from)[0])
+    model = model.to(device).train()
+    trainable = _select_trainable(model, cfg.train_only)
     optimizer = torch.optim.AdamW(trainable, lr=cfg.lr, weight_decay=cfg.weight_decay)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / cfg.warmup_steps)
                                                  * 0.5 * (1 + math.cos(math.pi * min(s, cfg.steps) / cfg.steps)))
@@ -183,7 +191,9 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, out: Path, resume: bool = Fa
         targets = [{k: v.to(device, non_blocking=True) for k, v in t.items()} for t in targets]
         text = model.encode_text(class_names, prompts)
         losses = criterion(network(images, text), targets)
-        total = criterion.weighted_total(losses)
+        # A batch can leave every trained parameter out of the graph (train_only=pmp and no image has a
+        # prompt); the zero term keeps backward valid, and identical on every DDP rank.
+        total = criterion.weighted_total(losses) + 0.0 * sum(p.sum() for p in trainable)
         optimizer.zero_grad(set_to_none=True)
         total.backward()
         torch.nn.utils.clip_grad_norm_(trainable, cfg.grad_clip)
@@ -211,6 +221,24 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, out: Path, resume: bool = Fa
     return final
 
 
+def _select_trainable(model, train_only: str) -> list[torch.nn.Parameter]:
+    """Freeze what train_only excludes; returns the parameters the optimiser updates."""
+    if train_only == "all":
+        return [p for p in model.parameters() if p.requires_grad]
+    if train_only == "pmp":
+        chosen = list(model.head.pmp_parameters())
+    elif train_only == "decoder":
+        chosen = list(model.head.predictor.parameters()) + list(model.void_embedding.parameters())
+    else:
+        raise ValueError(f"train_only must be 'all', 'decoder' or 'pmp', got {train_only!r}")
+    if not chosen:
+        raise ValueError(f"train_only={train_only!r} selects no parameters (is PMP off?)")
+    model.requires_grad_(False)
+    for parameter in chosen:
+        parameter.requires_grad_(True)
+    return chosen
+
+
 def _make_data(cfg: TrainConfig, model_cfg: ModelConfig, rank: int, world_size: int):
     if cfg.coco_json:
         from pmp_ros.train.coco_batches import CocoBatches
@@ -233,6 +261,9 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     model_cfg, cfg = load_config(args.config)
     model_cfg, cfg = apply_overrides(model_cfg, cfg, args.set)
+    if cfg.init_from:
+        model_cfg = read_checkpoint(cfg.init_from)[1]
+        model_cfg, cfg = apply_overrides(model_cfg, cfg, [o for o in args.set if o.startswith("model.")])
     final = train(model_cfg, cfg, args.out, args.resume)
     if int(os.environ.get("RANK", "0")) == 0:
         print(f"saved {final}")

@@ -77,3 +77,27 @@ def test_clip_pretraining_writes_open_clip_weights(tmp_path):
     from pmp_ros.model.config import ClipConfig
 
     create_clip(ClipConfig(model_name="pmp-tiny-rn", pretrained=str(out)))  # open_clip's own loading path
+
+
+@pytest.mark.slow
+def test_fine_tuning_pmp_only_from_a_checkpoint_on_coco_data(tmp_path):
+    from model_fixtures import build_small_segmenter
+    from pmp_ros.data import vocabulary
+    from pmp_ros.data.coco import export_coco
+    from pmp_ros.data.world import TabletopWorld
+    from pmp_ros.model.checkpoint import read_checkpoint, save_checkpoint
+
+    model, model_cfg = build_small_segmenter()
+    model_cfg.train_classes = vocabulary.all_classes()  # the COCO export's categories
+    init = save_checkpoint(tmp_path / "init.safetensors", model, model_cfg)
+    world = TabletopWorld()
+    export_coco([world.render(seed) for seed in range(3)], str(tmp_path / "coco"))
+    config = _config_file(tmp_path, init_from=str(init), train_only="pmp",
+                          coco_json=str(tmp_path / "coco" / "instances.json"), coco_image_size=[96, 128])
+    out = tmp_path / "finetune"
+    _run(["-m", "pmp_ros.train.train_pmp", "--config", str(config), "--out", str(out)])
+    before, _, _ = read_checkpoint(init)
+    after, cfg, _ = read_checkpoint(out / "model.safetensors")
+    changed = {k for k in before if not (before[k].float() == after[k].float()).all()}
+    assert changed and all(".prompt_attention_layers." in k for k in changed), sorted(changed)[:5]
+    assert cfg.decoder.num_queries == small_config().decoder.num_queries  # the checkpoint's model
