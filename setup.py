@@ -13,6 +13,9 @@ CONSOLE_SCRIPTS = [
     "pmp-train = pmp_ros.train.train_pmp:main",
     "pmp-eval = pmp_ros.eval.cli:main",
     "pmp-convert-fcclip = pmp_ros.tools.convert_fcclip:main",
+    "pmp-write-bag = pmp_ros.tools.bag_writer:main",
+    "pmp-eval-bag = pmp_ros.tools.eval_bag:main",
+    "pmp-demo = pmp_ros.tools.demo:main",
 ]
 
 setup(

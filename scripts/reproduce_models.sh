@@ -16,7 +16,7 @@ RUNS="${RUNS:-runs}"
 export HF_HUB_OFFLINE=1
 
 if [ ! -f models/pmp-tiny-rn-clip.safetensors ]; then
-  "$BIN/pmp-train-clip" --steps "$CLIP_STEPS" --lr 0.001 --threads 2 --eval-scenes 300 \
+  "$BIN/pmp-train-clip" --steps "$CLIP_STEPS" --lr 0.001 --threads 1 --eval-scenes 300 \
       --out models/pmp-tiny-rn-clip.safetensors
 fi
 models=() names=()

@@ -1,0 +1,267 @@
+"""Plays recorded (or generated) serialised messages into the node's live topics and collects its answers.
+
+rclpy publishes the bag's CDR bytes as they are (no deserialisation) and the node answers on its output
+topics; answers are matched to inputs by header stamp. Two modes:
+- timed: each message at its recorded time (scaled by `rate`), as a camera would send it. The node keeps
+  only the newest frame, so frames it is too slow for get no result: they are counted as dropped.
+- lockstep: one image, then wait for its result before the next, so every frame is processed (accuracy
+  on all frames, no drops). A result computed with an older instruction (the instruction and the image
+  travel on different topics, so the image can overtake it), or none within `resend_after`, makes the
+  player publish the same image again, until `frame_timeout`.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+import numpy as np
+import rclpy
+from rclpy.context import Context
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
+from std_msgs.msg import String
+
+from pmp_ros.ros import interface
+from pmp_ros.tools.bag_storage import BagMessage
+from pmp_ros.tools.bags import GT_TYPE, deserialize, header_stamp, stamp_key
+from pmp_ros_msgs.msg import LabelledPointArray, SegmentationResult
+
+DISCOVERY_TIMEOUT_S = 30.0
+SETTLE_S = 0.02  # lockstep: lets depth / camera info sent just before an image reach the node first
+MIN_RESEND_S = 1.0
+
+Key = tuple[int, int]
+
+
+def _qos(depth: int, reliable: bool = True, transient_local: bool = False) -> QoSProfile:
+    return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=depth,
+                      reliability=ReliabilityPolicy.RELIABLE if reliable else ReliabilityPolicy.BEST_EFFORT,
+                      durability=DurabilityPolicy.TRANSIENT_LOCAL if transient_local else DurabilityPolicy.VOLATILE)
+
+
+@dataclass
+class FrameLog:
+    """One published image: when it went out (monotonic s; the last time, when resent), the instruction the
+    player had sent before it, and the node's answer."""
+
+    index: int
+    key: Key
+    instruction: str | None
+    published_at: float
+    sends: int = 1
+    result: SegmentationResult | None = None
+    points: LabelledPointArray | None = None
+    result_at: float | None = None
+    overlay: Image | None = None
+    data: bytes | None = field(default=None, repr=False)  # the image, kept only while a resend may need it
+
+    @property
+    def latency_s(self) -> float | None:
+        return None if self.result_at is None else self.result_at - self.published_at
+
+
+@dataclass
+class Playback:
+    """What a run produced: frames in publication order, ground truth by stamp (deserialised GroundTruth),
+    the wall-clock span of the playback, images that repeated a stamp, and notes for the report."""
+
+    frames: list[FrameLog] = field(default_factory=list)
+    truths: dict[Key, object] = field(default_factory=dict)
+    started_at: float = 0.0
+    ended_at: float = 0.0
+    duplicates: int = 0
+    notes: list[str] = field(default_factory=list)
+
+
+class Player:
+    """An rclpy node of its own context, spun in a background thread; use as a context manager.
+
+    namespace: the node under test's namespace (its topics are relative). overlay: also collect the node's
+    overlay images (the node draws them only while someone subscribes).
+    """
+
+    def __init__(self, domain_id: int | None = None, namespace: str = "", compressed: bool = False,
+                 overlay: bool = False):
+        self.context = Context()
+        rclpy.init(context=self.context, **({} if domain_id is None else {"domain_id": domain_id}))
+        self.node = rclpy.create_node("pmp_bag_player", namespace=namespace or None, context=self.context)
+        self.overlay = overlay
+        self._cond = threading.Condition()
+        self._frames: dict[Key, FrameLog] = {}
+        self._pending_points: dict[Key, LabelledPointArray] = {}
+        image_type, image_topic = ((CompressedImage, interface.IMAGE_TOPIC + "/compressed") if compressed
+                                   else (Image, interface.IMAGE_TOPIC))
+        node = self.node
+        self._publishers = {
+            "image": node.create_publisher(image_type, image_topic, _qos(5)),
+            "instruction": node.create_publisher(String, interface.INSTRUCTION_TOPIC, _qos(1, transient_local=True)),
+            "depth": node.create_publisher(Image, interface.DEPTH_TOPIC, _qos(5)),
+            "depth_info": node.create_publisher(CameraInfo, interface.DEPTH_INFO_TOPIC, _qos(1)),
+        }
+        node.create_subscription(SegmentationResult, interface.SEGMENTATION_TOPIC, self._on_result, _qos(50))
+        node.create_subscription(LabelledPointArray, interface.POINTS_TOPIC, self._on_points, _qos(50))
+        if overlay:
+            node.create_subscription(Image, interface.OVERLAY_TOPIC, self._on_overlay, _qos(10))
+        self._executor = SingleThreadedExecutor(context=self.context)
+        self._executor.add_node(node)
+        self._thread = threading.Thread(target=self._spin, daemon=True)
+        self._thread.start()
+
+    def __enter__(self) -> "Player":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self._executor.shutdown(timeout_sec=2.0)
+        self.node.destroy_node()
+        rclpy.try_shutdown(context=self.context)
+        self._thread.join(timeout=5.0)
+
+    def _spin(self) -> None:
+        try:
+            self._executor.spin()
+        except ExternalShutdownException:
+            pass
+
+    # -- answers -------------------------------------------------------------------------------------
+    def _on_result(self, msg: SegmentationResult) -> None:
+        now = time.monotonic()
+        with self._cond:
+            frame = self._frames.get(stamp_key(msg.header.stamp))
+            if frame is not None:  # the latest answer wins: after a resend, the older one is stale
+                frame.result, frame.result_at = msg, now
+                self._cond.notify_all()
+
+    def _on_points(self, msg: LabelledPointArray) -> None:
+        with self._cond:
+            frame = self._frames.get(stamp_key(msg.header.stamp))
+            if frame is not None:
+                frame.points = msg
+                self._cond.notify_all()
+
+    def _on_overlay(self, msg: Image) -> None:
+        with self._cond:
+            frame = self._frames.get(stamp_key(msg.header.stamp))
+            if frame is not None:
+                frame.overlay = msg
+
+    # -- playing -------------------------------------------------------------------------------------
+    def wait_for_node(self, timeout: float = DISCOVERY_TIMEOUT_S) -> None:
+        """Wait until the node under test subscribes to images and instructions and publishes results."""
+        deadline = time.monotonic() + timeout
+        checks = {f"a subscriber on {self._publishers['image'].topic_name}":
+                  lambda: self._publishers["image"].get_subscription_count() > 0,
+                  f"a subscriber on {self._publishers['instruction'].topic_name}":
+                  lambda: self._publishers["instruction"].get_subscription_count() > 0,
+                  "a publisher of segmentation results":
+                  lambda: self.node.count_publishers(interface.SEGMENTATION_TOPIC) > 0}
+        if self.overlay:
+            checks["a publisher of overlays"] = lambda: self.node.count_publishers(interface.OVERLAY_TOPIC) > 0
+        for what, check in checks.items():
+            while not check():
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"no node found within {timeout:.0f} s: waited for {what} (is the node "
+                                       f"running in this ROS domain and namespace?)")
+                time.sleep(0.02)
+
+    def play(self, messages: Iterable[BagMessage], lockstep: bool = False, rate: float = 1.0,
+             frame_timeout: float = 30.0, drain_timeout: float = 10.0, instruction_from_gt: bool = False,
+             on_frame: Callable[[FrameLog], None] | None = None) -> Playback:
+        """Publish `messages` (recorded order) and collect answers. instruction_from_gt: the stream has no
+        instruction topic, so the instruction of each GroundTruth is published when it changes."""
+        out = Playback(started_at=time.monotonic())
+        instruction: str | None = None
+        first_ns: int | None = None
+        aux_sent = False
+        latencies: list[float] = []
+        for message in messages:
+            if first_ns is None:
+                first_ns = message.time_ns
+            if not lockstep:
+                delay = out.started_at + (message.time_ns - first_ns) / 1e9 / rate - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+            if message.role == "gt":
+                truth = deserialize(message.data, GT_TYPE)
+                out.truths[stamp_key(truth.header.stamp)] = truth
+                if instruction_from_gt and truth.instruction != instruction:
+                    instruction = truth.instruction
+                    self._publishers["instruction"].publish(String(data=instruction))
+                    aux_sent = True
+            elif message.role == "image":
+                if lockstep and aux_sent:
+                    time.sleep(SETTLE_S)
+                frame = self._send_image(message, len(out.frames), instruction, keep=lockstep)
+                if frame.index < len(out.frames):
+                    out.duplicates += 1
+                else:
+                    out.frames.append(frame)
+                if lockstep:
+                    self._await(frame, instruction, frame_timeout, latencies)
+                if on_frame:
+                    on_frame(frame)
+                aux_sent = False
+            else:
+                if message.role == "instruction":
+                    instruction = deserialize(message.data, message.msgtype).data
+                self._publishers[message.role].publish(message.data)
+                aux_sent = True
+        self._drain(out.frames, 0.0 if lockstep else drain_timeout)  # lockstep already waited per frame
+        if out.duplicates:
+            out.notes.append(f"{out.duplicates} image(s) repeated an earlier header stamp: each stamp counts as one "
+                             f"frame, answered by its latest image")
+        out.ended_at = time.monotonic()
+        return out
+
+    def _send_image(self, message: BagMessage, index: int, instruction: str | None, keep: bool) -> FrameLog:
+        key = header_stamp(message.data)
+        with self._cond:
+            frame = self._frames.get(key)
+            if frame is None:
+                frame = FrameLog(index, key, instruction, time.monotonic())
+                self._frames[key] = frame
+            else:  # two images with one stamp: the later one is what the node answers for
+                frame.published_at = time.monotonic()
+        frame.data = message.data if keep else None
+        self._publishers["image"].publish(message.data)
+        return frame
+
+    def _await(self, frame: FrameLog, instruction: str | None, timeout: float, latencies: list[float]) -> None:
+        """Lockstep: wait for the frame's result computed with the current instruction (and its points),
+        resending the image when it does not come."""
+        deadline = time.monotonic() + timeout
+        resend_after = max(MIN_RESEND_S, 5 * float(np.median(latencies)) if latencies else 5.0)
+
+        def answered() -> bool:
+            return frame.result is not None and frame.points is not None and (
+                instruction is None or frame.result.instruction == frame.points.instruction == instruction)
+
+        with self._cond:
+            while not answered() and time.monotonic() < deadline:
+                if not self._cond.wait_for(answered, min(resend_after, max(deadline - time.monotonic(), 0))):
+                    if time.monotonic() >= deadline:
+                        break
+                    frame.sends += 1
+                    frame.result = frame.points = None
+                    frame.published_at = time.monotonic()
+                    self._publishers["image"].publish(frame.data)
+        if not answered():  # a wrong-instruction or half answer counts as none
+            frame.result = frame.points = frame.result_at = None
+        else:
+            latencies.append(frame.latency_s)
+        frame.data = None
+
+    def _drain(self, frames: list[FrameLog], timeout: float) -> None:
+        """Wait for answers still in flight: until every frame has one, or none came for a while (frames the
+        node dropped never get one)."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while time.monotonic() < deadline:
+                missing = sum(f.result is None or f.points is None for f in frames)
+                if not missing or not self._cond.wait(min(2.0, deadline - time.monotonic())):
+                    break
+        for frame in frames:
+            frame.data = None

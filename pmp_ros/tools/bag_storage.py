@@ -1,0 +1,175 @@
+"""rosbag2 files (mcap or sqlite3) through rosbags: writing serialised messages, and reading whatever a
+possibly damaged bag still holds.
+
+Reading never raises for a bad bag: problems (missing topics, unexpected or unknown message types, a
+truncated or unreadable file) are collected as sentences for the report, and the messages read before a
+failure are still delivered.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rosbags.rosbag2 import Reader, StoragePlugin, Writer
+from rosbags.typesys import Stores, get_types_from_msg, get_typestore
+
+from pmp_ros.tools.bags import ROLE_TYPES, BagTopics
+from pmp_ros.tools.mcap_salvage import salvage_mcap
+
+STORAGES = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}
+BAG_VERSION = 8  # understood by Humble and later
+CUSTOM_PACKAGE = "pmp_ros_msgs"
+CUSTOM_TYPES = ("GroundTruthObject", "GroundTruth")  # dependencies first
+
+
+def _msg_folder() -> Path:
+    """Where pmp_ros_msgs' .msg files are: the ament share folder of this environment, or the sources."""
+    candidates = [Path(sys.prefix) / "share" / CUSTOM_PACKAGE / "msg", Path(__file__).resolve().parents[2] / "msg"]
+    try:
+        from ament_index_python.packages import get_package_share_directory
+
+        candidates.insert(0, Path(get_package_share_directory(CUSTOM_PACKAGE)) / "msg")
+    except (ImportError, LookupError, OSError):
+        pass
+    for folder in candidates:
+        if all((folder / f"{name}.msg").is_file() for name in CUSTOM_TYPES):
+            return folder
+    raise FileNotFoundError(f"{CUSTOM_PACKAGE} message definitions not found in {[str(c) for c in candidates]}")
+
+
+def typestore():
+    """Kilted's types plus pmp_ros_msgs/GroundTruth: the definitions a bag stores beside its messages (what
+    `ros2 bag info/play` and other readers need)."""
+    store = get_typestore(Stores.ROS2_KILTED)
+    folder = _msg_folder()
+    for name in CUSTOM_TYPES:
+        store.register(get_types_from_msg((folder / f"{name}.msg").read_text(), f"{CUSTOM_PACKAGE}/msg/{name}"))
+    return store
+
+
+class BagWriter:
+    """Serialised messages into a new bag; connections are created on first use of a topic."""
+
+    def __init__(self, path: Path, storage: str = "mcap"):
+        if storage not in STORAGES:
+            raise ValueError(f"storage must be one of {list(STORAGES)}, got {storage!r}")
+        self._store = typestore()
+        self._writer = Writer(Path(path), version=BAG_VERSION, storage_plugin=STORAGES[storage])
+        self._connections: dict[str, object] = {}
+
+    def __enter__(self) -> "BagWriter":
+        self._writer.open()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self._writer.close()
+
+    def write(self, topic: str, msgtype: str, time_ns: int, data: bytes) -> None:
+        if topic not in self._connections:
+            self._connections[topic] = self._writer.add_connection(topic, msgtype, typestore=self._store)
+        self._writer.write(self._connections[topic], time_ns, data)
+
+
+@dataclass(frozen=True)
+class BagMessage:
+    role: str
+    msgtype: str
+    time_ns: int
+    data: bytes
+
+
+@dataclass
+class BagContents:
+    """What an evaluation can use from a bag: role -> message type of the topics found, message counts per
+    role, the first message time, problems as sentences, topics not used."""
+
+    path: Path
+    topics: BagTopics
+    roles: dict[str, str] = field(default_factory=dict)
+    counts: dict[str, int] = field(default_factory=dict)
+    start_ns: int = 0
+    problems: list[str] = field(default_factory=list)
+    other_topics: dict[str, str] = field(default_factory=dict)
+
+    def _add(self, topic: str, msgtype: str, count: int) -> bool:
+        """Assign a connection to its role; False when it is not used."""
+        role = self.topics.by_topic().get(topic)
+        if role is None:
+            self.other_topics[topic] = msgtype
+            return False
+        if msgtype not in ROLE_TYPES[role]:
+            self.problems.append(f"topic {topic} ({role}) has type {msgtype}, expected {' or '.join(ROLE_TYPES[role])}: "
+                                 f"ignored")
+            return False
+        self.roles[role] = msgtype
+        self.counts[role] = self.counts.get(role, 0) + count
+        return True
+
+    def _note_missing(self) -> None:
+        for role in ROLE_TYPES:
+            topic = getattr(self.topics, role)
+            if role not in self.roles and not any(p.startswith(f"topic {topic} ") for p in self.problems):
+                self.problems.append(f"no {role} topic {topic} in the bag")
+
+
+MessageSource = Callable[[], Iterator[BagMessage]]
+
+
+def inspect_bag(path: Path, topics: BagTopics) -> tuple[BagContents, MessageSource | None]:
+    """Open a bag and check its topics against the roles; returns (contents, a function that yields the
+    messages of the usable topics in recorded order, or None when nothing can be read).
+
+    A bag rosbags cannot open whose folder holds an mcap file (a recording cut short has no summary and
+    often no metadata.yaml) is read record by record up to the damage (mcap_salvage.py)."""
+    contents = BagContents(Path(path), topics)
+    try:
+        reader = Reader(Path(path))
+        reader.open()
+    except Exception as error:  # rosbags raises several types for missing/corrupt files
+        contents.problems.append(f"cannot open bag {path}: {type(error).__name__}: {error}")
+        return contents, _salvage(contents)
+    used = [c for c in reader.connections if contents._add(c.topic, c.msgtype, c.msgcount)]
+    contents.start_ns = reader.start_time
+    contents._note_missing()
+    by_topic = topics.by_topic()
+
+    def messages() -> Iterator[BagMessage]:
+        try:
+            if not used:  # rosbags reads every connection when given none
+                return
+            for connection, time_ns, data in reader.messages(connections=used):
+                yield BagMessage(by_topic[connection.topic], connection.msgtype, time_ns, bytes(data))
+        except Exception as error:
+            contents.problems.append(f"reading stopped early ({type(error).__name__}: {error}): the bag is "
+                                     f"truncated or damaged; results cover the messages before that point")
+        finally:
+            reader.close()
+
+    return contents, messages
+
+
+def _salvage(contents: BagContents) -> MessageSource | None:
+    path = contents.path
+    files = [path] if path.suffix == ".mcap" else sorted(path.glob("*.mcap")) if path.is_dir() else []
+    if not files:
+        return None
+    result, records = salvage_mcap(files[0])
+    used = {cid for cid, (topic, msgtype) in result.channels.items()
+            if contents._add(topic, msgtype, result.counts.get(cid, 0))}
+    contents.start_ns = result.start_ns
+    contents._note_missing()
+    contents.problems.append(f"read {files[0].name} record by record: {sum(result.counts.values())} messages up to "
+                             f"the damage")
+    contents.problems += result.problems
+    by_topic = contents.topics.by_topic()
+
+    def messages() -> Iterator[BagMessage]:
+        for channel_id, time_ns, data in records:
+            if channel_id in used:
+                topic, msgtype = result.channels[channel_id]
+                yield BagMessage(by_topic[topic], msgtype, time_ns, data)
+
+    return messages

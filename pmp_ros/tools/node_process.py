@@ -1,0 +1,97 @@
+"""The node under test in its own process, in a DDS domain of the tool's choosing, always stopped.
+
+Tools (pmp-eval-bag, pmp-demo) start `python -m pmp_ros.ros.node` with parameters, wait for its ready line,
+and stop it with SIGINT (then SIGTERM, SIGKILL). Its output goes to a log file that the tool's report names.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from pathlib import Path
+
+from pmp_ros.ros.environment import configure_dds_environment
+from pmp_ros.ros.node import READY_TEXT
+
+STARTUP_TIMEOUT_S = 180.0
+
+
+def pick_domains(count: int, environ: Mapping[str, str] | None = None) -> list[int]:
+    """ROS domain ids for `count` isolated runs: the user's ROS_DOMAIN_ID for a single run when set, else
+    distinct random ids in 1..101 (valid on every platform; 0 is everyone's default)."""
+    environ = os.environ if environ is None else environ
+    if count == 1 and environ.get("ROS_DOMAIN_ID", "").isdigit():
+        return [int(environ["ROS_DOMAIN_ID"])]
+    return random.SystemRandom().sample(range(1, 102), count)
+
+
+def ros_environment(domain_id: int) -> dict[str, str]:
+    """This process's environment for a ROS program in `domain_id`: discovery limited to this machine
+    (unless the user chose a range) and the package's Fast DDS profile (large shared-memory segment)."""
+    env = {**os.environ, "ROS_DOMAIN_ID": str(domain_id), "PYTHONUNBUFFERED": "1"}
+    env.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+    configure_dds_environment(env)
+    return env
+
+
+class NodeProcess:
+    """with NodeProcess({"model_path": ..., "device": "cpu"}, domain_id, log_path) as node: node.wait_ready()"""
+
+    def __init__(self, params: Mapping[str, object], domain_id: int, log_path: Path):
+        args = [x for name, value in params.items() for x in ("-p", f"{name}:={_ros_value(value)}")]
+        self.argv = [sys.executable, "-m", "pmp_ros.ros.node", "--ros-args", *args]
+        self.env = ros_environment(domain_id)
+        self.log_path = Path(log_path)
+        self.process: subprocess.Popen | None = None
+
+    def __enter__(self) -> "NodeProcess":
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self._log = open(self.log_path, "wb")
+        self.process = subprocess.Popen(self.argv, stdout=self._log, stderr=subprocess.STDOUT, env=self.env,
+                                        start_new_session=True)
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.stop()
+
+    def output(self) -> str:
+        self._log.flush()
+        return self.log_path.read_text(errors="replace")
+
+    def wait_ready(self, timeout: float = STARTUP_TIMEOUT_S) -> float:
+        """Seconds until the node printed its ready line; RuntimeError with its last output if it exits or
+        takes longer than `timeout`."""
+        start = time.monotonic()
+        while READY_TEXT not in self.output():
+            if self.process.poll() is not None or time.monotonic() - start > timeout:
+                reason = f"exited with code {self.process.returncode}" if self.process.poll() is not None \
+                    else f"not ready after {timeout:.0f} s"
+                tail = "\n".join(self.output().strip().splitlines()[-5:])
+                raise RuntimeError(f"the node {reason} (log {self.log_path}):\n{tail}")
+            time.sleep(0.1)
+        return time.monotonic() - start
+
+    def stop(self) -> int | None:
+        """SIGINT (clean shutdown), then SIGTERM, then SIGKILL; returns the exit code."""
+        if self.process is None:
+            return None
+        for sig, wait_s in ((signal.SIGINT, 10.0), (signal.SIGTERM, 3.0), (signal.SIGKILL, 3.0)):
+            if self.process.poll() is not None:
+                break
+            self.process.send_signal(sig)
+            try:
+                self.process.wait(wait_s)
+            except subprocess.TimeoutExpired:
+                continue
+        self._log.close()
+        return self.process.poll()
+
+
+def _ros_value(value: object) -> str:
+    """A parameter value as --ros-args reads it (YAML): booleans lower case."""
+    return str(value).lower() if isinstance(value, bool) else str(value)
