@@ -44,11 +44,11 @@ class Instance:
 @dataclass(frozen=True)
 class Prediction:
     """label_image: uint16 [H,W] (0 = background); semantic: int32 [H,W], index into prompts + context,
-    -1 = none; both at the input image's resolution."""
+    -1 = none, or None when not asked for; both at the input image's resolution."""
 
     label_image: np.ndarray
     instances: list[Instance]
-    semantic: np.ndarray
+    semantic: np.ndarray | None
 
 
 def instance_scores(class_log_probs: Tensor, mask_logits: Tensor, num_prompts: int,
@@ -96,15 +96,26 @@ def resolve_overlaps(masks: Tensor, valid: Tensor, overlap_threshold: float) -> 
 
 
 def instance_geometry(label: Tensor, ids: Tensor) -> Tensor:
-    """float32 [N,5] per id of `label`: x0, y0, x1, y1 (inclusive bounds), area; zeros where absent or id 0."""
+    """float32 [N,5] per id of `label`: x0, y0, x1, y1 (inclusive bounds), area; zeros where absent or id 0.
+
+    One pass over the label image (per-id minima/maxima by scatter_reduce), not one mask per id.
+    """
     h, w = label.shape
-    onehot = (label.unsqueeze(0) == ids[:, None, None]) & (ids > 0)[:, None, None]  # [N,H,W]
-    rows, cols = onehot.any(2).int(), onehot.any(1).int()
-    y0, y1 = rows.argmax(1), (h - 1) - rows.flip(1).argmax(1)
-    x0, x1 = cols.argmax(1), (w - 1) - cols.flip(1).argmax(1)
-    area = onehot.sum((1, 2))
-    present = (area > 0).float()
-    return torch.stack([x0, y0, x1, y1, area], dim=1).float() * present[:, None]
+    n = int(ids.numel())
+    flat = label.reshape(-1).long()
+    size = max(n + 1, 1)
+    area = torch.bincount(flat, minlength=size)[:size]
+    ys = torch.arange(h, device=label.device).repeat_interleave(w)
+    xs = torch.arange(w, device=label.device).repeat(h)
+    big = torch.full((size,), h + w, device=label.device, dtype=torch.long)
+    small = torch.full((size,), -1, device=label.device, dtype=torch.long)
+    x0 = big.scatter_reduce(0, flat, xs, "amin")
+    y0 = big.scatter_reduce(0, flat, ys, "amin")
+    x1 = small.scatter_reduce(0, flat, xs, "amax")
+    y1 = small.scatter_reduce(0, flat, ys, "amax")
+    table = torch.stack([x0, y0, x1, y1, area], dim=1)[ids.long().clamp(min=0)].float()
+    present = ((ids > 0) & (area[ids.long().clamp(min=0)] > 0)).float()
+    return table * present[:, None]
 
 
 def instances_from_queries(class_log_probs: Tensor, mask_logits: Tensor, num_prompts: int,
@@ -235,13 +246,16 @@ class Predictor:
         with self._lock:
             self._text, self.prompts, self.class_names = text, prompts, names
 
-    def predict(self, images: Sequence[np.ndarray]) -> list[Prediction]:
-        """images: uint8 [H,W,3] RGB (sizes may differ) -> one Prediction each, at its input size."""
+    def predict(self, images: Sequence[np.ndarray], semantic: bool = True) -> list[Prediction]:
+        """images: uint8 [H,W,3] RGB (sizes may differ) -> one Prediction each, at its input size.
+
+        semantic: also compute the semantic map (evaluation); the node does not publish it, and at camera
+        resolution it costs more than the instances."""
         with self._lock:
             text, prompts, names = self._text, self.prompts, self.class_names
         if text is None:
             raise RuntimeError("set_prompts() must be called before predict()")
-        return self._predict(images, text, prompts, names, self.cfg)
+        return self._predict(images, text, prompts, names, self.cfg, semantic)
 
     def warmup(self) -> None:
         """One forward pass on a blank frame (allocator, cuDNN autotuning, lazy init) so the first real
@@ -256,7 +270,7 @@ class Predictor:
         self._predict([np.zeros((height, width, 3), np.uint8)], text, prompts, names, self.cfg)
 
     def _predict(self, images: Sequence[np.ndarray], text: Any, prompts: tuple[str, ...],
-                 names: tuple[str, ...], cfg: InferenceConfig) -> list[Prediction]:
+                 names: tuple[str, ...], cfg: InferenceConfig, semantic: bool = True) -> list[Prediction]:
         if not images:
             return []
         sizes = [_check_image(image) for image in images]
@@ -268,10 +282,13 @@ class Predictor:
             for i, size in enumerate(sizes):
                 log_probs, masks = out["class_log_probs"][i].float(), out["pred_masks"][i].float()
                 label, table = instances_from_queries(log_probs, masks, len(prompts), size, cfg)
-                semantic = semantic_map(log_probs, masks, size, cfg.mask_threshold)
-                packed += [label, semantic, table]
+                packed += [label, table]
+                if semantic:
+                    packed.append(semantic_map(log_probs, masks, size, cfg.mask_threshold))
             host = _to_host(packed)
-        return [_prediction(*host[3 * i:3 * i + 3], prompts, names) for i in range(len(images))]
+        step = 3 if semantic else 2
+        return [_prediction(*host[step * i:step * i + 2], prompts, names,
+                            host[step * i + 2] if semantic else None) for i in range(len(images))]
 
     def _preprocess(self, image: np.ndarray, size: tuple[int, int]) -> Tensor:
         # from_numpy shares memory (read-only buffers are copied: torch warns on them otherwise).
@@ -300,8 +317,8 @@ def _to_host(tensors: list[Tensor]) -> list[np.ndarray]:
     return out
 
 
-def _prediction(label: np.ndarray, semantic: np.ndarray, table: np.ndarray, prompts: tuple[str, ...],
-                names: tuple[str, ...]) -> Prediction:
+def _prediction(label: np.ndarray, table: np.ndarray, prompts: tuple[str, ...], names: tuple[str, ...],
+                semantic: np.ndarray | None) -> Prediction:
     label_image = label.astype(np.uint16)
     instances = []
     for row in table[table[:, 0] > 0]:
@@ -309,4 +326,5 @@ def _prediction(label: np.ndarray, semantic: np.ndarray, table: np.ndarray, prom
         instances.append(Instance(id=int(instance_id), label=names[int(cls)], prompt_index=int(cls),
                                   score=float(score), box=(int(x0), int(y0), int(x1), int(y1)), area=int(area),
                                   mask=label_image == int(instance_id)))
-    return Prediction(label_image=label_image, instances=instances, semantic=semantic.astype(np.int32))
+    return Prediction(label_image=label_image, instances=instances,
+                      semantic=None if semantic is None else semantic.astype(np.int32))

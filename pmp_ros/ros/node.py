@@ -242,7 +242,7 @@ class SegmenterNode(Node):
         rgb = compressed_to_rgb8(msg) if frame.compressed else image_to_rgb8(msg)
         depth, k = self._depth_for(msg, rgb.shape[:2])
         start = time.monotonic()
-        prediction = self.predictor.predict([rgb])[0]
+        prediction = self.predictor.predict([rgb], semantic=False)[0]
         inference_s = time.monotonic() - start
         points = locate_instances([i.mask for i in prediction.instances], depth, k, DEPTH_WINDOW)
         outputs = [(self.segmentation_pub, messages.segmentation_result(msg.header, target.instruction,

@@ -102,7 +102,7 @@ def test_class_embeddings_match_open_clip_and_are_cached(rn):
     torch.testing.assert_close(emb, F.normalize(per_template.mean(1), dim=-1), rtol=1e-5, atol=1e-6)
 
     calls = encoder.tower_calls
-    assert encoder.class_embeddings(list(names)) is emb
+    assert torch.equal(encoder.class_embeddings(list(names)), emb)
     assert encoder.tower_calls == calls
     encoder.class_embeddings(["plate"])
     assert encoder.tower_calls == calls + 1
@@ -113,15 +113,16 @@ def test_class_embeddings_match_open_clip_and_are_cached(rn):
 
 
 def test_class_cache_is_bounded(rn):
+    from pmp_ros.model.clip.text import CLASS_CACHE_PER_ENTRY
+
     model, tokenizer = rn
-    encoder = ClipTextEncoder(model, tokenizer, TEMPLATES[:1], cache_size=2)
-    for name in ("a", "b", "c"):
-        encoder.class_embeddings([name])
+    encoder = ClipTextEncoder(model, tokenizer, TEMPLATES[:1], cache_size=1)
+    names = [f"thing {i}" for i in range(CLASS_CACHE_PER_ENTRY + 1)]
+    encoder.class_embeddings(names)  # one more name than the cache holds
     calls = encoder.tower_calls
-    encoder.class_embeddings(["c"])
-    encoder.class_embeddings(["b"])
+    encoder.class_embeddings(names[-2:])
     assert encoder.tower_calls == calls
-    encoder.class_embeddings(["a"])  # evicted as least recently used
+    encoder.class_embeddings(names[:1])  # evicted as least recently used
     assert encoder.tower_calls == calls + 1
 
 

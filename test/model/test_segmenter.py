@@ -108,7 +108,9 @@ def test_text_tower_runs_once_for_repeated_prompts(model):
     calls = model.text_encoder.tower_calls - before
     second = model.encode_text(["red star", "pink moon"], ["pink moon"])
     assert calls >= 1 and model.text_encoder.tower_calls - before == calls
-    assert second.class_embeddings is first.class_embeddings
+    assert torch.equal(second.class_embeddings, first.class_embeddings)
+    model.encode_text(["red star", "pink moon", "blue ring"], ["pink moon"])  # only "blue ring" is new
+    assert model.text_encoder.tower_calls - before == calls + 1
 
 
 def test_overfitting_one_batch_drives_the_loss_down():

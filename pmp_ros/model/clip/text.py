@@ -16,6 +16,9 @@ from open_clip.transformer import text_global_pool
 from torch import nn
 
 
+CLASS_CACHE_PER_ENTRY = 128  # a vocabulary has many names, an instruction few prompts
+
+
 class ClipTextEncoder(nn.Module):
     """Text tower of an open_clip ``CLIP`` (token embedding, causal transformer, ln_final, projection).
 
@@ -25,7 +28,8 @@ class ClipTextEncoder(nn.Module):
         tokenizer: open_clip tokenizer, ``tokenizer(list[str]) -> int64 [N, L]`` with L the context length.
         templates: prompt templates with one ``{}`` for the class name, averaged over.
         frozen: no gradients, eval mode kept, outputs cached.
-        cache_size: cached entries per cache (class embeddings, prompt tokens).
+        cache_size: cached prompt lists (prompt tokens); class embeddings are cached per name, up to
+            CLASS_CACHE_PER_ENTRY times as many.
         batch_size: texts per tower call (bounds memory for large vocabularies).
 
     Attributes:
@@ -94,13 +98,27 @@ class ClipTextEncoder(nn.Module):
     def class_embeddings(self, names: Sequence[str], templates: Sequence[str] | None = None) -> torch.Tensor:
         """names (K) -> float [K,D]: per name, normalise each template's embedding, average, normalise.
 
-        templates: None = the encoder's own; others are checked like the constructor's.
+        templates: None = the encoder's own; others are checked like the constructor's. Cached per name, so
+        a new instruction encodes only its new names, not the whole context vocabulary again.
         """
         templates = self.templates if templates is None else _checked_templates(templates)
-        key = self._key(names) + (templates,)
-        if key in self._class_cache:
-            self._class_cache.move_to_end(key)
-            return self._class_cache[key]
+        keys = [self._key([name]) + (templates,) for name in names]
+        missing = list(dict.fromkeys(name for name, key in zip(names, keys) if key not in self._class_cache))
+        fresh = dict(zip(missing, self._encode_classes(missing, templates))) if missing else {}
+        rows = []
+        for name, key in zip(names, keys):
+            if name in fresh:
+                self._store(self._class_cache, key, fresh[name])
+                rows.append(fresh[name])
+            else:
+                self._class_cache.move_to_end(key)
+                rows.append(self._class_cache[key])
+        if not rows:
+            return self.token_embedding.weight.new_zeros(0, self.embed_dim)
+        return torch.stack(rows)
+
+    def _encode_classes(self, names: list[str], templates: tuple[str, ...]) -> torch.Tensor:
+        """[len(names), D] template-averaged, normalised embeddings (runs the tower)."""
         texts = [template.format(name) for name in names for template in templates]
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.frozen):
             tokens = self._tokenize(texts)
@@ -108,9 +126,7 @@ class ClipTextEncoder(nn.Module):
             pooled = text_global_pool(features, tokens, self.pool_type, eos_token_id=self.eos_id)
             embeddings = F.normalize(self._project(pooled), dim=-1)
             embeddings = embeddings.reshape(len(names), len(templates), self.embed_dim).mean(dim=1)
-            embeddings = F.normalize(embeddings, dim=-1)
-        self._store(self._class_cache, key, embeddings)
-        return embeddings
+            return F.normalize(embeddings, dim=-1)
 
     def prompt_tokens(self, prompts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
         """prompts (P) -> (tokens float [P,L,W_t], valid bool [P,L]).
@@ -142,7 +158,8 @@ class ClipTextEncoder(nn.Module):
         if not self.frozen:
             return
         cache[key] = value
-        while len(cache) > self.cache_size:
+        limit = self.cache_size * (CLASS_CACHE_PER_ENTRY if cache is self._class_cache else 1)
+        while len(cache) > limit:
             cache.popitem(last=False)
 
     def _tokenize(self, texts: list[str]) -> torch.Tensor:

@@ -1,0 +1,203 @@
+"""ROS side of the node benchmarks: an isolated DDS domain, the node in its own process, and a client that
+publishes frames and records when each result arrives.
+
+Isolation (call `isolate` before anything starts rclpy): a random ROS_DOMAIN_ID (or --domain-id),
+localhost-only discovery, ROS_HOME and the log folder in the run's temporary folder, and the package's Fast
+DDS profile (large shared-memory segment). The node inherits this environment.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from pmp_ros.ros.environment import configure_dds_environment
+
+DISCOVERY_TIMEOUT_S = 30.0
+NODE_NAME = "pmp_segmenter"
+
+
+def isolate(run_dir: Path, domain_id: int | None = None) -> int:
+    """Give this process (and the node it starts) a private DDS domain and ROS home; returns the domain."""
+    domain = domain_id if domain_id is not None else random.SystemRandom().randint(1, 101)
+    os.environ.update({"ROS_DOMAIN_ID": str(domain), "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST",
+                       "ROS_HOME": str(run_dir / "ros_home"), "ROS_LOG_DIR": str(run_dir / "ros_log")})
+    os.environ.pop("ROS_STATIC_PEERS", None)
+    os.environ.pop("FASTDDS_DEFAULT_PROFILES_FILE", None)  # always the package's profile, as the node uses
+    configure_dds_environment()
+    return domain
+
+
+def wait_until(predicate, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while not (value := predicate()):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(0.01)
+    return value
+
+
+def rss_mib(pid: int) -> float:
+    """Resident set size of a process in MiB (psutil when installed, else /proc/<pid>/status VmRSS)."""
+    try:
+        import psutil
+    except ImportError:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024.0
+        raise RuntimeError(f"no VmRSS for process {pid}") from None
+    return psutil.Process(pid).memory_info().rss / 2**20
+
+
+@dataclass(frozen=True)
+class Result:
+    """One labelled_points message: the frame it answers (stamp key), its instruction, arrival time."""
+
+    key: tuple[int, int]
+    instruction: str
+    arrived: float
+
+
+class BenchClient:
+    """Publishes images and instructions to the node; records results and the node's diagnostics.
+
+    Latency is measured to the arrival of `labelled_points`, which the node publishes after
+    `segmentation` for the same frame; `segmentation` is subscribed too (raw bytes) so the node really
+    sends its label image, as it does for any consumer.
+    """
+
+    def __init__(self) -> None:
+        import rclpy
+        from diagnostic_msgs.msg import DiagnosticArray
+        from rclpy.context import Context
+        from rclpy.executors import SingleThreadedExecutor
+        from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+        from sensor_msgs.msg import Image
+        from std_msgs.msg import String
+
+        from pmp_ros_msgs.msg import LabelledPointArray, SegmentationResult
+
+        self._rclpy = rclpy
+        self.context = Context()
+        rclpy.init(context=self.context)
+        self.node = rclpy.create_node("pmp_bench_client", context=self.context)
+        self._lock = threading.Condition()
+        self.published: dict[tuple[int, int], tuple[int, float]] = {}  # stamp key -> (sequence, time)
+        self.results: list[Result] = []
+        self.segmentations = 0
+        self.diagnostics: tuple[float, dict[str, str]] | None = None  # (arrival, values)
+        self._sequence = 0
+        self.image_pub = self.node.create_publisher(Image, "image", QoSProfile(depth=1))
+        self.instruction_pub = self.node.create_publisher(
+            String, "instruction", QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                                              durability=DurabilityPolicy.TRANSIENT_LOCAL))
+        self.node.create_subscription(LabelledPointArray, "labelled_points", self._on_points, 10)
+        self.node.create_subscription(SegmentationResult, "segmentation", self._on_segmentation, 10, raw=True)
+        self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, 10)
+        self._string = String
+        self.executor = SingleThreadedExecutor(context=self.context)
+        self.executor.add_node(self.node)
+        self._thread = threading.Thread(target=self._spin, daemon=True)
+        self._thread.start()
+
+    def _spin(self) -> None:
+        from rclpy.executors import ExternalShutdownException
+
+        try:
+            self.executor.spin()
+        except ExternalShutdownException:
+            pass
+
+    def _on_points(self, msg) -> None:
+        now = time.monotonic()
+        with self._lock:
+            self.results.append(Result((msg.header.stamp.sec, msg.header.stamp.nanosec), msg.instruction, now))
+            self._lock.notify_all()
+
+    def _on_segmentation(self, _raw: bytes) -> None:
+        with self._lock:
+            self.segmentations += 1
+
+    def _on_diagnostics(self, msg) -> None:
+        for status in msg.status:
+            if status.name.startswith(NODE_NAME):
+                with self._lock:
+                    self.diagnostics = (time.monotonic(), {kv.key: kv.value for kv in status.values})
+
+    def wait_connected(self) -> None:
+        """Until the node subscribes to images and instructions and publishes results."""
+        wait_until(lambda: self.image_pub.get_subscription_count() and
+                   self.instruction_pub.get_subscription_count() and
+                   self.node.count_publishers("labelled_points"), DISCOVERY_TIMEOUT_S, "the node's topics")
+
+    def set_instruction(self, text: str) -> float:
+        """Publish an instruction; returns when (time.monotonic())."""
+        now = time.monotonic()
+        self.instruction_pub.publish(self._string(data=text))
+        return now
+
+    def publish(self, msg) -> tuple[int, int]:
+        """Publish an image message with a fresh stamp; returns the stamp key its result will carry."""
+        stamp_ns = time.time_ns()
+        msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(stamp_ns, 1_000_000_000)
+        key = (msg.header.stamp.sec, msg.header.stamp.nanosec)
+        with self._lock:
+            self._sequence += 1
+            self.published[key] = (self._sequence, time.monotonic())
+        self.image_pub.publish(msg)
+        return key
+
+    def wait_result(self, key: tuple[int, int], timeout: float) -> Result | None:
+        """The result for the frame `key`, or None after `timeout` seconds (frame lost or dropped)."""
+        def find():
+            return next((r for r in reversed(self.results) if r.key == key), None)
+
+        with self._lock:
+            self._lock.wait_for(find, timeout)
+            return find()
+
+    def latency(self, result: Result) -> float:
+        """Seconds from publishing the frame to receiving its result."""
+        return result.arrived - self.published[result.key][1]
+
+    def fresh_diagnostics(self, timeout: float = 5.0) -> dict[str, str]:
+        """Diagnostics values published after this call (the node publishes them at 1 Hz)."""
+        since = time.monotonic()
+        arrival = wait_until(lambda: self.diagnostics and self.diagnostics[0] > since and self.diagnostics,
+                             timeout, "fresh diagnostics")
+        return arrival[1]
+
+    def close(self) -> None:
+        self.executor.shutdown(timeout_sec=2.0)
+        self.node.destroy_node()
+        self._rclpy.shutdown(context=self.context)
+        self._thread.join(timeout=5.0)
+
+
+def image_message(rgb: np.ndarray):
+    """An rgb8 sensor_msgs/Image of the array, built once and re-stamped per publication."""
+    from pmp_ros.ros.image_conversion import array_to_image
+
+    msg = array_to_image(rgb, "rgb8")
+    msg.header.frame_id = "camera_color_optical_frame"
+    return msg
+
+
+def stream(client: BenchClient, msg, rate_hz: float, duration_s: float, on_tick=None) -> int:
+    """Publish `msg` at rate_hz for duration_s (absolute schedule, no drift); on_tick(elapsed) runs after
+    each publication. Returns the number of frames published."""
+    start = time.monotonic()
+    sent = 0
+    while (elapsed := time.monotonic() - start) < duration_s:
+        client.publish(msg)
+        sent += 1
+        if on_tick is not None:
+            on_tick(elapsed)
+        time.sleep(max(0.0, start + sent / rate_hz - time.monotonic()))
+    return sent

@@ -1,0 +1,59 @@
+"""Smoke test of the benchmark scripts: each runs with tiny counts and prints its table.
+
+Only that they run and report: timing figures are never asserted (they depend on the machine).
+"""
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.slow
+
+
+def run(script, *args, timeout=400):
+    result = subprocess.run([sys.executable, str(REPO / "bench" / script), *args], cwd=REPO, timeout=timeout,
+                            capture_output=True, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "machine: cpu=" in result.stdout or script == "gpu_bench.py", result.stdout
+    return result.stdout
+
+
+def test_bench_model(tmp_path):
+    out = run("bench_model.py", "--random-model", "--iterations", "2", "--warmup", "1", "--sizes", "320x240",
+              "--json", str(tmp_path / "model.json"))
+    assert "parameters per module" in out and "postprocess" in out and "tower calls in frames" in out
+    assert (tmp_path / "model.json").is_file()
+
+
+def test_bench_node(tmp_path):
+    pytest.importorskip("pmp_ros_msgs.msg")
+    out = run("bench_node.py", "--random-model", "--frames", "2", "--warmup", "1", "--sizes", "320x240",
+              "--stream-size", "320x240", "--load-duration", "2", "--switches", "1", "--memory-duration", "3",
+              "--memory-warmup", "1", "--json", str(tmp_path / "node.json"))
+    for title in ("lockstep:", "load:", "switch:", "text:", "memory:"):
+        assert title in out, out
+    assert (tmp_path / "node.json").is_file()
+
+
+def test_profile_node():
+    pytest.importorskip("pmp_ros_msgs.msg")
+    if not (shutil.which("py-spy") or Path(sys.executable).with_name("py-spy").is_file()):
+        pytest.skip("py-spy not installed")
+    out = run("profile_node.py", "--random-model", "--duration", "3", "--stream-size", "320x240")
+    assert "inclusive share" in out and "SegmenterNode._process" in out
+
+
+def test_gpu_bench():
+    import torch
+
+    out = run("gpu_bench.py", "--random-model")
+    if not torch.cuda.is_available():
+        assert "no CUDA device: nothing measured" in out
+    out = run("gpu_bench.py", "--random-model", "--device", "cpu", "--precisions", "fp32", "--sizes", "64x64",
+              "--batches", "1", "--iterations", "1", "--warmup", "1")
+    assert "segmenter forward" in out and "fp32" in out
