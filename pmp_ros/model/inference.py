@@ -129,8 +129,16 @@ def instances_from_queries(class_log_probs: Tensor, mask_logits: Tensor, num_pro
     """
     scores, classes = instance_scores(class_log_probs, mask_logits, num_prompts, cfg.mask_threshold)
     top_scores, top = scores.topk(min(cfg.max_instances, scores.numel()))  # sorted, highest first
-    logits = F.interpolate(mask_logits[top].float().unsqueeze(0), size=out_size, mode="bilinear",
-                           align_corners=False)[0]
+    if top_scores.device.type == "cpu":
+        # On the CPU, reading the count costs nothing (no device sync): upsample and paint only the
+        # candidates that pass, so the cost follows the instances found, not the query count.
+        passing = int((top_scores >= cfg.score_threshold).sum())
+        top_scores, top = top_scores[:passing], top[:passing]
+    if top.numel():
+        logits = F.interpolate(mask_logits[top].float().unsqueeze(0), size=out_size, mode="bilinear",
+                               align_corners=False)[0]
+    else:  # interpolate refuses an empty batch
+        logits = mask_logits.new_zeros((0, *out_size), dtype=torch.float32)
     label, ids = resolve_overlaps(logits > _logit(cfg.mask_threshold), top_scores >= cfg.score_threshold,
                                   cfg.overlap_threshold)
     table = torch.cat([ids.float()[:, None], top_scores[:, None], classes[top].float()[:, None],
