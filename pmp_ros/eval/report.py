@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -68,6 +69,40 @@ def _comparison(results: dict[str, dict]) -> list[str]:
          "proposal R@1", "points inside", "3D err median (m)"], rows)
 
 
+_SEED_SUFFIX = re.compile(r"^(?P<variant>.+)_s(?P<seed>\d+)$")
+_SUMMARY_METRICS = (
+    ("mIoU seen", lambda r: r["semantic"]["miou_seen"]),
+    ("mIoU unseen", lambda r: r["semantic"]["miou_unseen"]),
+    ("hmean", lambda r: r["semantic"]["hmean"]),
+    ("F1 seen", lambda r: r["instruction"]["seen"]["f1"]),
+    ("F1 unseen", lambda r: r["instruction"]["unseen"]["f1"]),
+    ("mean target IoU", lambda r: r["instruction"]["all"]["mean_target_iou"]),
+    ("proposal R@1", lambda r: r["proposals"]["all"]["recall"]["1"]),
+    ("proposal R@5", lambda r: r["proposals"]["all"]["recall"]["5"]),
+    ("points inside", lambda r: r["instruction"]["all"]["points_inside_share"]),
+)
+
+
+def _seed_summary(results: dict[str, dict]) -> list[str]:
+    """Models named <variant>_s<seed>: per variant the mean over seeds and the [min, max] spread."""
+    groups: dict[str, list[dict]] = {}
+    for name, result in results.items():
+        match = _SEED_SUFFIX.match(name)
+        if match:
+            groups.setdefault(match["variant"], []).append(result)
+    if not any(len(g) > 1 for g in groups.values()):
+        return []
+    rows = []
+    for variant, runs in groups.items():
+        cells = []
+        for _, metric in _SUMMARY_METRICS:
+            values = [metric(r) for r in runs if metric(r) is not None]
+            cells.append(f"{sum(values) / len(values):.3f} [{min(values):.3f}, {max(values):.3f}]" if values else "–")
+        rows.append([variant, len(runs), *cells])
+    return ["## Over seeds (mean [min, max])", ""] + _table(
+        ["variant", "seeds", *[label for label, _ in _SUMMARY_METRICS]], rows)
+
+
 def markdown_report(results: dict[str, dict], command: str, weights: dict[str, dict],
                     examples: dict[str, list[Path]] | None = None) -> str:
     """report.md text. results: model name -> evaluate() result; weights: name -> {path, sha256, bytes};
@@ -84,7 +119,7 @@ def markdown_report(results: dict[str, dict], command: str, weights: dict[str, d
               for name, w in weights.items()]
     lines += ["", "![proposal recall](proposal_recall.png)", ""]
     if len(results) > 1:
-        lines += _comparison(results)
+        lines += _comparison(results) + _seed_summary(results)
     for name, result in results.items():
         lines += _model_sections(name, result, (examples or {}).get(name, []))
     return "\n".join(lines)

@@ -86,3 +86,20 @@ def test_pmp_eval_writes_a_report(tmp_path):
     for png in ("proposal_recall.png", "per_class_iou-pmp.png", "per_class_iou-twin.png"):
         assert (out / png).stat().st_size > 0
     assert len(list(out.glob("example-pmp-*.png"))) == 2
+
+
+def test_seed_summary_gives_mean_and_spread_per_variant():
+    from pmp_ros.eval.report import _seed_summary
+
+    def result(miou_seen):
+        split = {"f1": 0.5, "mean_target_iou": 0.4, "points_inside_share": 1.0}
+        return {"semantic": {"miou_seen": miou_seen, "miou_unseen": 0.1, "hmean": 0.2},
+                "instruction": {"seen": split, "unseen": split, "all": split},
+                "proposals": {"all": {"recall": {"1": 0.3, "5": 0.6}}}}
+
+    lines = _seed_summary({"pmp_s0": result(0.2), "pmp_s1": result(0.4), "twin_s0": result(0.1),
+                           "twin_s1": result(0.1)})
+    text = "\n".join(lines)
+    assert "| pmp | 2 | 0.300 [0.200, 0.400] |" in text
+    assert "| twin | 2 | 0.100 [0.100, 0.100] |" in text
+    assert _seed_summary({"a": result(0.1), "b": result(0.2)}) == []
