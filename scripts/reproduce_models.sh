@@ -10,13 +10,13 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 BIN="${PMP_VENV:-$ROOT/.venv}/bin"
 SEEDS="${SEEDS:-0 1}"
-CLIP_STEPS="${CLIP_STEPS:-1600}"
+CLIP_STEPS="${CLIP_STEPS:-2000}"
 EVAL_SCENES="${EVAL_SCENES:-500}"
 RUNS="${RUNS:-runs}"
 export HF_HUB_OFFLINE=1
 
 if [ ! -f models/pmp-tiny-rn-clip.safetensors ]; then
-  "$BIN/pmp-train-clip" --steps "$CLIP_STEPS" --lr 0.001 --threads 1 --eval-scenes 300 \
+  "$BIN/pmp-train-clip" --steps "$CLIP_STEPS" --lr 0.001 --threads 2 --eval-scenes 300 \
       --out models/pmp-tiny-rn-clip.safetensors
 fi
 models=() names=()

@@ -53,6 +53,12 @@ class ClipPretrainConfig:
     seed: int = 0
     eval_scenes: int = 300
     threads: int = 0
+    # Crops come from sparse scenes (few objects, none tiny) with the object near the crop centre: in
+    # cluttered crops the caption's object is ambiguous, and shape learning stalled (colour only) there.
+    min_objects: int = 1
+    max_objects: int = 3
+    small_prob: float = 0.0
+    jitter: float = 0.05
 
 
 def crops_to_tensor(crops: np.ndarray, mean, std, flip: torch.Tensor | None = None) -> torch.Tensor:
@@ -79,8 +85,9 @@ def train(cfg: ClipPretrainConfig, out: Path) -> dict:
     backbone = ClipBackbone(model, frozen=False)  # the dense path, sharing the model's weights
     classes = vocabulary.all_classes()
     class_index = {name: i for i, name in enumerate(classes)}
-    stream = BalancedCropStream(TabletopWorld(config=WorldConfig()), splits.CLIP_TRAIN.start, cfg.crop_size,
-                                seed=cfg.seed).batches(cfg.batch_size)
+    world = TabletopWorld(config=WorldConfig(num_objects=(cfg.min_objects, cfg.max_objects), small_prob=cfg.small_prob))
+    stream = BalancedCropStream(world, splits.CLIP_TRAIN.start, cfg.crop_size, seed=cfg.seed,
+                                jitter=cfg.jitter).batches(cfg.batch_size)
     rng = np.random.default_rng(cfg.seed)
     history = []
     start = time.time()

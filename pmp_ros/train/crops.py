@@ -43,8 +43,9 @@ class BalancedCropStream:
     until a batch can take them.
     """
 
-    def __init__(self, world: TabletopWorld, first_seed: int, crop_size: int, seed: int = 0):
+    def __init__(self, world: TabletopWorld, first_seed: int, crop_size: int, seed: int = 0, jitter: float = 0.25):
         self.world = world
+        self.jitter = jitter
         self.next_seed = first_seed
         self.crop_size = crop_size
         self.rng = np.random.default_rng(seed)
@@ -56,7 +57,7 @@ class BalancedCropStream:
             while sum(1 for q in self.queues.values() if q) < batch_size:
                 scene = self.world.render(self.next_seed)
                 self.next_seed += 1
-                for crop, name in object_crops(scene, self.crop_size, self.rng):
+                for crop, name in object_crops(scene, self.crop_size, self.rng, jitter=self.jitter):
                     self.queues[name].append(crop)
             ready = [name for name, q in self.queues.items() if q]
             chosen = [ready[i] for i in self.rng.choice(len(ready), batch_size, replace=False)]
