@@ -8,6 +8,7 @@ from __future__ import annotations
 CLIP_TRAIN = range(0, 100_000_000)
 PMP_TRAIN = range(100_000_000, 200_000_000)
 CLIP_EVAL = range(800_000_000, 800_100_000)
+VALIDATION = range(850_000_000, 850_100_000)  # for choosing inference settings (never the EVAL set)
 EVAL = range(900_000_000, 900_100_000)  # the fixed evaluation set: EVAL[:n] for its first n scenes
 TEST = range(950_000_000, 950_100_000)  # scenes used by unit tests and bags
 

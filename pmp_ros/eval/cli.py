@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import shlex
 import sys
@@ -50,6 +51,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda[:N]")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--split", choices=("eval", "validation"), default="eval",
+                        help="validation: scenes for choosing settings, never the evaluation set")
+    parser.add_argument("--score-threshold", type=float, help="override the checkpoint's score threshold")
     args = parser.parse_args(argv)
     names = args.name or [m.stem for m in args.model]
     if len(names) != len(args.model) or len(set(names)) != len(names):
@@ -60,8 +64,11 @@ def main(argv: list[str] | None = None) -> int:
     results, weights, examples = {}, {}, {}
     for name, path in zip(names, args.model):
         predictor, model_cfg = Predictor.from_checkpoint(path, args.device)
+        if args.score_threshold is not None:
+            model_cfg.inference = dataclasses.replace(model_cfg.inference, score_threshold=args.score_threshold)
+            predictor.cfg = model_cfg.inference
         results[name] = evaluate(predictor.segmenter, model_cfg, args.scenes, args.cluttered_fraction,
-                                 str(predictor.device), not args.no_progress, args.batch_size)
+                                 str(predictor.device), not args.no_progress, args.batch_size, args.split)
         weights[name] = _weights_info(path)
         examples[name] = write_examples(predictor, args.examples, args.cluttered_fraction, args.out, name)
     paths = write_report(args.out, results, command, weights, examples)

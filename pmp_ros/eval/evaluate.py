@@ -72,11 +72,15 @@ def is_cluttered(index: int, fraction: float) -> bool:
     return math.floor((index + 1) * fraction) - math.floor(index * fraction) == 1
 
 
-def eval_cases(num_scenes: int, cluttered_fraction: float = 0.5, offset: int = 0) -> Iterator[EvalCase]:
-    """Cases offset .. offset+num_scenes-1 of the evaluation set, rendered lazily."""
+SPLITS = {"eval": splits.EVAL, "validation": splits.VALIDATION}
+
+
+def eval_cases(num_scenes: int, cluttered_fraction: float = 0.5, offset: int = 0,
+               split: str = "eval") -> Iterator[EvalCase]:
+    """Cases offset .. offset+num_scenes-1 of the evaluation set (or the validation set), rendered lazily."""
     width, height = IMAGE_SIZE
     worlds = {False: TabletopWorld(width, height), True: TabletopWorld(width, height, WorldConfig.cluttered())}
-    for i, seed in enumerate(splits.seeds(splits.EVAL, num_scenes, offset), start=offset):
+    for i, seed in enumerate(splits.seeds(SPLITS[split], num_scenes, offset), start=offset):
         cluttered = is_cluttered(i, cluttered_fraction)
         scene = worlds[cluttered].render(seed)
         found = generate_instructions(scene, np.random.default_rng(seed), n=1, absent_prob=ABSENT_PROB)
@@ -218,7 +222,7 @@ def proposal_summary(records: list[dict], num_queries: int) -> dict:
 
 
 def evaluate(segmenter, model_cfg, num_scenes: int = 500, cluttered_fraction: float = 0.5, device: str = "cpu",
-             progress: bool = True, batch_size: int = 8) -> dict:
+             progress: bool = True, batch_size: int = 8, split: str = "eval") -> dict:
     """Evaluate a segmenter (PMPSegmenter API) on the first num_scenes scenes of the evaluation set.
 
     Returns a JSON-able dict: setup, semantic (semantic.semantic_metrics), instruction
@@ -231,7 +235,7 @@ def evaluate(segmenter, model_cfg, num_scenes: int = 500, cluttered_fraction: fl
     records: list[dict] = []
     counts = {"no_instruction": 0, "parse_errors": 0}
     start = time.perf_counter()
-    cases = eval_cases(num_scenes, cluttered_fraction)
+    cases = eval_cases(num_scenes, cluttered_fraction, split=split)
     bar = tqdm(total=num_scenes, desc="eval", unit="scene", disable=not progress)
     while chunk := list(islice(cases, batch_size)):
         for case, pred in zip(chunk, predictor.predict([c.scene.rgb for c in chunk])):
@@ -248,9 +252,9 @@ def evaluate(segmenter, model_cfg, num_scenes: int = 500, cluttered_fraction: fl
         bar.update(len(chunk))
     bar.close()
     seconds = time.perf_counter() - start
-    first = splits.EVAL[0]
+    first = SPLITS[split][0]
     return {
-        "setup": {"num_scenes": num_scenes, "seeds": [first, first + num_scenes - 1],
+        "setup": {"split": split, "num_scenes": num_scenes, "seeds": [first, first + num_scenes - 1],
                   "cluttered_fraction": cluttered_fraction,
                   "cluttered_scenes": sum(is_cluttered(i, cluttered_fraction) for i in range(num_scenes)),
                   "image_size": list(IMAGE_SIZE), "absent_prob": ABSENT_PROB,

@@ -109,7 +109,7 @@ def markdown_report(results: dict[str, dict], command: str, weights: dict[str, d
     examples: name -> overlay images (in the report's folder) shown under the model's section."""
     setup = next(iter(results.values()))["setup"]
     lines = ["# PMP evaluation report", "", f"Command: `{command}`", "",
-             f"Data: evaluation split scenes {setup['num_scenes']} (seeds {setup['seeds'][0]}..{setup['seeds'][1]}), "
+             f"Data: {setup.get('split', 'eval')} split, {setup['num_scenes']} scenes (seeds {setup['seeds'][0]}..{setup['seeds'][1]}), "
              f"{setup['image_size'][0]}x{setup['image_size'][1]}, cluttered fraction "
              f"{setup['cluttered_fraction']} ({setup['cluttered_scenes']} cluttered scenes), one instruction per "
              f"scene, absent-class probability {setup['absent_prob']}; definitions in docs/evaluation.md.", "",

@@ -63,7 +63,7 @@ PARAMETERS: tuple[Parameter, ...] = (
               "is best)", min_value=32, max_value=4096),
     Parameter("inference_height", 240, "Height the image is resized to before inference (pixels)",
               min_value=32, max_value=4096),
-    Parameter("score_threshold", 0.5, "Minimum instance score (class probability x mask quality) to publish",
+    Parameter("score_threshold", 0.15, "Minimum instance score (class probability x mask quality) to publish",
               min_value=0.0, max_value=1.0, dynamic=True),
     Parameter("mask_threshold", 0.5, "Mask probability above which a pixel belongs to an instance",
               min_value=0.0, max_value=1.0, dynamic=True),
