@@ -78,11 +78,11 @@ def test_parameter_validation_rejects_bad_values_with_reasons():
 
 @pytest.mark.launch_ros
 def test_launch_starts_the_node():
-    launch = pytest.importorskip("launch", reason="launch_ros needs a ROS 2 install (not installable from PyPI)")
-    if not hasattr(launch, "LaunchService"):
-        pytest.skip("the installed 'launch' is not ROS 2's launch")
-    launch_ros = pytest.importorskip("launch_ros")
-    del launch_ros
+    # Checked first: the repository's own launch/ folder makes a bare `import launch` succeed here.
+    if importlib.util.find_spec("launch_ros") is None:
+        pytest.skip("launch_ros is not installed: it needs a ROS 2 install (not on PyPI)")
+    import launch
+
     from launch.launch_description_sources import PythonLaunchDescriptionSource
     from launch.actions import IncludeLaunchDescription
     import threading
