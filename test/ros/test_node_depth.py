@@ -1,0 +1,69 @@
+"""3D labelled points through the node with the shipped model: depth + camera info in, points out whose
+3D position is the back-projection of the true depth at their pixel and lies on the object they mark."""
+
+import math
+from pathlib import Path
+
+import numpy as np
+from builtin_interfaces.msg import Time
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import CameraInfo, Image
+from std_msgs.msg import Header, String
+
+from pmp_ros.data import splits
+from pmp_ros.data.world import TabletopWorld
+from pmp_ros.geometry import backproject
+from pmp_ros.ros import interface
+from pmp_ros.ros.image_conversion import array_to_image
+from pmp_ros.ros.node import READY_TEXT
+from pmp_ros_msgs.msg import LabelledPointArray
+from ros_harness import NodeProcess, python_module, wait_until
+
+SHIPPED = Path(__file__).resolve().parents[2] / "models" / "pmp_default.safetensors"
+INSTRUCTION_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                             durability=DurabilityPolicy.TRANSIENT_LOCAL)
+
+
+def test_points_from_depth_lie_on_the_objects_they_mark(ros_client):
+    scene = TabletopWorld().render(splits.TEST[3])
+    names = sorted({o.class_name for o in scene.objects})
+    instruction = "find " + " and ".join(f"the {n}" for n in names[:3])
+    header = Header(stamp=Time(sec=123, nanosec=456), frame_id="camera_color_optical_frame")
+    depth_mm = np.round(scene.depth_gt * 1000).astype(np.uint16)
+    info = CameraInfo(header=header, height=scene.K.height, width=scene.K.width,
+                      k=scene.K.matrix().reshape(-1).tolist())
+
+    points = ros_client.subscribe(LabelledPointArray, interface.POINTS_TOPIC)
+    argv = python_module("pmp_ros.ros.node", "--ros-args", "-p", f"model_path:={SHIPPED}", "-p", "use_depth:=true",
+                         "-p", "image_reliability:=reliable", "-p", "cpu_threads:=1")
+    with NodeProcess(argv, name="depth_node") as proc:
+        proc.wait_for_output(READY_TEXT, 180)
+        ros_client.publisher(String, interface.INSTRUCTION_TOPIC, INSTRUCTION_QOS).publish(String(data=instruction))
+        info_pub = ros_client.publisher(CameraInfo, interface.DEPTH_INFO_TOPIC, 10)
+        depth_pub = ros_client.publisher(Image, interface.DEPTH_TOPIC, 10)
+        image_pub = ros_client.publisher(Image, interface.IMAGE_TOPIC, 10)
+
+        def send():
+            info_pub.publish(info)
+            depth_pub.publish(array_to_image(depth_mm, "16UC1", header))
+            image_pub.publish(array_to_image(scene.rgb, "rgb8", header))
+            return any(m.instruction == instruction and m.points for m in points)
+
+        wait_until(send, 120, interval=0.5, what="labelled points for the instruction")
+    result = next(m for m in points if m.instruction == instruction and m.points)
+    assert result.header.frame_id == "camera_color_optical_frame" and result.header.stamp.sec == 123
+    on_objects = 0
+    for point in result.points:
+        assert point.position_valid, point
+        x, y, z = backproject(point.u, point.v, scene.depth_gt[point.v, point.u], scene.K.matrix())
+        # The node takes a median over a 5x5 window inside the mask: equal to the pixel's depth within a
+        # few millimetres on these flat faces, except at a face border.
+        assert math.dist((x, y, z), (point.position.x, point.position.y, point.position.z)) < 0.03, point
+        object_id = int(scene.instance[point.v, point.u])
+        if object_id:
+            obj = next(o for o in scene.objects if o.id == object_id)
+            on_objects += 1
+            # A point on the object's visible surface is within its radius + height of the top centre.
+            assert math.dist(obj.center_cam, (point.position.x, point.position.y, point.position.z)) \
+                <= obj.radius_m + obj.height_m + 0.01, (obj.class_name, point)
+    assert on_objects >= 1, "no labelled point fell on an object"
