@@ -17,6 +17,19 @@ from pmp_ros.tools.convert_fcclip import convert_fcclip_state_dict
 FIXTURE = Path(os.environ.get("PMP_FCCLIP_FIXTURE", "/work/shared/fixtures/fcclip-head"))
 CASES = ["320x256_b1", "256x320_b2"]
 TOL = dict(atol=1e-4, rtol=1e-4)
+
+
+@pytest.fixture(autouse=True)
+def single_thread():
+    """One intra-op thread, as the reference run. FC-CLIP's class path pools mask features over the
+    binary mask (logit > 0); with several threads the reduction order changes the last bits of a few
+    near-zero mask logits, a pixel flips in or out of a pool, and a class logit moves by ~1e-3 (seen with
+    2 threads: 6 of 112 auxiliary logits). One thread makes the comparison about the model, not the
+    thread count."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 TEXT_WIDTH = 32  # any width: the added PMP layers are identities
 
 pytestmark = pytest.mark.skipif(not FIXTURE.is_dir(), reason=f"fixture not found at {FIXTURE}")
