@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pmp_ros.ros import interface
 from pmp_ros.ros.environment import configure_dds_environment
 
 DISCOVERY_TIMEOUT_S = 30.0
@@ -93,13 +94,13 @@ class BenchClient:
         self.segmentations = 0
         self.diagnostics: tuple[float, dict[str, str]] | None = None  # (arrival, values)
         self._sequence = 0
-        self.image_pub = self.node.create_publisher(Image, "image", QoSProfile(depth=1))
+        self.image_pub = self.node.create_publisher(Image, interface.IMAGE_TOPIC, QoSProfile(depth=1))
         self.instruction_pub = self.node.create_publisher(
-            String, "instruction", QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+            String, interface.INSTRUCTION_TOPIC, QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
                                               durability=DurabilityPolicy.TRANSIENT_LOCAL))
-        self.node.create_subscription(LabelledPointArray, "labelled_points", self._on_points, 10)
-        self.node.create_subscription(SegmentationResult, "segmentation", self._on_segmentation, 10, raw=True)
-        self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, 10)
+        self.node.create_subscription(LabelledPointArray, interface.POINTS_TOPIC, self._on_points, 10)
+        self.node.create_subscription(SegmentationResult, interface.SEGMENTATION_TOPIC, self._on_segmentation, 10, raw=True)
+        self.node.create_subscription(DiagnosticArray, interface.DIAGNOSTICS_TOPIC, self._on_diagnostics, 10)
         self._string = String
         self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.node)
@@ -134,7 +135,7 @@ class BenchClient:
         """Until the node subscribes to images and instructions and publishes results."""
         wait_until(lambda: self.image_pub.get_subscription_count() and
                    self.instruction_pub.get_subscription_count() and
-                   self.node.count_publishers("labelled_points"), DISCOVERY_TIMEOUT_S, "the node's topics")
+                   self.node.count_publishers(interface.POINTS_TOPIC), DISCOVERY_TIMEOUT_S, "the node's topics")
 
     def set_instruction(self, text: str) -> float:
         """Publish an instruction; returns when (time.monotonic())."""
