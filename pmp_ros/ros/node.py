@@ -24,6 +24,7 @@ from std_msgs.msg import String
 from visualization_msgs.msg import MarkerArray
 
 from pmp_ros import paths
+from pmp_ros.data.instructions import InstructionParseError, parse_instruction
 from pmp_ros.geometry import locate_instances
 from pmp_ros.ros import interface, messages
 from pmp_ros.ros.environment import configure_dds_environment
@@ -74,7 +75,6 @@ class SegmenterNode(Node):
         super().__init__(interface.NODE_NAME)
         self.params = self._declare_parameters()
         self.predictor, model_cfg = self._load_model()
-        self._parse, self._parse_error = _instruction_parser()
         self.model_name = Path(self.model_path).name
         self._train_classes = tuple(model_cfg.train_classes)
         self.slot = FrameSlot()
@@ -180,9 +180,9 @@ class SegmenterNode(Node):
         prompts: tuple[str, ...] = ()
         if problem is None:
             try:
-                prompts = tuple(self._parse(text).prompts)
+                prompts = tuple(parse_instruction(text).prompts)
                 problem = None if prompts else "no object phrase found"
-            except self._parse_error as error:
+            except InstructionParseError as error:
                 problem = str(error)
             except Exception as error:  # a parser bug must not take the node down with it
                 problem = f"instruction parser failed: {type(error).__name__}: {error}"
@@ -279,16 +279,6 @@ class SegmenterNode(Node):
     def close(self) -> None:
         self.slot.close()
         self._worker.join(timeout=10.0)
-
-
-def _instruction_parser():
-    """(parse_instruction, InstructionParseError), imported here only: the data package is optional for
-    everything else in this module."""
-    try:
-        from pmp_ros.data.instructions import InstructionParseError, parse_instruction
-    except ImportError as error:
-        raise StartupError(f"instruction parser unavailable: {error}") from None
-    return parse_instruction, InstructionParseError
 
 
 def main(args: list[str] | None = None) -> int:

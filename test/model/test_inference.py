@@ -134,11 +134,10 @@ def test_one_host_transfer_keeps_values_and_shapes():
 
 @pytest.fixture(scope="module")
 def small_predictor():
-    segmenter = pytest.importorskip("pmp_ros.model.segmenter", reason="waits for model/segmenter.py")
     from model_fixtures import build_small_segmenter
     from pmp_ros.model.inference import Predictor
 
-    model, cfg = build_small_segmenter(segmenter)
+    model, cfg = build_small_segmenter()
     return Predictor(model, cfg.inference, device="cpu", precision="fp32")
 
 

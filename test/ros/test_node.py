@@ -1,8 +1,7 @@
 """The node in its own process over real DDS: startup failures, results, instruction switching, frame
 dropping, parameter validation, and a fuzz test of malformed inputs.
 
-End-to-end tests need model/segmenter.py (a tiny random model is built from it) and
-data/instructions.py; they skip with that reason until both exist.
+End-to-end tests use a tiny random-weight model (test/helpers/model_fixtures.py).
 """
 
 import time
@@ -64,15 +63,12 @@ def test_invalid_parameter_at_startup_exits_with_one_line(param, value, reason):
 # -- with a model ---------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def model_file(tmp_path_factory):
-    pytest.importorskip("pmp_ros.model.segmenter", reason="waits for model/segmenter.py")
-    pytest.importorskip("pmp_ros.data.instructions", reason="waits for data/instructions.py")
     from model_fixtures import write_small_checkpoint
 
     return write_small_checkpoint(tmp_path_factory.mktemp("model") / "tiny.safetensors")
 
 
 def test_corrupt_model_exits_non_zero_with_one_line(tmp_path):
-    pytest.importorskip("pmp_ros.model.segmenter", reason="waits for model/segmenter.py")
     corrupt = tmp_path / "corrupt.safetensors"
     corrupt.write_bytes(b"\x00garbage" * 100)
     with NodeProcess(_node_argv(model_path=str(corrupt)), name="corrupt_model") as proc:
@@ -217,11 +213,14 @@ def test_fast_input_drops_frames_without_queueing(session):
     while time.monotonic() - start < max(3.0, 40 * inference_s):
         sent.append(session.send_image())
         time.sleep(period)
+    last_send = session.sent[sent[-1]]
     time.sleep(max(1.0, 5 * inference_s))
     answered = [s for s in sent if s in session.received_at]
     assert 0 < len(answered) < len(sent)
-    latencies = [session.received_at[s] - session.sent[s] for s in answered[-5:]]
-    assert max(latencies) < 5 * inference_s + 0.5, (latencies, inference_s)
+    # No queue, whatever the machine's speed: once input stops, only the frame being processed and the
+    # one waiting slot can still produce results (a queue would keep answering old frames).
+    late = [s for s in answered if session.received_at[s] > last_send]
+    assert len(late) <= 2, (len(late), len(sent))
     time.sleep(1.2)
     assert int(session.diagnostic("dropped_frames")) > dropped_before
 
