@@ -2,6 +2,7 @@
 
     pmp-eval --model a.safetensors [--model b.safetensors ...] --scenes 500 --out reports/eval \\
         [--name pmp --name twin] [--examples 4] [--device cpu]
+    pmp-eval --diagnose --model a.safetensors --split validation --scenes 100 --out reports/diag
 """
 
 from __future__ import annotations
@@ -9,10 +10,12 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import hashlib
+import json
 import shlex
 import sys
 from pathlib import Path
 
+from pmp_ros.eval.diagnose import diagnose, format_diagnosis
 from pmp_ros.eval.evaluate import eval_cases, evaluate, predict_instructions
 from pmp_ros.eval.plots import plot_example
 from pmp_ros.eval.report import write_report
@@ -54,6 +57,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--split", choices=("eval", "validation"), default="eval",
                         help="validation: scenes for choosing settings, never the evaluation set")
     parser.add_argument("--score-threshold", type=float, help="override the checkpoint's score threshold")
+    parser.add_argument("--diagnose", action="store_true",
+                        help="decompose the errors instead (masks, classes given true masks, thresholds, "
+                             "linear probes: pmp_ros/eval/diagnose.py); writes diagnosis-<name>.md/.json")
+    parser.add_argument("--probe-train-scenes", type=int, default=200, help="--diagnose: 0 skips the probes")
+    parser.add_argument("--probe-steps", type=int, default=300)
     args = parser.parse_args(argv)
     names = args.name or [m.stem for m in args.model]
     if len(names) != len(args.model) or len(set(names)) != len(names):
@@ -67,10 +75,21 @@ def main(argv: list[str] | None = None) -> int:
         if args.score_threshold is not None:
             model_cfg.inference = dataclasses.replace(model_cfg.inference, score_threshold=args.score_threshold)
             predictor.cfg = model_cfg.inference
+        if args.diagnose:
+            result = diagnose(predictor, args.scenes, args.split, args.cluttered_fraction, args.probe_train_scenes,
+                              args.probe_steps, not args.no_progress)
+            result["command"], result["weights"] = command, _weights_info(path)
+            (args.out / f"diagnosis-{name}.json").write_text(json.dumps(result, indent=1))
+            report = args.out / f"diagnosis-{name}.md"
+            report.write_text(format_diagnosis(result, f"{name} ({path})") + f"\nCommand: `{command}`\n")
+            print(f"diagnosis: {report}")
+            continue
         results[name] = evaluate(predictor.segmenter, model_cfg, args.scenes, args.cluttered_fraction,
                                  str(predictor.device), not args.no_progress, args.batch_size, args.split)
         weights[name] = _weights_info(path)
         examples[name] = write_examples(predictor, args.examples, args.cluttered_fraction, args.out, name)
+    if args.diagnose:
+        return 0
     paths = write_report(args.out, results, command, weights, examples)
     print(f"report: {paths['report']}")
     return 0

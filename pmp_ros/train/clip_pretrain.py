@@ -5,6 +5,10 @@ seen classes only. This script plays the role of the web: contrastive image-text
 own model, tokenizer and ClipLoss) on object crops with template captions, unseen classes included.
 
     pmp-train-clip --steps 3000 --out models/pmp-tiny-rn-clip.safetensors
+    pmp-train-clip --steps 3000 --out models/pmp-tiny-rn-clip.safetensors --resume   # after a stop
+
+Training state (weights, optimiser, schedule, data stream position, loss history) is saved every
+`checkpoint_every` steps to `<out>.state.pt`; `--resume` continues from it with the same settings.
 
 Two choices make the most of a small CPU budget, both documented in the model card:
 - every batch contrasts each crop with the captions of ALL vocabulary classes (one random template each),
@@ -53,12 +57,18 @@ class ClipPretrainConfig:
     seed: int = 0
     eval_scenes: int = 300
     threads: int = 0
+    checkpoint_every: int = 250
     # Crops come from sparse scenes (few objects, none tiny) with the object near the crop centre: in
     # cluttered crops the caption's object is ambiguous, and shape learning stalled (colour only) there.
     min_objects: int = 1
     max_objects: int = 3
     small_prob: float = 0.0
     jitter: float = 0.05
+
+
+def state_path(out: Path) -> Path:
+    """Where the resumable training state of the weights file `out` lives."""
+    return out.with_suffix(".state.pt")
 
 
 def crops_to_tensor(crops: np.ndarray, mean, std, flip: torch.Tensor | None = None) -> torch.Tensor:
@@ -69,7 +79,7 @@ def crops_to_tensor(crops: np.ndarray, mean, std, flip: torch.Tensor | None = No
     return (x - torch.tensor(mean)[:, None, None]) / torch.tensor(std)[:, None, None]
 
 
-def train(cfg: ClipPretrainConfig, out: Path) -> dict:
+def train(cfg: ClipPretrainConfig, out: Path, resume: bool = False) -> dict:
     torch.manual_seed(cfg.seed)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -86,12 +96,26 @@ def train(cfg: ClipPretrainConfig, out: Path) -> dict:
     classes = vocabulary.all_classes()
     class_index = {name: i for i, name in enumerate(classes)}
     world = TabletopWorld(config=WorldConfig(num_objects=(cfg.min_objects, cfg.max_objects), small_prob=cfg.small_prob))
-    stream = BalancedCropStream(world, splits.CLIP_TRAIN.start, cfg.crop_size, seed=cfg.seed,
-                                jitter=cfg.jitter).batches(cfg.batch_size)
+    crop_stream = BalancedCropStream(world, splits.CLIP_TRAIN.start, cfg.crop_size, seed=cfg.seed,
+                                     jitter=cfg.jitter)
+    stream = crop_stream.batches(cfg.batch_size)
     rng = np.random.default_rng(cfg.seed)
-    history = []
-    start = time.time()
-    progress = tqdm(range(cfg.steps), desc="clip", mininterval=5)
+    history, first_step, elapsed = [], 0, 0.0
+    if resume:
+        state = torch.load(state_path(out), weights_only=False)
+        if state["config"] != asdict(cfg):
+            changed = sorted(k for k in state["config"] if state["config"][k] != asdict(cfg).get(k))
+            raise SystemExit(f"--resume: settings differ from the saved run's ({', '.join(changed)})")
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        schedule.load_state_dict(state["schedule"])
+        rng.bit_generator.state = state["rng"]
+        crop_stream.restore(state["stream"])
+        torch.set_rng_state(state["torch_rng"])
+        history, first_step, elapsed = state["history"], state["step"], state["elapsed_s"]
+        print(f"resuming {out} at step {first_step} of {cfg.steps}")
+    start = time.time() - elapsed
+    progress = tqdm(range(first_step, cfg.steps), desc="clip", mininterval=5, initial=first_step, total=cfg.steps)
     for step in progress:
         crops, names = next(stream)
         images = crops_to_tensor(crops, mean, std, torch.from_numpy(rng.random(len(names)) < 0.5))
@@ -113,6 +137,9 @@ def train(cfg: ClipPretrainConfig, out: Path) -> dict:
         if step % 50 == 0 or step == cfg.steps - 1:
             history.append({"step": step, "loss": round(loss.item(), 4), "time_s": round(time.time() - start, 1)})
             progress.set_postfix(loss=f"{loss.item():.3f}")
+        if (step + 1) % cfg.checkpoint_every == 0 and step + 1 < cfg.steps:
+            _save_state(state_path(out), model, optimizer, schedule, rng, crop_stream, cfg, history, step + 1,
+                        time.time() - start)
 
     state = {k: v.detach().to(torch.float16).contiguous() for k, v in model.state_dict().items()}
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -125,15 +152,26 @@ def train(cfg: ClipPretrainConfig, out: Path) -> dict:
             "train_time_s": round(time.time() - start, 1)}
 
 
+def _save_state(path: Path, model, optimizer, schedule, rng, crop_stream, cfg, history, step, elapsed) -> None:
+    """Atomically writes everything `--resume` needs to continue at `step`."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
+                "rng": rng.bit_generator.state, "stream": crop_stream.state(), "torch_rng": torch.get_rng_state(),
+                "config": asdict(cfg), "history": history, "step": step, "elapsed_s": elapsed}, tmp)
+    tmp.replace(path)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     defaults = ClipPretrainConfig()
     for name, value in asdict(defaults).items():
         parser.add_argument(f"--{name.replace('_', '-')}", type=type(value), default=value)
     parser.add_argument("--out", type=Path, required=True, help="weights file (.safetensors)")
+    parser.add_argument("--resume", action="store_true", help="continue from <out>.state.pt")
     args = vars(parser.parse_args(argv))
-    out = args.pop("out")
-    report = train(ClipPretrainConfig(**args), out)
+    out, resume = args.pop("out"), args.pop("resume")
+    report = train(ClipPretrainConfig(**args), out, resume)
     report_path = out.with_suffix(".json")
     report_path.write_text(json.dumps(report, indent=1))
     zs = report["zero_shot"]

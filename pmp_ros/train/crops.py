@@ -51,6 +51,17 @@ class BalancedCropStream:
         self.rng = np.random.default_rng(seed)
         self.queues: dict[str, deque] = defaultdict(deque)
 
+    def state(self) -> dict:
+        """Position of the stream (next scene seed, queued crops, random state), for resuming training."""
+        return {"next_seed": self.next_seed, "rng": self.rng.bit_generator.state,
+                "queues": {name: list(q) for name, q in self.queues.items()}}
+
+    def restore(self, state: dict) -> None:
+        """Continues exactly where `state()` was taken."""
+        self.next_seed = state["next_seed"]
+        self.rng.bit_generator.state = state["rng"]
+        self.queues = defaultdict(deque, {name: deque(q) for name, q in state["queues"].items()})
+
     def batches(self, batch_size: int) -> Iterator[tuple[np.ndarray, list[str]]]:
         """Yields (uint8 [B,S,S,3], B distinct class names) forever."""
         while True:

@@ -101,3 +101,23 @@ def test_fine_tuning_pmp_only_from_a_checkpoint_on_coco_data(tmp_path):
     changed = {k for k in before if not (before[k].float() == after[k].float()).all()}
     assert changed and all(".prompt_attention_layers." in k for k in changed), sorted(changed)[:5]
     assert cfg.decoder.num_queries == small_config().decoder.num_queries  # the checkpoint's model
+
+
+@pytest.mark.slow
+def test_clip_pretraining_resumed_from_its_state_ends_with_the_same_weights(tmp_path):
+    from safetensors.torch import load_file
+
+    out = tmp_path / "clip.safetensors"
+    args = ["-m", "pmp_ros.train.clip_pretrain", "--steps", "4", "--checkpoint-every", "2", "--batch-size", "8",
+            "--eval-scenes", "2", "--warmup-steps", "1", "--threads", "1", "--out", str(out)]
+    _run(args, HF_HUB_OFFLINE="1")  # saves the state at step 2, then finishes
+    straight = load_file(str(out))
+    _run([*args, "--resume"], HF_HUB_OFFLINE="1")  # continues from step 2 of the saved state
+    resumed = load_file(str(out))
+    assert straight.keys() == resumed.keys()
+    assert all((straight[k] == resumed[k]).all() for k in straight)
+    history = json.loads(out.with_suffix(".json").read_text())["history"]
+    assert [h["step"] for h in history] == [0, 3]  # step 0 from the saved state, step 3 after resuming
+    result = subprocess.run([sys.executable, *args, "--resume", "--lr", "0.5"], capture_output=True, text=True,
+                            env={**os.environ, "HF_HUB_OFFLINE": "1"}, timeout=600)
+    assert result.returncode != 0 and "lr" in result.stderr  # a resumed run keeps its settings

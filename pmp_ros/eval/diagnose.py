@@ -1,0 +1,321 @@
+"""Where a segmenter's errors come from: masks, classes, calibration, or the frozen CLIP features.
+
+    pmp-eval --diagnose --model runs/pmp/model.safetensors --split validation --scenes 100 --out reports/diag
+
+Four decompositions, each on the instruction setting the robot uses (the parsed prompts, the rest of the
+vocabulary as context) of the chosen split's scenes (docs/evaluation.md):
+
+- masks alone: for every visible object, the best IoU of ANY query's binarised mask with it (an oracle
+  assignment of queries to objects), by visible-area bucket, seen / unseen classes;
+- classes alone, given the true mask: the class of each object (instruction targets and all other
+  objects) by (a) the in-vocabulary classifier of the query with the best IoU, (b) the frozen CLIP's
+  out-of-vocabulary path mask-pooled with the TRUE mask, (c) FC-CLIP's ensemble of (a) and (b), and (d)
+  the model's own ensemble output of that query; accuracy, right colour, right shape;
+- calibration: instruction F1@0.5 at a grid of score thresholds (the best one is an oracle threshold:
+  how much of the F1 gap is only the threshold);
+- location in the frozen features: a linear probe (1x1 conv, trained on PMP_TRAIN scenes, tested on the
+  split's scenes) from each CLIP level to the per-pixel class map: object / background IoU, pixel
+  accuracy of colour and shape on object pixels.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections import defaultdict
+from collections.abc import Sequence
+from itertools import islice
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from pmp_ros.data import splits, vocabulary
+from pmp_ros.data.world import TabletopWorld, WorldConfig
+from pmp_ros.eval.evaluate import EvalCase, _frame_prediction, eval_cases, frame_truth
+from pmp_ros.eval.frame_metrics import aggregate_instruction_metrics, instruction_frame_metrics
+from pmp_ros.model.classifier import MaskPooling, classification_logits, geometric_ensemble
+from pmp_ros.model.inference import Predictor, instances_from_queries
+from pmp_ros.model.segmenter import SIZE_DIVISIBILITY
+
+AREA_BUCKETS = ((0, 200), (200, 800), (800, 10**9))  # visible px at 320x240: small, medium, large
+THRESHOLDS = (0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6)
+PROBE_LEVELS = ("res2", "res3", "res4", "res5", "clip_vis_dense")
+
+
+def _bucket_name(lo: int, hi: int) -> str:
+    return f"<{hi} px" if lo == 0 else (f">={lo} px" if hi >= 10**9 else f"{lo}-{hi} px")
+
+
+@torch.inference_mode()
+def _case_outputs(predictor: Predictor, cases: Sequence[EvalCase], names: tuple[str, ...]) -> tuple[dict, dict]:
+    """Raw eval-mode outputs of the instruction setting for a batch of cases, and the backbone's features
+    (captured by a forward hook, so the forward pass is the model's own)."""
+    segmenter, captured = predictor.segmenter, {}
+    hook = segmenter.backbone.register_forward_hook(lambda _m, _i, out: captured.update(out))
+    try:
+        with predictor._autocast():
+            text = segmenter.encode_text(list(names), [list(c.prompts) for c in cases])
+            batch = torch.stack([predictor._preprocess(c.scene.rgb, predictor.cfg.size) for c in cases])
+            out = segmenter(batch, text)
+    finally:
+        hook.remove()
+    out["classifier"] = torch.cat([text.class_embeddings,
+                                   F.normalize(segmenter.void_embedding.weight, dim=-1)]).float()
+    out["num_templates"], out["seen_mask"] = text.num_templates, text.seen_mask
+    return out, captured
+
+
+def _attribute_hits(predicted: int, truth: int, classes: Sequence[str]) -> tuple[bool, bool, bool]:
+    p, t = vocabulary.split_class(classes[predicted]), vocabulary.split_class(classes[truth])
+    return predicted == truth, p[0] == t[0], p[1] == t[1]
+
+
+def diagnose_outputs(predictor: Predictor, cases: Sequence[EvalCase], thresholds: Sequence[float] = THRESHOLDS,
+                     batch_size: int = 8, progress: bool = True) -> dict:
+    """Masks-alone, classes-given-true-mask and threshold sweeps over `cases` (module docstring)."""
+    cfg, segmenter = predictor.cfg, predictor.segmenter
+    vocab = vocabulary.all_classes()
+    column = {n: i for i, n in enumerate(vocab)}
+    mask_rows, class_rows = [], []
+    sweep_records: dict[float, list[dict]] = defaultdict(list)
+    runnable = [c for c in cases if c.prompts]
+    if any(p not in column for c in runnable for p in c.prompts):
+        raise ValueError("diagnosis expects prompts from the vocabulary (generated instructions)")
+    bar = tqdm(total=len(runnable), desc="diagnose", unit="scene", disable=not progress)
+    iterator = iter(runnable)
+    while chunk := list(islice(iterator, batch_size)):
+        out, features = _case_outputs(predictor, chunk, vocab)
+        dense = features["clip_vis_dense"].float()  # [B,c5,h,w] of the padded input
+        for i, case in enumerate(chunk):
+            size = case.scene.rgb.shape[:2]
+            mask_logits = out["pred_masks"][i].float()  # [Q,h4,w4]
+            query_masks = F.interpolate(mask_logits[None], size=size, mode="bilinear", align_corners=False)[0] > 0
+            objects = [o for o in case.scene.objects if o.visible_area > 0]
+            truth_masks = torch.from_numpy(np.stack([case.scene.mask(o.id) for o in objects]))  # [N,H,W]
+            inter = torch.einsum("qhw,nhw->nq", query_masks.float(), truth_masks.float())
+            union = query_masks.sum((1, 2))[None].float() + truth_masks.sum((1, 2))[:, None].float() - inter
+            iou = inter / union.clamp(min=1)
+            best_iou, best_query = iou.max(1)
+            # Out-of-vocabulary path with the TRUE mask: area-weighted pooling at the dense grid (the model
+            # input is resized to cfg.size and padded to the stride; the mask follows the same geometry).
+            pooled_masks = _true_masks_at_dense_grid(truth_masks, cfg.size, dense.shape[-2:])
+            weights = pooled_masks / pooled_masks.sum((1, 2), keepdim=True).clamp(min=1e-6)
+            pooled = torch.einsum("chw,nhw->nc", dense[i], weights)
+            out_vocab = classification_logits(segmenter.backbone.visual_prediction(pooled[None]),
+                                              out["classifier"], segmenter.backbone.logit_scale,
+                                              out["num_templates"])[0].float()
+            in_vocab = out["pred_logits"][i].float()[best_query]
+            ensemble_cfg = segmenter.cfg.ensemble
+            given_mask = geometric_ensemble(in_vocab[None], out_vocab[None], out["seen_mask"],
+                                            ensemble_cfg.alpha, ensemble_cfg.beta)[0]
+            own = out["class_log_probs"][i].float()[best_query]
+            targets = set(case.instruction.all_target_ids)
+            for k, obj in enumerate(objects):
+                truth = column[obj.class_name]
+                row = {"split": "unseen" if vocabulary.is_unseen(obj.class_name) else "seen",
+                       "area": obj.visible_area, "target": obj.id in targets, "best_iou": float(best_iou[k])}
+                mask_rows.append(row)
+                for path, logits in (("in_vocabulary", in_vocab[k]), ("clip_true_mask", out_vocab[k]),
+                                     ("ensemble_true_mask", given_mask[k]), ("model_ensemble", own[k])):
+                    hit = _attribute_hits(int(logits[:-1].argmax()), truth, vocab)
+                    class_rows.append({**row, "path": path, "correct": hit[0], "colour": hit[1], "shape": hit[2]})
+            # Calibration: the model's own post-processing at every threshold (Predictor layout).
+            order = [column[p] for p in case.prompts] + [j for j in range(len(vocab)) if vocab[j] not in case.prompts]
+            log_probs = out["class_log_probs"][i].float()[:, order + [len(vocab)]]
+            truth_frame = frame_truth(case)
+            for threshold in thresholds:
+                label, table = instances_from_queries(log_probs, mask_logits, len(case.prompts), size,
+                                                      dataclasses.replace(cfg, score_threshold=threshold))
+                prediction = _frame_prediction(case, label.numpy(), table.numpy(), [vocab[j] for j in order])
+                sweep_records[threshold].append(instruction_frame_metrics(prediction, truth_frame))
+        bar.update(len(chunk))
+    bar.close()
+    return {"masks": _summarise_masks(mask_rows), "classes": _summarise_classes(class_rows),
+            "thresholds": _summarise_sweep(sweep_records, cfg.score_threshold)}
+
+
+def _true_masks_at_dense_grid(masks: torch.Tensor, size: Sequence[int], grid: Sequence[int]) -> torch.Tensor:
+    """bool [N,H,W] masks at image size -> float [N,h,w] area fractions on the dense grid of the model input
+    (resized to `size` (H', W'), then padded to the grid's multiple)."""
+    resized = F.interpolate(masks[:, None].float(), size=tuple(size), mode="area")[:, 0]
+    padded_h, padded_w = _padded(size)
+    stride_h, stride_w = padded_h // grid[0], padded_w // grid[1]
+    padded = F.pad(resized, (0, padded_w - size[1], 0, padded_h - size[0]))
+    return F.avg_pool2d(padded[:, None], (stride_h, stride_w))[:, 0]
+
+
+def _summarise_masks(rows: list[dict]) -> dict:
+    out = {}
+    for scope in ("all objects", "targets"):
+        scoped = [r for r in rows if scope == "all objects" or r["target"]]
+        for split in ("all", "seen", "unseen"):
+            for lo, hi in ((0, 10**9), *AREA_BUCKETS):
+                chosen = [r["best_iou"] for r in scoped if split in ("all", r["split"]) and lo <= r["area"] < hi]
+                key = f"{scope} / {split} / {'any size' if hi >= 10**9 and lo == 0 else _bucket_name(lo, hi)}"
+                out[key] = {"count": len(chosen),
+                            "mean_best_iou": float(np.mean(chosen)) if chosen else None,
+                            "covered_at_0.5": float(np.mean(np.array(chosen) >= 0.5)) if chosen else None}
+    return out
+
+
+def _summarise_classes(rows: list[dict]) -> dict:
+    out = {}
+    for path in dict.fromkeys(r["path"] for r in rows):
+        for split in ("all", "seen", "unseen"):
+            for size in ("any size", "covered"):
+                chosen = [r for r in rows if r["path"] == path and split in ("all", r["split"])
+                          and (size == "any size" or r["best_iou"] >= 0.5)]
+                out[f"{path} / {split} / {size}"] = {
+                    "count": len(chosen),
+                    **{k: (float(np.mean([r[k] for r in chosen])) if chosen else None)
+                       for k in ("correct", "colour", "shape")}}
+    return out
+
+
+def _summarise_sweep(records: dict[float, list[dict]], current: float) -> dict:
+    rows = {}
+    for threshold, recs in sorted(records.items()):
+        agg = aggregate_instruction_metrics(recs)
+        rows[str(threshold)] = {s: {"f1": agg[s]["f1"], "precision": agg[s]["precision"], "recall": agg[s]["recall"]}
+                                for s in ("all", "seen", "unseen")}
+    best = max(rows, key=lambda t: rows[t]["all"]["f1"] or 0.0) if rows else None
+    return {"by_threshold": rows, "best_threshold": None if best is None else float(best),
+            "current_threshold": current}
+
+
+# --- linear probes of the frozen features ------------------------------------------------------------------
+
+def _padded(size: Sequence[int]) -> tuple[int, int]:
+    """The model input's size after the segmenter pads it to its stride."""
+    return (math.ceil(size[0] / SIZE_DIVISIBILITY) * SIZE_DIVISIBILITY,
+            math.ceil(size[1] / SIZE_DIVISIBILITY) * SIZE_DIVISIBILITY)
+
+
+@torch.inference_mode()
+def _probe_features(predictor: Predictor, scenes: list, level: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """(features float [N,C,h,w] of one backbone level over the padded model input, class map int64
+    [N,H/4,W/4] of the unpadded input: -1 background, else class index)."""
+    segmenter, size = predictor.segmenter, predictor.cfg.size
+    padded = _padded(size)
+    feats, labels = [], []
+    for chunk in (scenes[i:i + 16] for i in range(0, len(scenes), 16)):
+        images = torch.stack([predictor._preprocess(s.rgb, size) for s in chunk])
+        x = (images - segmenter.pixel_mean) / segmenter.pixel_std
+        x = F.pad(x, (0, padded[1] - size[1], 0, padded[0] - size[0]))
+        feats.append(segmenter.backbone(x)[level].float())
+        semantic = torch.from_numpy(np.stack([s.semantic for s in chunk]).astype(np.float32))
+        labels.append(F.interpolate(semantic[:, None], size=(size[0] // 4, size[1] // 4), mode="nearest")[:, 0].long())
+    return torch.cat(feats), torch.cat(labels)
+
+
+def _to_label_grid(logits: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
+    """Probe logits over the padded input -> the label grid at 1/4 of the unpadded input [B,K,H/4,W/4]."""
+    padded = _padded(size)
+    up = F.interpolate(logits, size=(padded[0] // 4, padded[1] // 4), mode="bilinear", align_corners=False)
+    return up[..., :size[0] // 4, :size[1] // 4]
+
+
+def _attribute_index(vocab: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per class: index of its colour and of its shape (order of first appearance)."""
+    colour_ids: dict[str, int] = {}
+    shape_ids: dict[str, int] = {}
+    colours, shapes = [], []
+    for name in vocab:
+        colour, shape = vocabulary.split_class(name)
+        colours.append(colour_ids.setdefault(colour, len(colour_ids)))
+        shapes.append(shape_ids.setdefault(shape, len(shape_ids)))
+    return torch.tensor(colours), torch.tensor(shapes)
+
+
+def linear_probes(predictor: Predictor, train_scenes: int, test_cases: Sequence[EvalCase], steps: int = 300,
+                  levels: Sequence[str] = PROBE_LEVELS, seed: int = 0) -> dict:
+    """Per level: a 1x1 conv to 101 classes (background + vocabulary) trained with Adam on `train_scenes`
+    PMP_TRAIN scenes (ordinary and cluttered alternating, from the end of the range: never the first
+    scenes training used), tested on the cases' scenes."""
+    torch.manual_seed(seed)
+    height, width = predictor.cfg.size
+    worlds = (TabletopWorld(width, height), TabletopWorld(width, height, WorldConfig.cluttered()))
+    seeds = splits.seeds(splits.PMP_TRAIN, train_scenes, offset=len(splits.PMP_TRAIN) - train_scenes)
+    train = [worlds[i % 2].render(s) for i, s in enumerate(seeds)]
+    test = [c.scene for c in test_cases]
+    vocab = vocabulary.all_classes()
+    colours, shapes = _attribute_index(vocab)
+    out = {}
+    for level in levels:
+        x_train, y_train = _probe_features(predictor, train, level)
+        x_test, y_test = _probe_features(predictor, test, level)
+        probe = torch.nn.Conv2d(x_train.shape[1], len(vocab) + 1, 1)
+        optimizer = torch.optim.Adam(probe.parameters(), lr=1e-2)
+        for _ in range(steps):
+            index = torch.randint(len(x_train), (min(32, len(x_train)),))
+            loss = F.cross_entropy(_to_label_grid(probe(x_train[index]), predictor.cfg.size), y_train[index] + 1)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        with torch.no_grad():
+            predicted = torch.cat([_to_label_grid(probe(x), predictor.cfg.size).argmax(1) - 1
+                                   for x in x_test.split(32)])
+        out[level] = {"channels": int(x_train.shape[1]), "stride": _padded(predictor.cfg.size)[0] // x_train.shape[-2],
+                      **_probe_scores(predicted, y_test, colours, shapes)}
+    return out
+
+
+def _probe_scores(predicted: torch.Tensor, truth: torch.Tensor, colours: torch.Tensor, shapes: torch.Tensor) -> dict:
+    """Object-vs-background IoU, and on pixels both call an object: class, colour and shape accuracy."""
+    objects_true, objects_pred = truth >= 0, predicted >= 0
+    inter = int((objects_true & objects_pred).sum())
+    union = int((objects_true | objects_pred).sum())
+    both = objects_true & objects_pred
+    t, p = truth[both], predicted[both]
+    if not t.numel():
+        return {"object_iou": inter / max(union, 1), "class_accuracy": None, "colour_accuracy": None,
+                "shape_accuracy": None}
+    return {"object_iou": inter / max(union, 1), "class_accuracy": float((t == p).float().mean()),
+            "colour_accuracy": float((colours[t] == colours[p]).float().mean()),
+            "shape_accuracy": float((shapes[t] == shapes[p]).float().mean())}
+
+
+def diagnose(predictor: Predictor, num_scenes: int = 100, split: str = "validation", cluttered_fraction: float = 0.5,
+             probe_train_scenes: int = 200, probe_steps: int = 300, progress: bool = True) -> dict:
+    """All four decompositions on the first `num_scenes` scenes of `split` (JSON-able dict)."""
+    cases = list(eval_cases(num_scenes, cluttered_fraction, split=split))
+    result = diagnose_outputs(predictor, cases, progress=progress)
+    with torch.enable_grad():
+        result["linear_probes"] = linear_probes(predictor, probe_train_scenes, cases, probe_steps) \
+            if probe_train_scenes else {}
+    result["setup"] = {"split": split, "num_scenes": num_scenes, "cluttered_fraction": cluttered_fraction,
+                       "probe_train_scenes": probe_train_scenes, "probe_steps": probe_steps,
+                       "score_threshold": predictor.cfg.score_threshold}
+    return result
+
+
+def format_diagnosis(result: dict, title: str) -> str:
+    """The diagnosis as Markdown tables."""
+    lines = [f"# Diagnosis: {title}", "", f"Setup: `{result['setup']}`", "",
+             "## Masks alone (best IoU of any query, oracle assignment)", "",
+             "| objects / classes / size | count | mean best IoU | covered at IoU 0.5 |", "|---|---|---|---|"]
+    lines += [f"| {k} | {v['count']} | {_fmt(v['mean_best_iou'])} | {_fmt(v['covered_at_0.5'])} |"
+              for k, v in result["masks"].items()]
+    lines += ["", "## Classes given the true mask (query: the best-IoU one)", "",
+              "| path / classes / objects | count | class | colour | shape |", "|---|---|---|---|---|"]
+    lines += [f"| {k} | {v['count']} | {_fmt(v['correct'])} | {_fmt(v['colour'])} | {_fmt(v['shape'])} |"
+              for k, v in result["classes"].items()]
+    sweep = result["thresholds"]
+    lines += ["", f"## Calibration (current threshold {sweep['current_threshold']}, best {sweep['best_threshold']})", "",
+              "| score threshold | F1 | precision | recall | F1 seen | F1 unseen |", "|---|---|---|---|---|---|"]
+    lines += [f"| {t} | {_fmt(v['all']['f1'])} | {_fmt(v['all']['precision'])} | {_fmt(v['all']['recall'])} | "
+              f"{_fmt(v['seen']['f1'])} | {_fmt(v['unseen']['f1'])} |" for t, v in sweep["by_threshold"].items()]
+    if result["linear_probes"]:
+        lines += ["", "## Linear probes of the frozen CLIP levels (per-pixel class map)", "",
+                  "| level | channels | stride | object IoU | class acc | colour acc | shape acc |",
+                  "|---|---|---|---|---|---|---|"]
+        lines += [f"| {k} | {v['channels']} | {v['stride']} | {_fmt(v['object_iou'])} | {_fmt(v['class_accuracy'])} | "
+                  f"{_fmt(v['colour_accuracy'])} | {_fmt(v['shape_accuracy'])} |"
+                  for k, v in result["linear_probes"].items()]
+    return "\n".join(lines) + "\n"
+
+
+def _fmt(value) -> str:
+    return "-" if value is None else f"{value:.3f}"
