@@ -3,6 +3,9 @@
 Raw images become views of the message's buffer (np.frombuffer with strides from `step`: no copy) when
 the layout allows; conversions to RGB copy only when the pixel format differs. Every malformed message
 raises ImageConversionError with the reason, before any out-of-bounds access.
+
+RGB arrays never have negative strides: the model takes them with torch.from_numpy, which rejects those,
+and rclpy's message buffers are writeable, so nothing copies such a view on the way.
 """
 
 from __future__ import annotations
@@ -64,16 +67,17 @@ def image_to_array(msg: Image, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarr
 
 
 def to_rgb8(array: np.ndarray, encoding: str) -> np.ndarray:
-    """uint8 [H,W,3] RGB for the model; rgb8 input is returned as is (a view), others are converted.
-    mono16 keeps its 8 most significant bits. Depth encodings are not colour images."""
+    """uint8 [H,W,3] RGB for the model, never with negative strides; rgb8 and rgba8 input are returned as
+    views, others are converted. mono16 keeps its 8 most significant bits. Depth encodings are not colour
+    images."""
     if encoding == "rgb8":
         return array
-    if encoding == "bgr8":
-        return array[..., ::-1]
+    if encoding == "bgr8":  # a reversed view (array[..., ::-1]) would have a negative channel stride
+        return cv2.cvtColor(array, cv2.COLOR_BGR2RGB)
     if encoding == "rgba8":
         return array[..., :3]
     if encoding == "bgra8":
-        return array[..., 2::-1]
+        return cv2.cvtColor(array, cv2.COLOR_BGRA2RGB)
     if encoding == "mono8":
         return np.repeat(array[..., None], 3, axis=2)
     if encoding == "mono16":

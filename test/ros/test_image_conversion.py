@@ -1,8 +1,11 @@
 """sensor_msgs/Image <-> numpy for every supported encoding, padded rows, byte order, and malformed input."""
 
+import array
+
 import cv2
 import numpy as np
 import pytest
+import torch
 from sensor_msgs.msg import CompressedImage, Image
 
 from pmp_ros.ros.image_conversion import (ENCODINGS, ImageConversionError, array_to_image, compressed_to_rgb8,
@@ -62,6 +65,21 @@ def test_colour_encodings_to_rgb():
     mono16 = _pixels("mono16") * 256
     out = image_to_rgb8(array_to_image(mono16, "mono16"))
     assert out.dtype == np.uint8 and (out[..., 0] == mono16 >> 8).all()
+
+
+COLOUR_ENCODINGS = ("rgb8", "bgr8", "rgba8", "bgra8", "mono8", "mono16")
+
+
+@pytest.mark.parametrize("encoding", COLOUR_ENCODINGS)
+@pytest.mark.parametrize("pad_bytes", [0, 6])
+def test_rgb_output_goes_into_torch_from_a_writeable_buffer(encoding, pad_bytes):
+    # rclpy hands the node writeable buffers (array.array), which the model passes to torch.from_numpy
+    # without copying; torch rejects negative strides, as a reversed view of bgr8 has.
+    msg = _padded_msg(_pixels(encoding), encoding, pad_bytes)
+    msg.data = array.array("B", bytes(msg.data))
+    rgb = image_to_rgb8(msg)
+    assert rgb.flags.writeable and min(rgb.strides) > 0
+    np.testing.assert_array_equal(torch.from_numpy(rgb).numpy(), rgb)
 
 
 @pytest.mark.parametrize("encoding", ["16UC1", "32FC1"])
