@@ -9,8 +9,9 @@ vocabulary as context) of the chosen split's scenes (docs/evaluation.md):
   assignment of queries to objects), by visible-area bucket, seen / unseen classes;
 - classes alone, given the true mask: the class of each object (instruction targets and all other
   objects) by (a) the in-vocabulary classifier of the query with the best IoU, (b) the frozen CLIP's
-  out-of-vocabulary path mask-pooled with the TRUE mask, (c) FC-CLIP's ensemble of (a) and (b), and (d)
-  the model's own ensemble output of that query; accuracy, right colour, right shape;
+  out-of-vocabulary path mask-pooled with the TRUE mask, (b') the CLIP tower run on a crop around the
+  TRUE mask, (c) FC-CLIP's ensemble of (a) and (b), and (d) the model's own ensemble output of that
+  query; accuracy, right colour, right shape;
 - calibration: instruction F1@0.5 at a grid of score thresholds (the best one is an oracle threshold:
   how much of the F1 gap is only the threshold);
 - location in the frozen features: a linear probe (1x1 conv, trained on PMP_TRAIN scenes, tested on the
@@ -35,7 +36,7 @@ from pmp_ros.data import splits, vocabulary
 from pmp_ros.data.world import TabletopWorld, WorldConfig
 from pmp_ros.eval.evaluate import EvalCase, _frame_prediction, eval_cases, frame_truth
 from pmp_ros.eval.frame_metrics import aggregate_instruction_metrics, instruction_frame_metrics
-from pmp_ros.model.classifier import MaskPooling, classification_logits, geometric_ensemble
+from pmp_ros.model.classifier import classification_logits, crop_images, geometric_ensemble, mask_crop_boxes
 from pmp_ros.model.inference import Predictor, instances_from_queries
 from pmp_ros.model.segmenter import SIZE_DIVISIBILITY
 
@@ -53,7 +54,8 @@ def _case_outputs(predictor: Predictor, cases: Sequence[EvalCase], names: tuple[
     """Raw eval-mode outputs of the instruction setting for a batch of cases, and the backbone's features
     (captured by a forward hook, so the forward pass is the model's own)."""
     segmenter, captured = predictor.segmenter, {}
-    hook = segmenter.backbone.register_forward_hook(lambda _m, _i, out: captured.update(out))
+    hook = segmenter.backbone.register_forward_hook(
+        lambda _m, inputs, out: captured.update(out, model_input=inputs[0]))
     try:
         with predictor._autocast():
             text = segmenter.encode_text(list(names), [list(c.prompts) for c in cases])
@@ -106,6 +108,7 @@ def diagnose_outputs(predictor: Predictor, cases: Sequence[EvalCase], thresholds
             out_vocab = classification_logits(segmenter.backbone.visual_prediction(pooled[None]),
                                               out["classifier"], segmenter.backbone.logit_scale,
                                               out["num_templates"])[0].float()
+            crop_logits = _true_mask_crop_logits(segmenter, features["model_input"][i], truth_masks, cfg.size, out)
             in_vocab = out["pred_logits"][i].float()[best_query]
             ensemble_cfg = segmenter.cfg.ensemble
             given_mask = geometric_ensemble(in_vocab[None], out_vocab[None], out["seen_mask"],
@@ -118,6 +121,7 @@ def diagnose_outputs(predictor: Predictor, cases: Sequence[EvalCase], thresholds
                        "area": obj.visible_area, "target": obj.id in targets, "best_iou": float(best_iou[k])}
                 mask_rows.append(row)
                 for path, logits in (("in_vocabulary", in_vocab[k]), ("clip_true_mask", out_vocab[k]),
+                                     ("clip_crop_true_mask", crop_logits[k]),
                                      ("ensemble_true_mask", given_mask[k]), ("model_ensemble", own[k])):
                     hit = _attribute_hits(int(logits[:-1].argmax()), truth, vocab)
                     class_rows.append({**row, "path": path, "correct": hit[0], "colour": hit[1], "shape": hit[2]})
@@ -134,6 +138,20 @@ def diagnose_outputs(predictor: Predictor, cases: Sequence[EvalCase], thresholds
     bar.close()
     return {"masks": _summarise_masks(mask_rows), "classes": _summarise_classes(class_rows),
             "thresholds": _summarise_sweep(sweep_records, cfg.score_threshold)}
+
+
+def _true_mask_crop_logits(segmenter, model_input: torch.Tensor, masks: torch.Tensor, size: Sequence[int],
+                           out: dict) -> torch.Tensor:
+    """CLIP logits [N,C+1] of the tower run on a crop around each TRUE mask of the model input (the "crop"
+    out-of-vocabulary path of EnsembleConfig, given perfect masks)."""
+    resized = F.interpolate(masks[:, None].float(), size=tuple(size), mode="area")[:, 0]
+    logits = torch.where(resized >= 0.5, 1.0, -1.0)[None]  # [1,N,H',W'] as mask logits at stride 1
+    crop_size = segmenter.cfg.ensemble.crop_size
+    boxes, _ = mask_crop_boxes(logits, 1, crop_size)
+    crops = crop_images(model_input[None].float(), boxes, crop_size)
+    embeddings = segmenter.backbone.encode_crops(crops)[None]
+    return classification_logits(embeddings, out["classifier"], segmenter.backbone.logit_scale,
+                                 out["num_templates"])[0].float()
 
 
 def _true_masks_at_dense_grid(masks: torch.Tensor, size: Sequence[int], grid: Sequence[int]) -> torch.Tensor:

@@ -108,3 +108,82 @@ def fcclip_ensemble(
         "out_vocab_logits": out_vocab,
         "class_log_probs": log_probs,
     }
+
+
+def mask_crop_boxes(masks: Tensor, stride: int, crop_size: int, context: float = 1.2) -> tuple[Tensor, Tensor]:
+    """Square crop windows around each mask, in input pixels.
+
+    masks: [B,Q,h,w] logits at `stride` of the input. A window is centred on the box of the mask's positive
+    pixels, with side max(crop_size, context x the box's longer side): objects smaller than a crop are cut
+    at native scale (as CLIP was trained on crops of the scene), larger ones are shrunk to fit.
+    Returns (boxes float [B,Q,4] as x0, y0, x1, y1; valid bool [B,Q], False for an empty mask, whose
+    window is a crop at the input's origin).
+    """
+    positive = masks > 0
+    rows, cols = positive.any(-1), positive.any(-2)  # [B,Q,h], [B,Q,w]
+    valid = rows.any(-1)
+    h, w = masks.shape[-2:]
+
+    def bounds(line: Tensor, n: int) -> tuple[Tensor, Tensor]:
+        index = torch.arange(n, device=line.device, dtype=torch.float32)
+        first = torch.where(line, index, float(n)).amin(-1)
+        last = torch.where(line, index, -1.0).amax(-1)
+        return first * stride, (last + 1) * stride
+
+    y0, y1 = bounds(rows, h)
+    x0, x1 = bounds(cols, w)
+    side = torch.clamp(context * torch.maximum(x1 - x0, y1 - y0), min=float(crop_size))
+    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+    boxes = torch.stack([cx - side / 2, cy - side / 2, cx + side / 2, cy + side / 2], dim=-1)
+    fallback = torch.tensor([0.0, 0.0, float(crop_size), float(crop_size)], device=masks.device)
+    return torch.where(valid[..., None], boxes, fallback), valid
+
+
+def crop_images(images: Tensor, boxes: Tensor, crop_size: int) -> Tensor:
+    """images [B,3,H,W], boxes [B,Q,4] (x0, y0, x1, y1 in pixels) -> crops [B*Q,3,S,S] (bilinear).
+
+    Windows may leave the image: it is extended by replicating its edge pixels first (as the crops CLIP
+    was pretrained on), not by zeros.
+    """
+    from torchvision.ops import roi_align
+
+    b, q = boxes.shape[:2]
+    pad = int(boxes.abs().max().ceil().item()) if boxes.numel() else 0
+    pad = max(0, min(pad, 4 * max(images.shape[-2:])))
+    padded = F.pad(images, (pad, pad, pad, pad), mode="replicate") if pad else images
+    shifted = (boxes + pad).reshape(b * q, 4).to(padded.dtype)
+    rois = torch.cat([torch.arange(b, device=boxes.device).repeat_interleave(q)[:, None].to(padded.dtype),
+                      shifted], dim=1)
+    # sampling_ratio -1: one sample per output pixel at native scale (an exact cut), several when shrinking.
+    return roi_align(padded, rois, output_size=crop_size, spatial_scale=1.0, sampling_ratio=-1, aligned=True)
+
+
+def crop_ensemble(
+    pred_logits: Tensor,
+    pred_masks: Tensor,
+    images: Tensor,
+    encode_crops,
+    text_classifier: Tensor,
+    clip_logit_scale: Tensor,
+    num_templates: Sequence[int],
+    category_overlapping_mask: Tensor,
+    alpha: float,
+    beta: float,
+    crop_size: int,
+    mask_stride: int = 4,
+) -> dict[str, Tensor]:
+    """Out-of-vocabulary classification by running the CLIP image tower on a crop around each proposal
+    (two-stage open-vocabulary segmentation), then FC-CLIP's geometric ensemble with the in-vocabulary
+    logits.
+
+    pred_logits [B,Q,C+1]; pred_masks [B,Q,H/4,W/4] logits of the padded input; images [B,3,H,W] the
+    CLIP-normalised padded input; encode_crops: [N,3,S,S] -> [N,D] (the CLIP tower's pooled embedding).
+    Where a query's mask is empty the CLIP classifier gets weight 0. Returns crop_boxes [B,Q,4],
+    out_vocab_logits [B,Q,C+1], class_log_probs [B,Q,C+1].
+    """
+    boxes, valid = mask_crop_boxes(pred_masks, mask_stride, crop_size)
+    crops = crop_images(images, boxes, crop_size)
+    embeddings = encode_crops(crops).reshape(*boxes.shape[:2], -1)
+    out_vocab = classification_logits(embeddings, text_classifier, clip_logit_scale, num_templates)
+    log_probs = geometric_ensemble(pred_logits, out_vocab, category_overlapping_mask, alpha, beta, valid)
+    return {"crop_boxes": boxes, "out_vocab_logits": out_vocab, "class_log_probs": log_probs}

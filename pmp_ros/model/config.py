@@ -70,11 +70,23 @@ class DecoderConfig:
 
 @dataclass
 class EnsembleConfig:
-    """FC-CLIP's geometric ensemble of in-vocabulary and out-of-vocabulary (mask-pooled CLIP) classifiers."""
+    """FC-CLIP's geometric ensemble of in-vocabulary and out-of-vocabulary (CLIP) classifiers.
+
+    out_vocabulary: where the CLIP classifier's image embedding of a proposal comes from:
+        "mask_pool" (FC-CLIP: the frozen tower's dense stride-32 features averaged over the mask) or
+        "crop" (the tower run on a crop of `crop_size` pixels around the mask, at native scale: what a
+        small CLIP pretrained on object crops recognises far better than coarse dense features).
+    """
 
     alpha: float = 0.4  # weight of the out-of-vocabulary classifier for classes seen in training
     beta: float = 0.8  # ... for classes not seen in training
     on_valid_mask: bool = False
+    out_vocabulary: str = "mask_pool"
+    crop_size: int = 64
+
+    def __post_init__(self):
+        if self.out_vocabulary not in ("mask_pool", "crop"):
+            raise ValueError(f"ensemble.out_vocabulary must be 'mask_pool' or 'crop', got {self.out_vocabulary!r}")
 
 
 @dataclass

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from pmp_ros.model.checkpoint import load_state_strict, read_checkpoint
-from pmp_ros.model.classifier import fcclip_ensemble
+from pmp_ros.model.classifier import crop_ensemble, fcclip_ensemble
 from pmp_ros.model.clip import ClipBackbone, ClipTextEncoder, create_clip
 from pmp_ros.model.config import ModelConfig
 from pmp_ros.model.head import PMPHead
@@ -126,10 +126,17 @@ class PMPSegmenter(nn.Module):
             tokens, padding = tokens.expand(batch, -1, -1), padding.expand(batch, -1)
         out = self.head(features, classifier, text.num_templates, tokens, padding)
         if not self.training:
-            ensemble = fcclip_ensemble(
-                out["pred_logits"], out["pred_masks"], features["clip_vis_dense"], self.backbone.visual_prediction,
-                classifier, self.backbone.logit_scale, text.num_templates, text.seen_mask,
-                self.cfg.ensemble.alpha, self.cfg.ensemble.beta, self.cfg.ensemble.on_valid_mask)
+            settings = self.cfg.ensemble
+            if settings.out_vocabulary == "crop":
+                ensemble = crop_ensemble(
+                    out["pred_logits"], out["pred_masks"], x, self.backbone.encode_crops, classifier,
+                    self.backbone.logit_scale, text.num_templates, text.seen_mask, settings.alpha, settings.beta,
+                    settings.crop_size)
+            else:
+                ensemble = fcclip_ensemble(
+                    out["pred_logits"], out["pred_masks"], features["clip_vis_dense"],
+                    self.backbone.visual_prediction, classifier, self.backbone.logit_scale, text.num_templates,
+                    text.seen_mask, settings.alpha, settings.beta, settings.on_valid_mask)
             out["class_log_probs"] = ensemble["class_log_probs"]
         mask_h, mask_w = math.ceil(height / 4), math.ceil(width / 4)
         out["pred_masks"] = out["pred_masks"][..., :mask_h, :mask_w]

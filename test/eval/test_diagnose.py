@@ -36,7 +36,7 @@ def test_threshold_sweep_agrees_with_the_evaluation_at_the_models_threshold():
     objects = sum(1 for c in cases if c.prompts for o in c.scene.objects if o.visible_area > 0)
     masks = result["masks"]["all objects / all / any size"]
     assert masks["count"] == objects and 0.0 <= masks["mean_best_iou"] <= 1.0
-    for path in ("in_vocabulary", "clip_true_mask", "ensemble_true_mask", "model_ensemble"):
+    for path in ("in_vocabulary", "clip_true_mask", "clip_crop_true_mask", "ensemble_true_mask", "model_ensemble"):
         row = result["classes"][f"{path} / all / any size"]
         assert row["count"] == objects and row["correct"] <= row["colour"] and row["correct"] <= row["shape"]
 

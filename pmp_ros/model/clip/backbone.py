@@ -90,6 +90,13 @@ class ClipBackbone(nn.Module):
             out["clip_vis_dense"] = x if self.kind == "resnet" else self.visual.trunk.norm_pre(x)
         return out
 
+    def encode_crops(self, crops: torch.Tensor) -> torch.Tensor:
+        """The tower's own image embedding (as CLIP's encode_image, not normalised) of CLIP-normalised crops
+        [N,3,S,S] -> [N,D]; S should be the size the tower was trained at (its attention pool's grid)."""
+        dtype = next(self.visual.parameters()).dtype
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.frozen):
+            return self.visual(crops.to(dtype))
+
     def visual_prediction(self, pooled: torch.Tensor) -> torch.Tensor:
         """The tower's pooling head on mask-pooled dense features: pooled [B,Q,c5] -> embeddings [B,Q,D].
 

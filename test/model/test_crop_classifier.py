@@ -1,0 +1,70 @@
+"""The "crop" out-of-vocabulary path: windows around masks, crops cut like CLIP's pretraining crops, and the
+segmenter's eval outputs with it."""
+
+import dataclasses
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from model_fixtures import build_small_segmenter
+from pmp_ros.model.classifier import classification_logits, crop_ensemble, crop_images, mask_crop_boxes
+
+
+def test_windows_are_centred_on_the_mask_box_at_native_scale_or_larger():
+    masks = torch.full((1, 3, 60, 80), -1.0)
+    masks[0, 0, 10:15, 20:30] = 1.0  # at stride 4: box x 80..120, y 40..60 -> smaller than a 64 px crop
+    masks[0, 1, 0:50, 0:40] = 1.0  # box 160 x 200 px -> window 1.2 x 200
+    boxes, valid = mask_crop_boxes(masks, stride=4, crop_size=64)
+    assert valid.tolist() == [[True, True, False]]
+    assert boxes[0, 0].tolist() == pytest.approx([100 - 32, 50 - 32, 100 + 32, 50 + 32])
+    assert boxes[0, 1].tolist() == pytest.approx([80 - 120, 100 - 120, 80 + 120, 100 + 120])
+
+
+def test_a_native_scale_window_is_an_exact_cut_and_outside_pixels_repeat_the_edge():
+    images = torch.rand(2, 3, 40, 50)
+    boxes = torch.tensor([[[5.0, 7.0, 21.0, 23.0]], [[-4.0, -4.0, 12.0, 12.0]]])
+    crops = crop_images(images, boxes, 16)
+    assert torch.allclose(crops[0], images[0, :, 7:23, 5:21], atol=1e-6)
+    expected = F.pad(images[1:2], (4, 0, 4, 0), mode="replicate")[0, :, :16, :16]
+    assert torch.allclose(crops[1], expected, atol=1e-6)
+
+
+def test_crop_logits_are_the_towers_own_classification_of_the_cut_crop():
+    model, _ = build_small_segmenter()
+    model.eval()
+    text = model.encode_text(["red star", "green ring", "blue cross"])
+    classifier = torch.cat([text.class_embeddings, F.normalize(model.void_embedding.weight, dim=-1)])
+    images = torch.randn(1, 3, 64, 96)
+    masks = torch.full((1, 2, 16, 24), -1.0)
+    masks[0, 0, 4:8, 6:10] = 1.0  # box 24..40 x 16..32 -> window centred (32, 24)
+    pred_logits = torch.randn(1, 2, 4)
+    with torch.no_grad():
+        out = crop_ensemble(pred_logits, masks, images, model.backbone.encode_crops, classifier,
+                            model.backbone.logit_scale, text.num_templates, text.seen_mask, 0.4, 0.8, 64)
+        crop = F.pad(images, (64, 64, 64, 64), mode="replicate")[:, :, 64 - 8:64 + 56, 64:128]
+        expected = classification_logits(model.backbone.encode_crops(crop)[None], classifier,
+                                         model.backbone.logit_scale, text.num_templates)[0, 0]
+    assert torch.allclose(out["out_vocab_logits"][0, 0], expected, atol=1e-4)
+    # The empty mask's CLIP vote is ignored: its ensemble is the in-vocabulary softmax alone.
+    in_vocab = pred_logits[0, 1, :-1].softmax(-1) * (1 - pred_logits[0, 1].softmax(-1)[-1])
+    assert torch.allclose(out["class_log_probs"][0, 1, :-1].exp(), in_vocab, atol=1e-5)
+
+
+def test_segmenter_with_crop_classification_gives_probabilities():
+    model, cfg = build_small_segmenter()
+    model.cfg = dataclasses.replace(cfg, ensemble=dataclasses.replace(cfg.ensemble, out_vocabulary="crop"))
+    model.eval()
+    text = model.encode_text(["red star", "green ring"], ["red star"])
+    with torch.no_grad():
+        out = model(torch.rand(2, 3, 70, 90), text)
+    probs = out["class_log_probs"].exp()
+    assert probs.shape == (2, model.cfg.decoder.num_queries, 3)
+    assert torch.allclose(probs.sum(-1), torch.ones(2, model.cfg.decoder.num_queries), atol=1e-4)
+
+
+def test_unknown_out_vocabulary_path_is_rejected():
+    from pmp_ros.model.config import EnsembleConfig
+
+    with pytest.raises(ValueError, match="out_vocabulary"):
+        EnsembleConfig(out_vocabulary="pooled")
