@@ -79,12 +79,18 @@ def backproject(u: float, v: float, z: float, k: np.ndarray) -> tuple[float, flo
     return float((u - cx) * z / fx), float((v - cy) * z / fy), float(z)
 
 
+def has_intrinsics(k) -> bool:
+    """Whether k (CameraInfo.k, 9 values) is a usable pinhole calibration: finite, fx and fy > 0. An
+    uncalibrated camera publishes an all-zero k."""
+    k = np.asarray(k, dtype=np.float64).reshape(-1)
+    return k.size == 9 and bool(np.isfinite(k).all()) and k[0] > 0 and k[4] > 0
+
+
 def locate_instances(masks: list[np.ndarray], depth: np.ndarray | None, k: np.ndarray | None,
                      window: int = 5) -> list[PointEstimate]:
     """One PointEstimate per mask: interior point, and its 3D position when depth and intrinsics are given
     and depth is valid there. depth: uint16 mm / float m [H,W], same size as the masks."""
-    # An uncalibrated CameraInfo has an all-zero k: no 3D then.
-    use_depth = depth is not None and k is not None and np.asarray(k).reshape(-1)[[0, 4]].all()
+    use_depth = depth is not None and k is not None and has_intrinsics(k)
     points = []
     for mask in masks:
         u, v = interior_point(mask)

@@ -6,6 +6,7 @@ depth); one worker thread converts, runs the model and publishes, so a slow mode
 
 from __future__ import annotations
 
+import logging
 import sys
 import threading
 import time
@@ -25,12 +26,13 @@ from visualization_msgs.msg import MarkerArray
 
 from pmp_ros import paths
 from pmp_ros.data.instructions import InstructionParseError, parse_instruction
-from pmp_ros.geometry import locate_instances
+from pmp_ros.geometry import has_intrinsics, locate_instances
 from pmp_ros.ros import interface, messages
 from pmp_ros.ros.environment import configure_dds_environment
 from pmp_ros.ros.image_conversion import (ImageConversionError, compressed_to_rgb8, depth_to_array,
                                           image_to_rgb8)
-from pmp_ros.ros.pipeline import DepthCache, Frame, FrameSlot, RollingStats, Target, instruction_problem
+from pmp_ros.ros.pipeline import (ArrivalCounter, DepthCache, Frame, FrameSlot, RollingStats, Target,
+                                  instruction_problem)
 from pmp_ros_msgs.msg import LabelledPointArray, SegmentationResult
 
 DEFAULT_MODEL = "pmp_default.safetensors"
@@ -39,6 +41,15 @@ LOG_THROTTLE_S = 5.0
 DEPTH_WINDOW = 5  # pixels around the interior point whose median depth is used
 # Settings of the Predictor's InferenceConfig that follow a parameter of the same name at run time.
 INFERENCE_PARAMETERS = ("score_threshold", "mask_threshold", "max_instances")
+# Largest rgb8 frame that arrived every time over best-effort QoS with config/fastdds.xml (16 MiB shared
+# memory segment); larger ones arrive sometimes or never, and neither side reports it. Measured with
+# bench/bench_frame_size.py (docs/node.md); reliable QoS carried the largest image the node accepts.
+BEST_EFFORT_MAX_FRAME_MB = 16
+# Seconds a publisher on the image topic may deliver nothing before the diagnostics and the log say so.
+NO_IMAGE_WARNING_S = 5.0
+# open_clip's warning when it builds the CLIP towers without pretrained weights: the node's checkpoint
+# holds every weight and replaces them right after, so the warning would only mislead.
+OPEN_CLIP_RANDOM_INIT = "No pretrained weights loaded"
 
 
 class StartupError(Exception):
@@ -81,14 +92,17 @@ class SegmenterNode(Node):
         self.depth_cache = DepthCache()
         self.stats = RollingStats()
         self.camera_info: CameraInfo | None = None
-        self.bad_images = self.bad_instructions = self.stale_results = self.errors = 0
+        self.arrivals = ArrivalCounter()
+        self.bad_images = self.bad_instructions = self.stale_results = self.errors = self.bad_camera_info = 0
+        self._silent_since: float | None = None  # since when the image topic has publishers but no images
+        self._received_at_last_check = 0
         self._create_interfaces()
         self.add_on_set_parameters_callback(self._check_parameters)
         self.add_post_set_parameters_callback(self._apply_parameters)
         self._worker = threading.Thread(target=self._work, name="pmp_inference", daemon=True)
         self._worker.start()
-        self.get_logger().info(f"{READY_TEXT}: model {self.model_path} on {self.predictor.device} "
-                               f"({str(self.predictor.dtype).removeprefix('torch.')})")
+        self.get_logger().info(f"{READY_TEXT}: model {self.model_path} (all weights from the checkpoint) on "
+                               f"{self.predictor.device} ({str(self.predictor.dtype).removeprefix('torch.')})")
 
     # -- startup -------------------------------------------------------------------------------------
     def _declare_parameters(self) -> dict:
@@ -112,9 +126,12 @@ class SegmenterNode(Node):
         p = self.params
         if p["cpu_threads"]:
             torch.set_num_threads(p["cpu_threads"])
+        _check_device(p["device"], p["precision"])
         self.model_path = p["model_path"] or str(paths.model_file(DEFAULT_MODEL))
         if not Path(self.model_path).is_file():
             raise StartupError(f"model file not found: {self.model_path} (set the model_path parameter)")
+        silence_random_init = _DropMessage(OPEN_CLIP_RANDOM_INIT)
+        logging.getLogger().addFilter(silence_random_init)  # open_clip warns through the root logger
         try:
             predictor, model_cfg = Predictor.from_checkpoint(
                 self.model_path, p["device"], p["precision"], size=(p["inference_height"], p["inference_width"]),
@@ -122,24 +139,32 @@ class SegmenterNode(Node):
             predictor.warmup()
         except Exception as error:  # any failure to load is fatal and reported as one line
             raise StartupError(f"cannot load model {self.model_path}: {type(error).__name__}: {error}") from None
+        finally:
+            logging.getLogger().removeFilter(silence_random_init)
         return predictor, model_cfg
 
     def _create_interfaces(self) -> None:
         p = self.params
-        image_qos = _qos(1, p["image_reliability"] == "reliable")
+        best_effort = p["image_reliability"] == "best_effort"
+        image_qos = _qos(1, not best_effort)
         if p["image_transport"] == "compressed":
-            self.create_subscription(CompressedImage, interface.IMAGE_TOPIC + "/compressed",
-                                     lambda msg: self.slot.put(Frame(msg, True, time.monotonic())), image_qos)
+            self.image_subscription = self.create_subscription(
+                CompressedImage, interface.IMAGE_TOPIC + "/compressed", lambda msg: self._on_image(msg, True),
+                image_qos)
         else:
-            self.create_subscription(Image, interface.IMAGE_TOPIC,
-                                     lambda msg: self.slot.put(Frame(msg, False, time.monotonic())), image_qos)
+            self.image_subscription = self.create_subscription(
+                Image, interface.IMAGE_TOPIC, lambda msg: self._on_image(msg, False), image_qos)
+            if best_effort:
+                self.get_logger().warning(
+                    f"image_reliability best_effort: raw frames larger than about {BEST_EFFORT_MAX_FRAME_MB} MB "
+                    f"(4000x3000 rgb8 is 36 MB) do not arrive over best-effort DDS with config/fastdds.xml, and "
+                    f"nothing reports it; for such cameras set image_reliability:=reliable (docs/node.md)")
         self.create_subscription(String, interface.INSTRUCTION_TOPIC, self._on_instruction, _qos(1, True, True))
         if p["use_depth"]:
             self.create_subscription(Image, interface.DEPTH_TOPIC,
                                      lambda msg: self.depth_cache.add(_stamp_seconds(msg.header.stamp), msg),
                                      image_qos)
-            self.create_subscription(CameraInfo, interface.DEPTH_INFO_TOPIC,
-                                     lambda msg: setattr(self, "camera_info", msg), _qos(1, True))
+            self.create_subscription(CameraInfo, interface.DEPTH_INFO_TOPIC, self._on_camera_info, _qos(1, True))
         self.segmentation_pub = self.create_publisher(SegmentationResult, interface.SEGMENTATION_TOPIC, 5)
         self.points_pub = self.create_publisher(LabelledPointArray, interface.POINTS_TOPIC, 5)
         self.overlay_pub = self.create_publisher(Image, interface.OVERLAY_TOPIC, 2)
@@ -170,6 +195,27 @@ class SegmenterNode(Node):
         return context, templates
 
     # -- inputs --------------------------------------------------------------------------------------
+    def _on_image(self, msg, compressed: bool) -> None:
+        missing = self.arrivals.add(_stamp_seconds(msg.header.stamp))
+        self.slot.put(Frame(msg, compressed, time.monotonic()))
+        if missing:
+            self.get_logger().warning(
+                f"{self.arrivals.missing} image(s) missing so far: the camera's stamps "
+                f"({self.arrivals.rate_hz():.1f} Hz) imply {self.arrivals.received + self.arrivals.missing}, "
+                f"{self.arrivals.received} arrived (frames too large for best-effort QoS, or a lossy network)",
+                throttle_duration_sec=LOG_THROTTLE_S)
+
+    def _on_camera_info(self, msg: CameraInfo) -> None:
+        if has_intrinsics(msg.k):
+            self.camera_info = msg
+            return
+        # The last camera info is what the points use: an uncalibrated one means no 3D until a good one.
+        self.camera_info = None
+        self.bad_camera_info += 1
+        self.get_logger().warning(f"camera info without a calibration (k = {list(msg.k)}; fx and fy must be > 0): "
+                                  f"no 3D positions until a calibrated one arrives",
+                                  throttle_duration_sec=LOG_THROTTLE_S)
+
     def _on_instruction(self, msg: String) -> None:
         text = msg.data
         if not text.strip():
@@ -262,23 +308,80 @@ class SegmenterNode(Node):
         else:
             self.stale_results += 1
 
+    def _image_silence(self) -> str | None:
+        """Why no image arrives although the image topic has publishers (after NO_IMAGE_WARNING_S), or None.
+        Called once a second by the diagnostics timer."""
+        now = time.monotonic()
+        received = self.arrivals.received
+        publishers = self.count_publishers(self.image_subscription.topic_name)
+        if not publishers or received != self._received_at_last_check:
+            self._silent_since = None
+        elif self._silent_since is None:
+            self._silent_since = now
+        self._received_at_last_check = received
+        if self._silent_since is None or now - self._silent_since < NO_IMAGE_WARNING_S:
+            return None
+        reason = (f"{publishers} publisher(s) on {self.image_subscription.topic_name} but no image for "
+                  f"{now - self._silent_since:.0f} s")
+        if self.params["image_reliability"] == "best_effort" and self.params["image_transport"] == "raw":
+            reason += (f"; if the camera is streaming, its frames may be larger than best-effort QoS carries "
+                       f"(about {BEST_EFFORT_MAX_FRAME_MB} MB): set image_reliability:=reliable")
+        else:
+            reason += "; is the camera streaming?"
+        return reason
+
     def _publish_diagnostics(self) -> None:
         summary = self.stats.summary()
         target = self.slot.target
-        level = DiagnosticStatus.OK if target.prompts else DiagnosticStatus.WARN
+        silence = self._image_silence()
         values = {"rate_hz": f"{summary['rate']:.2f}", "latency_p50_ms": f"{summary['latency_p50_ms']:.1f}",
                   "inference_p50_ms": f"{summary['inference_p50_ms']:.1f}", "dropped_frames": self.slot.dropped,
-                  "bad_images": self.bad_images, "bad_instructions": self.bad_instructions,
+                  "images_received": self.arrivals.received, "images_missing": self.arrivals.missing,
+                  "camera_rate_hz": f"{self.arrivals.rate_hz():.2f}", "bad_images": self.bad_images,
+                  "bad_camera_info": self.bad_camera_info, "bad_instructions": self.bad_instructions,
                   "stale_results": self.stale_results, "errors": self.errors, "model": self.model_name,
                   "device": self.predictor.device, "instruction": target.instruction}
-        message = "segmenting" if target.prompts else "waiting for a valid instruction"
+        problems = ([] if target.prompts else ["waiting for a valid instruction"]) + ([silence] if silence else [])
+        if silence:
+            self.get_logger().warning(silence, throttle_duration_sec=LOG_THROTTLE_S)
+        level = DiagnosticStatus.WARN if problems else DiagnosticStatus.OK
+        # The fully qualified name tells two nodes apart on the one /diagnostics topic (e.g. two cameras).
         self.diagnostics_pub.publish(messages.diagnostics(self.get_clock().now().to_msg(),
-                                                          f"{interface.NODE_NAME}: segmentation",
-                                                          str(self.predictor.device), level, message, values))
+                                                          f"{self.get_fully_qualified_name()}: segmentation",
+                                                          str(self.predictor.device), level,
+                                                          "; ".join(problems) or "segmenting", values))
 
     def close(self) -> None:
         self.slot.close()
         self._worker.join(timeout=10.0)
+
+
+class _DropMessage(logging.Filter):
+    """Drops log records whose message starts with `prefix`."""
+
+    def __init__(self, prefix: str) -> None:
+        super().__init__()
+        self.prefix = prefix
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith(self.prefix)
+
+
+def _check_device(device: str, precision: str) -> None:
+    """StartupError naming the device (or precision) when this machine cannot run it: loading the model
+    there would fail with an error that seems to blame the model file."""
+    import torch
+
+    from pmp_ros.model.inference import resolve_device, resolve_precision
+
+    try:
+        resolved = resolve_device(device)
+        if resolved.type == "cuda" and (resolved.index or 0) >= torch.cuda.device_count():
+            raise ValueError(f"device {device!r} requested but this machine has {torch.cuda.device_count()} "
+                             f"CUDA device(s)")
+        resolve_precision(precision, resolved)
+    except ValueError as error:
+        raise StartupError(str(error)) from None
 
 
 def main(args: list[str] | None = None) -> int:

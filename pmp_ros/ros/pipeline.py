@@ -145,3 +145,51 @@ class RollingStats:
     def _trim(self, now: float) -> None:
         while self._events and self._events[0][0] < now - self.window_s:
             self._events.popleft()
+
+
+class ArrivalCounter:
+    """Images received, and images the camera's header stamps imply were sent but never arrived.
+
+    The camera's period is the lower quartile of the last `window` intervals between consecutive stamps:
+    robust to jitter and to losses as long as a quarter of the intervals join consecutive frames. An
+    interval of n periods (rounded) means n - 1 frames went missing on the way (too large for best-effort
+    QoS, a lossy network). A repeated stamp is the same frame again; a stamp that goes back or jumps more
+    than `max_gap_s` is a restarted stream (camera restart, bag loop) and starts the estimate afresh.
+    """
+
+    def __init__(self, window: int = 32, min_intervals: int = 4, max_gap_s: float = 1.0) -> None:
+        self.min_intervals = min_intervals
+        self.max_gap_s = max_gap_s
+        self._intervals: deque[float] = deque(maxlen=window)
+        self._last_stamp: float | None = None
+        self._lock = threading.Lock()
+        self.received = 0
+        self.missing = 0
+
+    def add(self, stamp_s: float) -> int:
+        """Count an image with this header stamp (seconds); returns how many frames before it went missing."""
+        with self._lock:
+            self.received += 1
+            last, self._last_stamp = self._last_stamp, stamp_s
+            if last is None or stamp_s == last:
+                return 0
+            interval = stamp_s - last
+            if interval < 0 or interval > self.max_gap_s:
+                self._intervals.clear()
+                return 0
+            period = self._period()
+            self._intervals.append(interval)
+            missing = max(round(interval / period) - 1, 0) if period else 0
+            self.missing += missing
+            return missing
+
+    def rate_hz(self) -> float:
+        """The camera's frame rate inferred from the stamps; 0 while unknown."""
+        with self._lock:
+            period = self._period()
+        return 1.0 / period if period else 0.0
+
+    def _period(self) -> float | None:
+        if len(self._intervals) < self.min_intervals:
+            return None
+        return float(np.percentile(self._intervals, 25)) or None

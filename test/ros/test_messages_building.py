@@ -13,7 +13,8 @@ from pmp_ros.geometry import PointEstimate
 from pmp_ros.model.inference import Instance, Prediction
 from pmp_ros.ros import messages
 from pmp_ros.ros.image_conversion import image_to_array
-from pmp_ros.ros.pipeline import DepthCache, Frame, FrameSlot, RollingStats, instruction_problem
+from pmp_ros.ros.pipeline import (ArrivalCounter, DepthCache, Frame, FrameSlot, RollingStats,
+                                  instruction_problem)
 
 HEADER = Header(stamp=Time(sec=12, nanosec=345), frame_id="camera_optical")
 
@@ -118,6 +119,21 @@ def test_rolling_stats():
     summary = stats.summary(now=10.5)
     assert summary["rate"] == pytest.approx(1.5) and summary["latency_p50_ms"] == pytest.approx(200)
     assert stats.summary(now=100.0)["rate"] == 0.0
+
+
+def test_arrival_counter_infers_missing_frames_from_the_camera_stamps():
+    counter = ArrivalCounter()
+    rng = np.random.default_rng(0)
+    period = 1 / 30
+    # A 30 Hz camera with 1 ms of stamp jitter; frames 8, 12, 13 and 20 to 22 never arrive.
+    lost = {8, 12, 13, 20, 21, 22}
+    stamps = [100.0 + i * period + rng.uniform(-1e-3, 1e-3) for i in range(40) if i not in lost]
+    assert sum(counter.add(s) for s in stamps) == len(lost) == counter.missing
+    assert counter.received == 40 - len(lost) and counter.rate_hz() == pytest.approx(30, rel=0.05)
+    counter.add(stamps[-1])  # the same frame again (a resend) is not a new interval
+    counter.add(50.0)  # back in time: a restarted stream, not 'missing' frames
+    counter.add(60.0)  # a pause longer than max_gap_s: likewise
+    assert counter.missing == len(lost) and counter.rate_hz() == 0.0
 
 
 @pytest.mark.parametrize("text, problem", [("pick up the red star", None), ("a\tb\nc", None), ("", None),

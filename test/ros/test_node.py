@@ -9,7 +9,7 @@ import time
 import numpy as np
 import pytest
 from builtin_interfaces.msg import Time
-from diagnostic_msgs.msg import DiagnosticArray
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from rclpy.parameter import Parameter
@@ -58,6 +58,20 @@ def test_invalid_parameter_at_startup_exits_with_one_line(param, value, reason):
     lines = _error_lines(output)
     assert proc.returncode == 1 and len(lines) == 1, output
     assert reason in lines[0] and param in lines[0]
+
+
+def test_unusable_device_is_blamed_not_the_model(tmp_path):
+    import torch
+
+    # A CUDA device this machine lacks: any on a machine without CUDA, one past the last otherwise.
+    device = f"cuda:{torch.cuda.device_count()}" if torch.cuda.is_available() else "cuda"
+    with NodeProcess(_node_argv(device=device), name="no_cuda") as proc:
+        wait_until(lambda: proc.returncode is not None, 120, what="the node to exit")
+        output = proc.output()
+    lines = _error_lines(output)
+    assert proc.returncode == 1 and len(lines) == 1, output
+    assert f"device {device!r} requested" in lines[0] and "CUDA" in lines[0], lines[0]
+    assert "cannot load model" not in lines[0]
 
 
 # -- with a model ---------------------------------------------------------------------------------------
@@ -131,6 +145,12 @@ class Session:
         self.client.wait_for_messages(interface.DIAGNOSTICS_TOPIC)
         return dict((v.key, v.value) for v in self.diagnostics[-1].status[0].values)[key]
 
+    def send_stamped(self, sec, nanosec):
+        """An image with this stamp (the camera's clock), outside the stamps send_image uses."""
+        msg = array_to_image(np.zeros((48, 64, 3), np.uint8), "rgb8")
+        msg.header.stamp = Time(sec=sec, nanosec=nanosec)
+        self.image_pub.publish(msg)
+
 
 @pytest.fixture(scope="module")
 def session(model_file):
@@ -158,6 +178,45 @@ def _check_result(result, sent_stamps):
     for instance in result.instances:
         assert instance.area == (label == instance.id).sum()
         assert 0 <= instance.prompt_index < len(result.prompts)
+
+
+def test_startup_log_says_where_the_weights_come_from(session):
+    output = session.proc.output()
+    # open_clip builds the CLIP towers without weights and says so; the checkpoint's replace them at once.
+    assert "initialized randomly" not in output and "No pretrained weights" not in output, output
+    assert "all weights from the checkpoint" in output
+
+
+def test_diagnostics_count_images_the_camera_stamps_say_are_missing(session):
+    received_before = int(session.diagnostic("images_received"))
+    missing_before = int(session.diagnostic("images_missing"))
+    lost = {6, 9, 10, 15}  # a 30 Hz camera whose frames 6, 9, 10 and 15 never arrive
+    for index in range(20):
+        if index not in lost:
+            session.send_stamped(5000, index * 33_333_333)
+            time.sleep(0.1)  # the node's subscription keeps one frame: do not overwrite one before it is taken
+    wait_until(lambda: int(session.diagnostic("images_received")) >= received_before + 20 - len(lost), 30,
+               what="the diagnostics to count the frames")
+    assert int(session.diagnostic("images_received")) == received_before + 20 - len(lost)
+    assert int(session.diagnostic("images_missing")) == missing_before + len(lost)
+    assert float(session.diagnostic("camera_rate_hz")) == pytest.approx(30, rel=0.01)
+    assert "image(s) missing so far" in session.proc.output()
+
+
+def test_diagnostics_warn_when_a_publisher_sends_no_image(session):
+    # The test's image publisher stays connected and silent, as a camera whose frames never arrive.
+    def silence_reported():
+        if session.diagnostics:
+            status = session.diagnostics[-1].status[0]
+            return status.level == DiagnosticStatus.WARN and "but no image for" in status.message and status
+        return None
+
+    status = wait_until(silence_reported, 60, interval=0.2, what="a warning about missing images")
+    assert f"publisher(s) on /{interface.IMAGE_TOPIC}" in status.message
+    assert "but no image for" in session.proc.output()
+    session.send_image()  # an image ends the warning
+    wait_until(lambda: "but no image for" not in session.diagnostics[-1].status[0].message, 30,
+               what="the warning to end")
 
 
 def test_image_and_instruction_in_results_out(session):

@@ -1,11 +1,13 @@
 """3D labelled points through the node with the shipped model: depth + camera info in, points out whose
-3D position is the back-projection of the true depth at their pixel and lies on the object they mark."""
+3D position is the back-projection of the true depth at their pixel and lies on the object they mark; an
+uncalibrated camera info (all-zero k) is logged and counted, and 3D comes back with a calibrated one."""
 
 import math
 from pathlib import Path
 
 import numpy as np
 from builtin_interfaces.msg import Time
+from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header, String
@@ -67,3 +69,47 @@ def test_points_from_depth_lie_on_the_objects_they_mark(ros_client):
             assert math.dist(obj.center_cam, (point.position.x, point.position.y, point.position.z)) \
                 <= obj.radius_m + obj.height_m + 0.01, (obj.class_name, point)
     assert on_objects >= 1, "no labelled point fell on an object"
+
+
+def test_uncalibrated_camera_info_is_reported_and_3d_returns_with_a_calibration(ros_client, tmp_path):
+    from model_fixtures import write_small_checkpoint
+
+    model = write_small_checkpoint(tmp_path / "tiny.safetensors")
+    rgb = TabletopWorld(128, 96).render(splits.TEST[0]).rgb
+    depth_mm = np.full(rgb.shape[:2], 800, np.uint16)  # valid depth everywhere: only k decides about 3D
+    calibrated = np.array([[100.0, 0, 64], [0, 100.0, 48], [0, 0, 1]]).reshape(-1).tolist()
+    points = ros_client.subscribe(LabelledPointArray, interface.POINTS_TOPIC)
+    diagnostics = ros_client.subscribe(DiagnosticArray, interface.DIAGNOSTICS_TOPIC)
+    # Default image QoS (best-effort): the node warns at startup about the frame size it carries.
+    argv = python_module("pmp_ros.ros.node", "--ros-args", *[x for p in (
+        f"model_path:={model}", "use_depth:=true", "cpu_threads:=1", "device:=cpu", "score_threshold:=0.0",
+        "context_vocabulary:=['table']") for x in ("-p", p)])
+    with NodeProcess(argv, name="uncalibrated_node") as proc:
+        proc.wait_for_output(READY_TEXT, 180)
+        ros_client.publisher(String, interface.INSTRUCTION_TOPIC, INSTRUCTION_QOS).publish(
+            String(data="pick up the red star"))
+        info_pub = ros_client.publisher(CameraInfo, interface.DEPTH_INFO_TOPIC, 10)
+        depth_pub = ros_client.publisher(Image, interface.DEPTH_TOPIC, 10)
+        image_pub = ros_client.publisher(Image, interface.IMAGE_TOPIC, 10)
+        stamp = iter(range(1, 10**6))
+
+        def send_until_points(k, valid):
+            """Send frames with camera info k until the points of one all have position_valid == valid (a
+            frame processed before its camera info arrived may still use the previous one)."""
+            def send():
+                header = Header(stamp=Time(sec=7, nanosec=next(stamp)), frame_id="camera_color_optical_frame")
+                info_pub.publish(CameraInfo(header=header, height=96, width=128, k=k))
+                depth_pub.publish(array_to_image(depth_mm, "16UC1", header))
+                image_pub.publish(array_to_image(rgb, "rgb8", header))
+                return any(m.points and all(p.position_valid == valid for p in m.points) for m in points[first:])
+
+            first = len(points)
+            wait_until(send, 120, interval=0.3, what=f"labelled points with position_valid {valid}")
+
+        send_until_points([0.0] * 9, valid=False)
+        wait_until(lambda: diagnostics and int(dict((v.key, v.value) for v in diagnostics[-1].status[0].values)
+                                               ["bad_camera_info"]) > 0, 30, what="bad_camera_info counted")
+        send_until_points(calibrated, valid=True)  # 3D was off because of k alone
+        output = proc.output()
+    assert "camera info without a calibration" in output
+    assert "image_reliability best_effort: raw frames larger than about" in output
