@@ -1,12 +1,12 @@
 """Procedural RGB-D tabletop world, class vocabulary and split, robot instructions, COCO io (numpy/OpenCV
 only). See docs/data.md."""
 
-from .coco import CocoDataset, export_coco
-from .dataset import Sample, TabletopDataset
-from .instructions import (Instruction, InstructionParseError, ParsedInstruction, generate_instructions,
+from pmp_ros.data.coco import CocoDataset, export_coco
+from pmp_ros.data.dataset import Sample, TabletopDataset
+from pmp_ros.data.instructions import (Instruction, InstructionParseError, ParsedInstruction, generate_instructions,
                            parse_instruction)
-from .vocabulary import all_classes, class_index, seen_classes, unseen_classes
-from .world import Intrinsics, Scene, SceneObject, TabletopWorld, WorldConfig
+from pmp_ros.data.vocabulary import all_classes, class_index, seen_classes, unseen_classes
+from pmp_ros.data.world import Intrinsics, Scene, SceneObject, TabletopWorld, WorldConfig
 
 __all__ = [
     "CocoDataset", "export_coco", "Sample", "TabletopDataset", "Instruction",

@@ -13,10 +13,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import splits
-from . import vocabulary as voc
-from .instructions import Instruction, generate_instructions
-from .world import Scene, TabletopWorld
+from pmp_ros.data import splits
+from pmp_ros.data import vocabulary as voc
+from pmp_ros.data.instructions import Instruction, generate_instructions
+from pmp_ros.data.world import Scene, TabletopWorld
 
 
 @dataclass

@@ -31,8 +31,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import vocabulary as voc
-from .world import Scene
+from pmp_ros.data import vocabulary as voc
+from pmp_ros.data.world import Scene
 
 MAX_CHARS = 500
 MAX_PHRASE_WORDS = 6

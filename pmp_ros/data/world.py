@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from . import vocabulary as voc
-from .shapes import edge_table
+from pmp_ros.data import vocabulary as voc
+from pmp_ros.data.shapes import edge_table
 
 FLOOR_Z = -0.75  # floor plane below the table top, metres
 _SHIFT = 4  # fillPoly sub-pixel bits

@@ -34,7 +34,7 @@ from tqdm import tqdm
 
 from pmp_ros.data import splits, vocabulary
 from pmp_ros.data.world import TabletopWorld, WorldConfig
-from pmp_ros.eval.evaluate import EvalCase, _frame_prediction, eval_cases, frame_truth
+from pmp_ros.eval.evaluate import EvalCase, eval_cases, frame_prediction, frame_truth
 from pmp_ros.eval.frame_metrics import aggregate_instruction_metrics, instruction_frame_metrics
 from pmp_ros.model.classifier import classification_logits, crop_images, geometric_ensemble, mask_crop_boxes
 from pmp_ros.model.inference import Predictor, instances_from_queries
@@ -49,20 +49,23 @@ def _bucket_name(lo: int, hi: int) -> str:
     return f"<{hi} px" if lo == 0 else (f">={lo} px" if hi >= 10**9 else f"{lo}-{hi} px")
 
 
-@torch.inference_mode()
-def _case_outputs(predictor: Predictor, cases: Sequence[EvalCase], names: tuple[str, ...]) -> tuple[dict, dict]:
-    """Raw eval-mode outputs of the instruction setting for a batch of cases, and the backbone's features
-    (captured by a forward hook, so the forward pass is the model's own)."""
-    segmenter, captured = predictor.segmenter, {}
-    hook = segmenter.backbone.register_forward_hook(
+def _forward_with_features(predictor: Predictor, images: list[np.ndarray], text) -> tuple[dict, dict]:
+    """The model's own forward pass, and its backbone's features and input (captured by a forward hook)."""
+    captured: dict = {}
+    hook = predictor.segmenter.backbone.register_forward_hook(
         lambda _m, inputs, out: captured.update(out, model_input=inputs[0]))
     try:
-        with predictor._autocast():
-            text = segmenter.encode_text(list(names), [list(c.prompts) for c in cases])
-            batch = torch.stack([predictor._preprocess(c.scene.rgb, predictor.cfg.size) for c in cases])
-            out = segmenter(batch, text)
+        out = predictor.forward(images, text)
     finally:
         hook.remove()
+    return out, captured
+
+
+def _case_outputs(predictor: Predictor, cases: Sequence[EvalCase], names: tuple[str, ...]) -> tuple[dict, dict]:
+    """Raw eval-mode outputs of the instruction setting for a batch of cases, and the backbone's features."""
+    segmenter = predictor.segmenter
+    text = predictor.encode_text(names, [c.prompts for c in cases])
+    out, captured = _forward_with_features(predictor, [c.scene.rgb for c in cases], text)
     out["classifier"] = torch.cat([text.class_embeddings,
                                    F.normalize(segmenter.void_embedding.weight, dim=-1)]).float()
     out["num_templates"], out["seen_mask"] = text.num_templates, text.seen_mask
@@ -74,6 +77,7 @@ def _attribute_hits(predicted: int, truth: int, classes: Sequence[str]) -> tuple
     return predicted == truth, p[0] == t[0], p[1] == t[1]
 
 
+@torch.inference_mode()
 def diagnose_outputs(predictor: Predictor, cases: Sequence[EvalCase], thresholds: Sequence[float] = THRESHOLDS,
                      batch_size: int = 8, progress: bool = True) -> dict:
     """Masks-alone, classes-given-true-mask and threshold sweeps over `cases` (module docstring)."""
@@ -130,9 +134,10 @@ def diagnose_outputs(predictor: Predictor, cases: Sequence[EvalCase], thresholds
             log_probs = out["class_log_probs"][i].float()[:, order + [len(vocab)]]
             truth_frame = frame_truth(case)
             for threshold in thresholds:
-                label, table = instances_from_queries(log_probs, mask_logits, len(case.prompts), size,
-                                                      dataclasses.replace(cfg, score_threshold=threshold))
-                prediction = _frame_prediction(case, label.numpy(), table.numpy(), [vocab[j] for j in order])
+                found = instances_from_queries(log_probs, mask_logits, len(case.prompts), size,
+                                               dataclasses.replace(cfg, score_threshold=threshold))
+                prediction = frame_prediction(case, {k: v.numpy() for k, v in found.items()},
+                                              [vocab[j] for j in order])
                 sweep_records[threshold].append(instruction_frame_metrics(prediction, truth_frame))
         bar.update(len(chunk))
     bar.close()
@@ -211,21 +216,20 @@ def _padded(size: Sequence[int]) -> tuple[int, int]:
             math.ceil(size[1] / SIZE_DIVISIBILITY) * SIZE_DIVISIBILITY)
 
 
-@torch.inference_mode()
-def _probe_features(predictor: Predictor, scenes: list, level: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """(features float [N,C,h,w] of one backbone level over the padded model input, class map int64
-    [N,H/4,W/4] of the unpadded input: -1 background, else class index)."""
-    segmenter, size = predictor.segmenter, predictor.cfg.size
-    padded = _padded(size)
-    feats, labels = [], []
+def _probe_features(predictor: Predictor, scenes: list, levels: Sequence[str]) -> tuple[dict, torch.Tensor]:
+    """({level: features float [N,C,h,w] over the padded model input}, class map int64 [N,H/4,W/4] of the
+    unpadded input: -1 background, else class index), from the model's own forward pass."""
+    size = predictor.cfg.size
+    text = predictor.encode_text(vocabulary.all_classes())
+    feats: dict[str, list] = {level: [] for level in levels}
+    labels = []
     for chunk in (scenes[i:i + 16] for i in range(0, len(scenes), 16)):
-        images = torch.stack([predictor._preprocess(s.rgb, size) for s in chunk])
-        x = (images - segmenter.pixel_mean) / segmenter.pixel_std
-        x = F.pad(x, (0, padded[1] - size[1], 0, padded[0] - size[0]))
-        feats.append(segmenter.backbone(x)[level].float())
+        _, captured = _forward_with_features(predictor, [s.rgb for s in chunk], text)
+        for level in levels:
+            feats[level].append(captured[level].float().clone())  # a normal tensor: probes train on it
         semantic = torch.from_numpy(np.stack([s.semantic for s in chunk]).astype(np.float32))
         labels.append(F.interpolate(semantic[:, None], size=(size[0] // 4, size[1] // 4), mode="nearest")[:, 0].long())
-    return torch.cat(feats), torch.cat(labels)
+    return {level: torch.cat(f) for level, f in feats.items()}, torch.cat(labels)
 
 
 def _to_label_grid(logits: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
@@ -261,9 +265,10 @@ def linear_probes(predictor: Predictor, train_scenes: int, test_cases: Sequence[
     vocab = vocabulary.all_classes()
     colours, shapes = _attribute_index(vocab)
     out = {}
+    train_features, y_train = _probe_features(predictor, train, levels)
+    test_features, y_test = _probe_features(predictor, test, levels)
     for level in levels:
-        x_train, y_train = _probe_features(predictor, train, level)
-        x_test, y_test = _probe_features(predictor, test, level)
+        x_train, x_test = train_features[level], test_features[level]
         probe = torch.nn.Conv2d(x_train.shape[1], len(vocab) + 1, 1)
         optimizer = torch.optim.Adam(probe.parameters(), lr=1e-2)
         for _ in range(steps):

@@ -128,15 +128,12 @@ def predict_instructions(predictor: Predictor, cases: Sequence[EvalCase]) -> lis
 
 def _predict_group(predictor: Predictor, cases: Sequence[EvalCase], names: tuple[str, ...]
                    ) -> list[InstructionOutput]:
-    cfg, segmenter = predictor.cfg, predictor.segmenter
+    cfg = predictor.cfg
     column = {n: i for i, n in enumerate(names)}
     # The Predictor's own resizing and autocast, so inputs match its predict() bit for bit.
+    text = predictor.encode_text(names, [c.prompts for c in cases])
+    out = predictor.forward([c.scene.rgb for c in cases], text)
     with torch.inference_mode():
-        with predictor._autocast():
-            text = segmenter.encode_text(list(names), [list(c.prompts) for c in cases])
-        batch = torch.stack([predictor._preprocess(c.scene.rgb, cfg.size) for c in cases])
-        with predictor._autocast():
-            out = segmenter(batch, text)
         results = []
         for i, case in enumerate(cases):
             log_probs, mask_logits = out["class_log_probs"][i].float(), out["pred_masks"][i].float()
@@ -144,20 +141,20 @@ def _predict_group(predictor: Predictor, cases: Sequence[EvalCase], names: tuple
             # Predictor layout: prompts, then the other classes in order, void last.
             order = [column[p] for p in case.prompts]
             order += [j for j in range(len(names)) if names[j] not in case.prompts]
-            label, table = instances_from_queries(log_probs[:, order + [len(names)]], mask_logits,
-                                                  len(case.prompts), size, cfg)
+            found = instances_from_queries(log_probs[:, order + [len(names)]], mask_logits, len(case.prompts), size,
+                                           cfg)
             results.append(InstructionOutput(
-                _frame_prediction(case, label.cpu().numpy(), table.cpu().numpy(), [names[j] for j in order]),
+                frame_prediction(case, {k: v.cpu().numpy() for k, v in found.items()}, [names[j] for j in order]),
                 _proposal_ranks(case, log_probs, mask_logits, column)))
     return results
 
 
-def _frame_prediction(case: EvalCase, label: np.ndarray, table: np.ndarray, names: list[str]) -> FramePrediction:
-    """FramePrediction from instances_from_queries' label int32 [H,W] and table [N,8] (id, score, class,
-    ...), with points located as the node does (geometry.locate_instances on the scene's depth and K)."""
-    label_image = label.astype(np.uint16)
-    rows = table[table[:, 0] > 0]
-    instances = [(int(r[0]), names[int(r[2])], float(r[1])) for r in rows]
+def frame_prediction(case: EvalCase, found: dict[str, np.ndarray], names: list[str]) -> FramePrediction:
+    """FramePrediction from a host copy of instances_from_queries' fields, with points located as the node
+    does (geometry.locate_instances on the scene's depth and K)."""
+    label_image = found["label_image"].astype(np.uint16)
+    instances = [(int(found["ids"][k]), names[int(found["labels"][k])], float(found["scores"][k]))
+                 for k in np.flatnonzero(found["ids"] > 0)]
     estimates = locate_instances([label_image == i for i, _, _ in instances], case.scene.depth,
                                  case.scene.K.matrix())
     points = [(i, e.u, e.v, e.position) for (i, _, _), e in zip(instances, estimates)]

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 
 from pmp_ros.data import splits, vocabulary
 from pmp_ros.data.world import TabletopWorld
-from pmp_ros.train.crops import object_crops
+from pmp_ros.data.crops import object_crops
 
 
 @torch.no_grad()

@@ -6,9 +6,9 @@ from typing import Iterator, Sequence
 
 from torch import Tensor, nn
 
-from .config import ModelConfig
-from .pixel_decoder import build_pixel_decoder
-from .transformer_decoder import MultiScaleMaskedTransformerDecoder
+from pmp_ros.model.config import ModelConfig
+from pmp_ros.model.pixel_decoder import build_pixel_decoder
+from pmp_ros.model.transformer_decoder import MultiScaleMaskedTransformerDecoder
 
 
 class PMPHead(nn.Module):

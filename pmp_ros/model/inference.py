@@ -1,8 +1,9 @@
 """Inference: images in, instances of the prompted classes out (label image, per-instance data, semantic map).
 
 Pure PyTorch. The post-processing functions work on one image's model outputs and stay on the model's
-device; `Predictor` copies each image's result to the host once (one packed tensor), so a CUDA stream is
-never synchronised per instance.
+device; `Predictor` copies each batch's results to the host once (one packed tensor), so a CUDA stream is
+never synchronised per instance. Results are named fields (as DETR's PostProcess returns dicts), never
+tables with column numbers.
 
 Class layout everywhere: the first P classes are the prompts, then the context vocabulary, void last.
 """
@@ -95,8 +96,9 @@ def resolve_overlaps(masks: Tensor, valid: Tensor, overlap_threshold: float) -> 
     return remap[label.long()], ids
 
 
-def instance_geometry(label: Tensor, ids: Tensor) -> Tensor:
-    """float32 [N,5] per id of `label`: x0, y0, x1, y1 (inclusive bounds), area; zeros where absent or id 0.
+def instance_geometry(label: Tensor, ids: Tensor) -> tuple[Tensor, Tensor]:
+    """Per id of `label`: (boxes float32 [N,4] as x0, y0, x1, y1 inclusive bounds, areas float32 [N]);
+    zeros where absent or id 0.
 
     One pass over the label image (per-id minima/maxima by scatter_reduce), not one mask per id.
     """
@@ -113,19 +115,22 @@ def instance_geometry(label: Tensor, ids: Tensor) -> Tensor:
     y0 = big.scatter_reduce(0, flat, ys, "amin")
     x1 = small.scatter_reduce(0, flat, xs, "amax")
     y1 = small.scatter_reduce(0, flat, ys, "amax")
-    table = torch.stack([x0, y0, x1, y1, area], dim=1)[ids.long().clamp(min=0)].float()
-    present = ((ids > 0) & (area[ids.long().clamp(min=0)] > 0)).float()
-    return table * present[:, None]
+    index = ids.long().clamp(min=0)
+    present = ((ids > 0) & (area[index] > 0)).float()
+    boxes = torch.stack([x0, y0, x1, y1], dim=1)[index].float() * present[:, None]
+    return boxes, area[index].float() * present
 
 
 def instances_from_queries(class_log_probs: Tensor, mask_logits: Tensor, num_prompts: int,
-                           out_size: tuple[int, int], cfg: InferenceConfig) -> tuple[Tensor, Tensor]:
-    """One image's queries -> (label int32 [H,W], table float32 [N,8]) at out_size (H, W).
+                           out_size: tuple[int, int], cfg: InferenceConfig) -> dict[str, Tensor]:
+    """One image's queries -> its instances at out_size (H, W), as named fields.
 
     class_log_probs: [Q,C+1]; mask_logits: [Q,h,w] logits at the model's mask resolution. Scores are
     computed there; only the top max_instances candidates are upsampled (bilinear on logits) and painted.
-    Table rows (one per candidate, N = min(max_instances, Q)): id (0 = not an instance), score, class,
-    x0, y0, x1, y1, area.
+    Returns, for N = the candidates considered (at most max_instances, highest score first):
+    label_image int32 [H,W] (0 = background, else an id), ids int32 [N] (value in label_image, 0 = dropped
+    by a threshold or by overlap), scores float32 [N], labels int64 [N] (class index: prompts first),
+    boxes float32 [N,4] (x0, y0, x1, y1 inclusive pixel bounds of the painted pixels), areas float32 [N].
     """
     scores, classes = instance_scores(class_log_probs, mask_logits, num_prompts, cfg.mask_threshold)
     top_scores, top = scores.topk(min(cfg.max_instances, scores.numel()))  # sorted, highest first
@@ -141,9 +146,9 @@ def instances_from_queries(class_log_probs: Tensor, mask_logits: Tensor, num_pro
         logits = mask_logits.new_zeros((0, *out_size), dtype=torch.float32)
     label, ids = resolve_overlaps(logits > _logit(cfg.mask_threshold), top_scores >= cfg.score_threshold,
                                   cfg.overlap_threshold)
-    table = torch.cat([ids.float()[:, None], top_scores[:, None], classes[top].float()[:, None],
-                       instance_geometry(label, ids)], dim=1)
-    return label, table
+    boxes, areas = instance_geometry(label, ids)
+    return {"label_image": label, "ids": ids, "scores": top_scores.float(), "labels": classes[top],
+            "boxes": boxes, "areas": areas}
 
 
 def semantic_map(class_log_probs: Tensor, mask_logits: Tensor, out_size: tuple[int, int],
@@ -239,6 +244,27 @@ class Predictor:
             return nullcontext()
         return torch.autocast(self.device.type, dtype=self.dtype)
 
+    def encode_text(self, class_names: Sequence[str], prompts: Sequence[str] | Sequence[Sequence[str]] = (),
+                    templates: Sequence[str] | None = None) -> Any:
+        """The segmenter's TextFeatures for class_names and prompts (one list shared by a batch, or one list
+        per image), at the Predictor's precision. Does not change the prompts set by set_prompts."""
+        nested = bool(prompts) and not isinstance(prompts[0], str)
+        prompt_lists = [list(p) for p in prompts] if nested else list(prompts)
+        with torch.inference_mode(), self._autocast():
+            return self.segmenter.encode_text(list(class_names), prompt_lists,
+                                              None if templates is None else list(templates))
+
+    def forward(self, images: Sequence[np.ndarray], text: Any) -> dict[str, Tensor]:
+        """The model's raw outputs for a batch: images uint8 [H,W,3] RGB (sizes may differ), each resized to
+        cfg.size, with text from encode_text. Returns the segmenter's eval outputs (class_log_probs
+        [B,Q,C+1], pred_masks [B,Q,h,w] logits, pred_logits [B,Q,C+1], ...) on the Predictor's device."""
+        for image in images:
+            _check_image(image)
+        with torch.inference_mode():
+            batch = torch.stack([self._preprocess(image, self.cfg.size) for image in images])
+            with self._autocast():
+                return self.segmenter(batch, text)
+
     def set_prompts(self, prompts: Sequence[str], context: Sequence[str] = (),
                     templates: Sequence[str] | None = None) -> None:
         """Encode and cache the text for prompts + context (context entries equal to a prompt are dropped,
@@ -248,9 +274,7 @@ class Predictor:
             raise ValueError(f"prompts must be non-empty strings, got {list(prompts)}")
         context = tuple(dict.fromkeys(c for c in context if c and c not in prompts))
         names = prompts + context
-        with torch.inference_mode(), self._autocast():
-            text = self.segmenter.encode_text(list(names), list(prompts),
-                                              None if templates is None else list(templates))
+        text = self.encode_text(names, prompts, templates)
         with self._lock:
             self._text, self.prompts, self.class_names = text, prompts, names
 
@@ -272,8 +296,7 @@ class Predictor:
             text, prompts, names = self._text, self.prompts, self.class_names
         if text is None:
             prompts = names = ("object",)
-            with torch.inference_mode(), self._autocast():
-                text = self.segmenter.encode_text(list(names), list(prompts), None)
+            text = self.encode_text(names, prompts)
         height, width = self.cfg.size
         self._predict([np.zeros((height, width, 3), np.uint8)], text, prompts, names, self.cfg)
 
@@ -281,22 +304,21 @@ class Predictor:
                  names: tuple[str, ...], cfg: InferenceConfig, semantic: bool = True) -> list[Prediction]:
         if not images:
             return []
-        sizes = [_check_image(image) for image in images]
+        out = self.forward(images, text)
+        fields = []  # per image: its instance fields, then its semantic map when asked for
         with torch.inference_mode():
-            batch = torch.stack([self._preprocess(image, cfg.size) for image in images])
-            with self._autocast():
-                out = self.segmenter(batch, text)
-            packed = []
-            for i, size in enumerate(sizes):
+            for i, image in enumerate(images):
                 log_probs, masks = out["class_log_probs"][i].float(), out["pred_masks"][i].float()
-                label, table = instances_from_queries(log_probs, masks, len(prompts), size, cfg)
-                packed += [label, table]
-                if semantic:
-                    packed.append(semantic_map(log_probs, masks, size, cfg.mask_threshold))
-            host = _to_host(packed)
-        step = 3 if semantic else 2
-        return [_prediction(*host[step * i:step * i + 2], prompts, names,
-                            host[step * i + 2] if semantic else None) for i in range(len(images))]
+                found = instances_from_queries(log_probs, masks, len(prompts), image.shape[:2], cfg)
+                fields.append(found | ({"semantic": semantic_map(log_probs, masks, image.shape[:2],
+                                                                   cfg.mask_threshold)} if semantic else {}))
+            flat = _to_host([t for f in fields for t in f.values()])
+        results, offset = [], 0
+        for f in fields:
+            host = dict(zip(f, flat[offset:offset + len(f)]))
+            offset += len(f)
+            results.append(_prediction(host, names))
+        return results
 
     def _preprocess(self, image: np.ndarray, size: tuple[int, int]) -> Tensor:
         # from_numpy shares memory (read-only buffers are copied: torch warns on them otherwise).
@@ -325,14 +347,16 @@ def _to_host(tensors: list[Tensor]) -> list[np.ndarray]:
     return out
 
 
-def _prediction(label: np.ndarray, table: np.ndarray, prompts: tuple[str, ...], names: tuple[str, ...],
-                semantic: np.ndarray | None) -> Prediction:
-    label_image = label.astype(np.uint16)
+def _prediction(found: dict[str, np.ndarray], names: tuple[str, ...]) -> Prediction:
+    """A Prediction from one image's host copy of instances_from_queries' fields (+ "semantic")."""
+    label_image = found["label_image"].astype(np.uint16)
     instances = []
-    for row in table[table[:, 0] > 0]:
-        instance_id, score, cls, x0, y0, x1, y1, area = row.tolist()
-        instances.append(Instance(id=int(instance_id), label=names[int(cls)], prompt_index=int(cls),
-                                  score=float(score), box=(int(x0), int(y0), int(x1), int(y1)), area=int(area),
-                                  mask=label_image == int(instance_id)))
+    for k in np.flatnonzero(found["ids"] > 0):
+        instance_id, label = int(found["ids"][k]), int(found["labels"][k])
+        x0, y0, x1, y1 = (int(v) for v in found["boxes"][k])
+        instances.append(Instance(id=instance_id, label=names[label], prompt_index=label,
+                                  score=float(found["scores"][k]), box=(x0, y0, x1, y1), area=int(found["areas"][k]),
+                                  mask=label_image == instance_id))
+    semantic = found.get("semantic")
     return Prediction(label_image=label_image, instances=instances,
                       semantic=None if semantic is None else semantic.astype(np.int32))

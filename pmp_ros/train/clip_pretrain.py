@@ -41,7 +41,7 @@ from pmp_ros.data.world import TabletopWorld, WorldConfig
 from pmp_ros.model.clip.backbone import ClipBackbone
 from pmp_ros.model.clip.registry import create_clip
 from pmp_ros.model.config import DEFAULT_TEMPLATES, ClipConfig
-from pmp_ros.train.crops import BalancedCropStream
+from pmp_ros.data.crops import BalancedCropStream
 from pmp_ros.eval.zero_shot import evaluate_zero_shot
 
 

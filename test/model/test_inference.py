@@ -48,53 +48,53 @@ def test_two_overlapping_squares_higher_score_paints_first():
     # Query 0 (score ~0.6) and query 1 (score ~0.9) overlap in a 2x2 corner; both keep >= 80 % visible.
     masks = torch.stack([_square(16, 16, 0, 0, 8), _square(16, 16, 6, 6, 8)])
     log_probs = _log_probs([[0.6, 0.0, 0.4], [0.0, 0.9, 0.1]])
-    label, table = instances_from_queries(log_probs, masks, num_prompts=2, out_size=(16, 16), cfg=_cfg())
-    label = label.numpy()
+    found = instances_from_queries(log_probs, masks, num_prompts=2, out_size=(16, 16), cfg=_cfg())
+    label = found["label_image"].numpy()
     # id 1 = the higher-scoring query 1 (prompt 1), painted whole; id 2 = query 0 minus the overlap.
     assert (label[6:14, 6:14] == 1).all()
     assert (label[0:6, 0:8] == 2).all() and (label[0:8, 0:6] == 2).all()
     assert label[15, 15] == 0 and label[0, 15] == 0
-    rows = table[table[:, 0] > 0]
-    assert rows[:, 0].tolist() == [1, 2]
-    assert rows[:, 2].tolist() == [1, 0]  # classes
-    assert rows[0, 1] == pytest.approx(0.9, abs=1e-3) and rows[1, 1] == pytest.approx(0.6, abs=1e-3)
-    assert rows[0, 3:].tolist() == [6, 6, 13, 13, 64]  # box and area of id 1
-    assert rows[1, 3:].tolist() == [0, 0, 7, 7, 60]  # 64 - 4 hidden pixels
+    assert set(found) == {"label_image", "ids", "scores", "labels", "boxes", "areas"}
+    assert found["ids"].tolist() == [1, 2]
+    assert found["labels"].tolist() == [1, 0]  # classes
+    assert found["scores"].tolist() == pytest.approx([0.9, 0.6], abs=1e-3)
+    assert found["boxes"].tolist() == [[6, 6, 13, 13], [0, 0, 7, 7]]
+    assert found["areas"].tolist() == [64, 60]  # id 2: 64 - 4 hidden pixels
 
 
 def test_mostly_hidden_instance_is_dropped():
     masks = torch.stack([_square(16, 16, 0, 0, 8), _square(16, 16, 2, 2, 8)])  # lower one 36/64 hidden
     log_probs = _log_probs([[0.9, 0.1], [0.7, 0.3]])
-    label, table = instances_from_queries(log_probs, masks, num_prompts=1, out_size=(16, 16), cfg=_cfg())
-    assert set(np.unique(label.numpy())) == {0, 1}
-    assert (table[:, 0] > 0).sum() == 1
-    label, table = instances_from_queries(log_probs, masks, 1, (16, 16), _cfg(overlap_threshold=0.3))
-    assert set(np.unique(label.numpy())) == {0, 1, 2}
+    found = instances_from_queries(log_probs, masks, num_prompts=1, out_size=(16, 16), cfg=_cfg())
+    assert set(np.unique(found["label_image"].numpy())) == {0, 1}
+    assert (found["ids"] > 0).sum() == 1
+    found = instances_from_queries(log_probs, masks, 1, (16, 16), _cfg(overlap_threshold=0.3))
+    assert set(np.unique(found["label_image"].numpy())) == {0, 1, 2}
 
 
 def test_score_threshold_and_max_instances():
     masks = torch.stack([_square(32, 32, 0, 8 * i, 6) for i in range(4)])
     log_probs = _log_probs([[p, 1 - p] for p in (0.95, 0.85, 0.75, 0.4)])
-    label, _ = instances_from_queries(log_probs, masks, 1, (32, 32), _cfg())
-    assert set(np.unique(label.numpy())) == {0, 1, 2, 3}  # 0.4 is below the threshold
-    label, table = instances_from_queries(log_probs, masks, 1, (32, 32), _cfg(max_instances=2))
-    assert set(np.unique(label.numpy())) == {0, 1, 2} and table.shape[0] == 2
-    label, _ = instances_from_queries(log_probs, masks, 1, (32, 32), _cfg(score_threshold=0.9))
-    assert set(np.unique(label.numpy())) == {0, 1}
+    found = instances_from_queries(log_probs, masks, 1, (32, 32), _cfg())
+    assert set(np.unique(found["label_image"].numpy())) == {0, 1, 2, 3}  # 0.4 is below the threshold
+    found = instances_from_queries(log_probs, masks, 1, (32, 32), _cfg(max_instances=2))
+    assert set(np.unique(found["label_image"].numpy())) == {0, 1, 2} and found["ids"].shape[0] == 2
+    found = instances_from_queries(log_probs, masks, 1, (32, 32), _cfg(score_threshold=0.9))
+    assert set(np.unique(found["label_image"].numpy())) == {0, 1}
 
 
 def test_masks_are_resized_to_the_output_size():
     masks = torch.stack([_square(8, 8, 0, 0, 4)])  # the left-top quarter
-    label, table = instances_from_queries(_log_probs([[0.9, 0.1]]), masks, 1, (40, 60), _cfg())
-    assert label.shape == (40, 60)
-    x0, y0, x1, y1, area = table[0, 3:].tolist()
+    found = instances_from_queries(_log_probs([[0.9, 0.1]]), masks, 1, (40, 60), _cfg())
+    assert found["label_image"].shape == (40, 60)
+    x0, y0, x1, y1 = found["boxes"][0].tolist()
     assert (x0, y0) == (0, 0) and abs(x1 - 29) <= 1 and abs(y1 - 19) <= 1
 
 
 def test_empty_mask_is_never_an_instance():
     masks = torch.full((1, 8, 8), -BIG)
-    label, table = instances_from_queries(_log_probs([[0.99, 0.01]]), masks, 1, (8, 8), _cfg(score_threshold=0.0))
-    assert label.max() == 0 and table[0, 0] == 0
+    found = instances_from_queries(_log_probs([[0.99, 0.01]]), masks, 1, (8, 8), _cfg(score_threshold=0.0))
+    assert found["label_image"].max() == 0 and found["ids"][0] == 0
 
 
 def test_resolve_overlaps_without_candidates():

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from torch import nn
 
-from ..config import PixelDecoderConfig
-from .fpn import FPNPixelDecoder
-from .msdeform import MSDeformAttnPixelDecoder
+from pmp_ros.model.config import PixelDecoderConfig
+from pmp_ros.model.pixel_decoder.fpn import FPNPixelDecoder
+from pmp_ros.model.pixel_decoder.msdeform import MSDeformAttnPixelDecoder
 
 
 def build_pixel_decoder(cfg: PixelDecoderConfig, in_channels: dict[str, int]) -> nn.Module:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .layers import ConvNorm, c2_xavier_fill
+from pmp_ros.model.pixel_decoder.layers import ConvNorm, c2_xavier_fill
 
 # Top-down order: the coarsest level first; outputs at res5/res4/res3 are the decoder's three scales.
 FPN_FEATURES = ("res5", "res4", "res3", "res2")

@@ -10,9 +10,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..position_encoding import PositionEmbeddingSine
-from .layers import ConvNorm, c2_xavier_fill, group_norm
-from .ms_deform_attn import MSDeformAttn
+from pmp_ros.model.position_encoding import PositionEmbeddingSine
+from pmp_ros.model.pixel_decoder.layers import ConvNorm, c2_xavier_fill, group_norm
+from pmp_ros.model.pixel_decoder.ms_deform_attn import MSDeformAttn
 
 # Encoder levels, low resolution first (input_proj[0] projects res5), as in FC-CLIP.
 ENCODER_FEATURES = ("res5", "res4", "res3")

@@ -12,12 +12,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..classifier import MaskPooling, classification_logits
-from ..config import DecoderConfig
-from ..pixel_decoder.layers import c2_xavier_fill
-from ..position_encoding import PositionEmbeddingSine
-from .layers import MLP, CrossAttentionLayer, FFNLayer, SelfAttentionLayer
-from .prompt_attention import PromptAttentionLayer
+from pmp_ros.model.classifier import MaskPooling, classification_logits
+from pmp_ros.model.config import DecoderConfig
+from pmp_ros.model.pixel_decoder.layers import c2_xavier_fill
+from pmp_ros.model.position_encoding import PositionEmbeddingSine
+from pmp_ros.model.transformer_decoder.layers import MLP, CrossAttentionLayer, FFNLayer, SelfAttentionLayer
+from pmp_ros.model.transformer_decoder.prompt_attention import PromptAttentionLayer
 
 NUM_FEATURE_LEVELS = 3
 
