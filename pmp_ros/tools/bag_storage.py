@@ -84,7 +84,8 @@ class BagMessage:
 @dataclass
 class BagContents:
     """What an evaluation can use from a bag: role -> message type of the topics found, message counts per
-    role, the first message time, problems as sentences, topics not used."""
+    role, the first message time, problems as sentences, topics not used, and every topic found with its
+    type (what a user needs to name the right ones)."""
 
     path: Path
     topics: BagTopics
@@ -93,9 +94,11 @@ class BagContents:
     start_ns: int = 0
     problems: list[str] = field(default_factory=list)
     other_topics: dict[str, str] = field(default_factory=dict)
+    found: dict[str, str] = field(default_factory=dict)
 
     def _add(self, topic: str, msgtype: str, count: int) -> bool:
         """Assign a connection to its role; False when it is not used."""
+        self.found[topic] = msgtype
         role = self.topics.by_topic().get(topic)
         if role is None:
             self.other_topics[topic] = msgtype
@@ -118,9 +121,10 @@ class BagContents:
 MessageSource = Callable[[], Iterator[BagMessage]]
 
 
-def inspect_bag(path: Path, topics: BagTopics) -> tuple[BagContents, MessageSource | None]:
+def inspect_bag(path: Path, topics: BagTopics, topics_only: bool = False) -> tuple[BagContents, MessageSource | None]:
     """Open a bag and check its topics against the roles; returns (contents, a function that yields the
-    messages of the usable topics in recorded order, or None when nothing can be read).
+    messages of the usable topics in recorded order, or None when nothing can be read or with topics_only,
+    which closes the bag once its topics are known).
 
     A bag rosbags cannot open whose folder holds an mcap file (a recording cut short has no summary and
     often no metadata.yaml) is read record by record up to the damage (mcap_salvage.py)."""
@@ -130,10 +134,14 @@ def inspect_bag(path: Path, topics: BagTopics) -> tuple[BagContents, MessageSour
         reader.open()
     except Exception as error:  # rosbags raises several types for missing/corrupt files
         contents.problems.append(f"cannot open bag {path}: {type(error).__name__}: {error}")
-        return contents, _salvage(contents)
+        source = _salvage(contents)
+        return contents, None if topics_only else source
     used = [c for c in reader.connections if contents._add(c.topic, c.msgtype, c.msgcount)]
     contents.start_ns = reader.start_time
     contents._note_missing()
+    if topics_only:
+        reader.close()
+        return contents, None
     by_topic = topics.by_topic()
 
     def messages() -> Iterator[BagMessage]:

@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
 import sys
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from itertools import chain
-from multiprocessing import get_context
 from pathlib import Path
 
 from rclpy.serialization import serialize_message
@@ -35,6 +35,7 @@ from pmp_ros.tools.bag_storage import BagContents, BagMessage, inspect_bag
 from pmp_ros.tools.bags import COMPRESSED_TYPE, STRING_TYPE, BagTopics, prediction_from_messages, truth_from_message
 from pmp_ros.tools.eval_report import latency_summary, write_report
 from pmp_ros.tools.node_process import NodeProcess, pick_domains
+from pmp_ros.tools.stop_signals import Interrupted, handle_stop_signals, raising, stop_signals
 
 
 @dataclass
@@ -54,6 +55,10 @@ class EvalOptions:
     progress: bool = True
 
 
+class CannotEvaluate(Exception):
+    """Known before anything starts: a bag the node could answer no frame of; the text says why."""
+
+
 def _node_params(options: EvalOptions, contents: BagContents) -> dict[str, object]:
     """Parameters of the node under test: depth only when the bag has depth and camera info, compressed
     transport for a CompressedImage topic, reliable images (the measurement is of the node, not of losses
@@ -69,7 +74,7 @@ def _node_params(options: EvalOptions, contents: BagContents) -> dict[str, objec
 
 def _instruction_plan(options: EvalOptions, contents: BagContents, start_ns: int) -> tuple[list[BagMessage], bool]:
     """(messages to play first, instruction_from_gt) when the bag has no instruction topic: the ground
-    truth's instructions, else --instruction, else a problem (the node answers nothing without one)."""
+    truth's instructions, else --instruction, else CannotEvaluate (the node answers nothing without one)."""
     if "instruction" in contents.roles:
         return [], False
     if "gt" in contents.roles:
@@ -79,9 +84,26 @@ def _instruction_plan(options: EvalOptions, contents: BagContents, start_ns: int
         contents.problems.append(f"instruction {options.instruction!r} from the command line")
         return [BagMessage("instruction", STRING_TYPE, start_ns, serialize_message(String(data=options.instruction)))], \
             False
-    contents.problems.append("no instruction (topic, ground truth or --instruction): the node publishes nothing, "
-                             "every frame counts as dropped")
-    return [], False
+    raise CannotEvaluate(_no_instruction(contents))
+
+
+def _no_instruction(contents: BagContents) -> str:
+    return (f"{contents.path}: no instruction topic {contents.topics.instruction}, no ground truth topic "
+            f"{contents.topics.gt} and no --instruction: the node would answer no frame (give --instruction "
+            f"TEXT, or --instruction-topic / --gt-topic if the bag names them otherwise)")
+
+
+def check_bags(bags: list[Path], options: EvalOptions) -> None:
+    """CannotEvaluate, before any node starts, when a bag has images but nothing to instruct the node with:
+    every frame would wait out --frame-timeout and count as dropped."""
+    reasons = []
+    for bag in bags:
+        contents, _ = inspect_bag(bag, options.topics, topics_only=True)
+        if "image" in contents.roles and not {"instruction", "gt"} & contents.roles.keys() \
+                and not options.instruction:
+            reasons.append(_no_instruction(contents))
+    if reasons:
+        raise CannotEvaluate("; ".join(reasons))
 
 
 def _frames_and_records(playback: Playback, contents: BagContents) -> tuple[list[dict], list[dict]]:
@@ -122,6 +144,8 @@ def evaluate_bag(bag: Path, options: EvalOptions, domain_id: int | None, out_dir
     rows: list[dict] = []
     if source is not None and "image" not in contents.roles:
         contents.problems.append("nothing to play without images")
+        contents.problems.append(f"topics in the bag: {_topic_list(contents)}; --image-topic names the colour "
+                                 f"image topic")
     elif source is not None:
         first, from_gt = _instruction_plan(options, contents, contents.start_ns)
         try:
@@ -138,6 +162,10 @@ def evaluate_bag(bag: Path, options: EvalOptions, domain_id: int | None, out_dir
                                        else f"{len(records)} frames with ground truth and a result")
     write_report(report, rows, out_dir)
     return report
+
+
+def _topic_list(contents: BagContents) -> str:
+    return ", ".join(f"{topic} ({msgtype})" for topic, msgtype in sorted(contents.found.items())) or "none"
 
 
 def _play(messages, from_gt: bool, options: EvalOptions, contents: BagContents, domain_id: int | None,
@@ -182,18 +210,37 @@ def _output_dirs(bags: list[Path], out: Path) -> list[Path]:
     return dirs
 
 
+def _evaluate_bag_in_worker(*args) -> dict:
+    """evaluate_bag in a pool worker: a stop signal unwinds it (its node is stopped), and a worker that
+    was told to stop starts no further bag."""
+    with raising():
+        return evaluate_bag(*args)
+
+
 def evaluate_bags(bags: list[Path], options: EvalOptions, out: Path, jobs: int = 1) -> list[dict]:
-    """Evaluate bags (in parallel processes when jobs > 1); writes OUT/summary.json and summary.md."""
+    """Evaluate bags (in parallel processes when jobs > 1); writes OUT/summary.json and summary.md.
+    CannotEvaluate before anything starts when a bag cannot be evaluated at all (check_bags)."""
+    check_bags(bags, options)
     dirs = _output_dirs(bags, out)
     jobs = 1 if options.use_running_node else max(1, min(jobs, len(bags)))
     domains = [None] * len(bags) if options.use_running_node else pick_domains(len(bags))
     if jobs == 1:
         reports = [evaluate_bag(b, options, d, o, 0) for b, d, o in zip(bags, domains, dirs)]
     else:
-        with ProcessPoolExecutor(jobs, mp_context=get_context("spawn")) as pool:
-            futures = [pool.submit(evaluate_bag, b, options, d, o, i % jobs)
+        with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"),
+                                 initializer=handle_stop_signals) as pool:
+            futures = [pool.submit(_evaluate_bag_in_worker, b, options, d, o, i % jobs)
                        for i, (b, d, o) in enumerate(zip(bags, domains, dirs))]
-            reports = [f.result() for f in futures]
+            try:
+                reports = [f.result() for f in futures]
+            except Interrupted:
+                # Only this process got the signal (e.g. kill): pass it on to the workers, which stop their
+                # nodes; leaving the pool waits for them.
+                for future in futures:
+                    future.cancel()
+                for worker in multiprocessing.active_children():
+                    worker.terminate()
+                raise
     out.mkdir(parents=True, exist_ok=True)
     (out / "summary.json").write_text(json.dumps({"bags": reports}, indent=1))
     lines = ["| bag | mode | frames | results | dropped | latency p50 (ms) | F1 | problems |", "|---|---|---|---|---|---|---|---|"]
@@ -225,7 +272,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--depth-topic", default=defaults.depth)
     parser.add_argument("--depth-info-topic", default=defaults.depth_info)
     parser.add_argument("--gt-topic", default=defaults.gt, help="pmp_ros_msgs/GroundTruth")
-    parser.add_argument("--instruction", help="instruction to use when a bag has none (no topic, no ground truth)")
+    parser.add_argument("--instruction", help="instruction to use when a bag has none (no topic, no ground truth); "
+                        "without one such a bag is an error (exit code 2)")
     parser.add_argument("--device", default="auto", help="node parameter device")
     parser.add_argument("--node-param", action="append", default=[], metavar="NAME:=VALUE",
                         help="extra node parameter, e.g. score_threshold:=0.3 (repeatable)")
@@ -238,7 +286,9 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Console entry pmp-eval-bag. Exit code 0 when every bag was played (problems are in the reports)."""
+    """Console entry pmp-eval-bag. Exit code 0 when every bag was played (problems are in the reports), 1 when
+    one had nothing to play, 2 for a usage error or a bag that cannot be evaluated (nothing started),
+    128 + the signal number when stopped by SIGINT or SIGTERM (the node it started is stopped first)."""
     parser = _parser()
     args = parser.parse_args(argv)
     if args.rate <= 0:
@@ -257,7 +307,16 @@ def main(argv: list[str] | None = None) -> int:
                                                            args.depth_info_topic, args.gt_topic),
                           node_params=params, namespace=args.namespace, instruction=args.instruction,
                           device=args.device, frame_timeout=args.frame_timeout, progress=not args.no_progress)
-    reports = evaluate_bags(args.bags, options, args.out, args.jobs)
+    try:
+        with stop_signals():
+            reports = evaluate_bags(args.bags, options, args.out, args.jobs)
+    except CannotEvaluate as error:
+        print(f"pmp-eval-bag: {error}", file=sys.stderr)
+        return 2
+    except Interrupted as stop:
+        started = "" if options.use_running_node else "; the node it started is stopped"
+        print(f"pmp-eval-bag: {stop}{started}; reports of finished bags are in {args.out}/", file=sys.stderr)
+        return stop.exit_code
     for report in reports:
         acc = report["accuracy"]
         f1 = "n/a" if not acc or acc["all"]["f1"] is None else f"{acc['all']['f1']:.3f}"

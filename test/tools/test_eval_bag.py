@@ -105,13 +105,13 @@ def test_timed_playback_reports_drops_honestly(tmp_path, model_file):
     assert report["accuracy"]["frames"] == report["results"]  # accuracy only on answered frames
 
 
-def _write_without(path, frames, role):
-    """A bag of the standard layout lacking one role's topic."""
+def _write_without(path, frames, *roles):
+    """A bag of the standard layout lacking these roles' topics."""
     instruction = None
     with BagWriter(path, "mcap") as writer:
         for frame in frames:
             for r, msgtype, data in frame_messages(frame, frame.instruction != instruction):
-                if r != role:
+                if r not in roles:
                     writer.write(getattr(BagTopics(), r), msgtype, frame.stamp_ns, data)
             instruction = frame.instruction
 
@@ -154,6 +154,9 @@ def test_damaged_and_incomplete_bags_give_clear_messages_and_partial_results(tmp
 
     odd = reports["odd"]
     assert odd["frames"] == 0 and "nothing to play without images" in odd["problems"]
+    # The topics the bag has, so that the user can name the image topic (--image-topic).
+    assert "topics in the bag: /depth/image (foo_msgs/msg/Bar), /image (std_msgs/msg/String); --image-topic " \
+           "names the colour image topic" in odd["problems"]
     assert any("foo_msgs/msg/Bar" in p for p in odd["problems"])
 
     corrupt = reports["corrupt"]
@@ -161,3 +164,22 @@ def test_damaged_and_incomplete_bags_give_clear_messages_and_partial_results(tmp
     for name in names:
         assert "# Evaluation of" in (tmp_path / "out" / name / "report.md").read_text()
     np.testing.assert_equal(sorted(os.listdir(tmp_path / "out")), sorted([*names, "summary.json", "summary.md"]))
+
+
+def test_a_bag_without_any_instruction_fails_at_once(tmp_path, model_file, frames, capsys):
+    _write_without(tmp_path / "silent", frames, "instruction", "gt")
+    args = [str(tmp_path / "silent"), "--model", str(model_file), "--device", "cpu", "--lockstep", "--no-progress",
+            *[x for k, v in NODE_PARAMS.items() for x in ("--node-param", f"{k}:={v}")]]
+    # Nothing could tell the node what to segment: every frame would wait out its timeout, then count as
+    # dropped. Known from the bag's topics alone, so no node starts.
+    code = eval_bag.main([*args, "--frame-timeout", "1", "--out", str(tmp_path / "refused")])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert err.count("\n") == 1 and "no instruction topic /instruction, no ground truth topic /ground_truth and no " \
+        "--instruction" in err and str(tmp_path / "silent") in err
+    assert not (tmp_path / "refused").exists()
+
+    assert eval_bag.main([*args, "--instruction", "pick up the red star", "--out", str(tmp_path / "out")]) == 0
+    report = json.loads((tmp_path / "out" / "silent" / "report.json").read_text())
+    assert report["results"] == report["frames"] == len(frames)
+    assert "instruction 'pick up the red star' from the command line" in report["problems"]
