@@ -38,6 +38,7 @@ from pmp_ros.tools.bags import frame_messages, prediction_from_messages, truth_f
 from pmp_ros.tools.eval_report import latency_summary
 from pmp_ros.tools.node_process import NodeProcess, pick_domains
 from pmp_ros.tools.sequence import SequenceConfig, StreamFrame, procedural_stream
+from pmp_ros.tools.stop_signals import Interrupted, stop_signals
 
 MIN_AREA = 150  # pixels: a target must be clearly visible for the demo
 SEARCH_SEEDS = 2000
@@ -157,7 +158,8 @@ def run_demo(out: Path, model: str | None, frames_per_instruction: int, width: i
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Console entry pmp-demo."""
+    """Console entry pmp-demo. Exit code 0, 1 with one line when it cannot run, 128 + the signal number when
+    stopped by SIGINT or SIGTERM (the node it started is stopped first)."""
     parser = argparse.ArgumentParser(prog="pmp-demo", description=__doc__.split("\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--model", help="checkpoint (default: the shipped models/pmp_default.safetensors)")
@@ -168,10 +170,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="auto", help="node parameter device (auto, cpu, cuda)")
     args = parser.parse_args(argv)
     try:
-        summary = run_demo(args.out, args.model, args.frames_per_instruction, args.width, args.height, args.device)
+        with stop_signals():
+            summary = run_demo(args.out, args.model, args.frames_per_instruction, args.width, args.height,
+                               args.device)
     except (FileNotFoundError, RuntimeError, TimeoutError) as error:
         print(f"pmp-demo: {error}", file=sys.stderr)
         return 1
+    except Interrupted as stop:
+        print(f"pmp-demo: {stop}; the node it started is stopped", file=sys.stderr)
+        return stop.exit_code
     overall = summary["overall"]["all"] if summary["overall"] else {}
     print(f"pmp-demo: {summary['results']}/{summary['frames']} frames answered in {summary['run_time_s']:.1f} s; "
           f"instruction F1 {_fmt(overall.get('f1'))}, points inside target {_fmt(overall.get('points_inside_share'))}, "

@@ -189,6 +189,40 @@ class RosTestClient:
         self._thread.join(timeout=5.0)
 
 
+def descendant_pids(pid: int) -> list[int]:
+    """The processes below `pid` (its children, theirs, ...), read from /proc (Linux)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:  # the process ended meanwhile
+            continue
+        # Fields after the command name, which is in parentheses and may hold spaces: state, ppid, ...
+        parent = int(text.rsplit(")", 1)[1].split()[1])
+        children.setdefault(parent, []).append(int(stat.parent.name))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def process_running(pid: int) -> bool:
+    """Whether the process exists and has not ended (a zombie has ended, only its parent has not reaped it)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def command_line(pid: int) -> list[str]:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
+    except OSError:
+        return []
+
+
 def python_module(module: str, *args: str) -> list[str]:
     """argv running `python -m module args...` with this interpreter."""
     return [sys.executable, "-m", module, *args]
