@@ -39,7 +39,11 @@ class ClipConfig:
 
 @dataclass
 class PixelDecoderConfig:
-    """name: "msdeform" (Mask2Former's multi-scale deformable-attention encoder) or "fpn" (light, CPU)."""
+    """name: "msdeform" (Mask2Former's multi-scale deformable-attention encoder) or "fpn" (light, CPU).
+
+    side_adapter: width of a trainable image branch whose stride 4/8/16 features the FPN adds to the frozen
+        CLIP's (pmp_ros/model/side_adapter.py); 0 = none (FC-CLIP's design).
+    """
 
     name: str = "msdeform"
     conv_dim: int = 256
@@ -48,6 +52,11 @@ class PixelDecoderConfig:
     num_encoder_layers: int = 6
     encoder_ffn_dim: int = 1024
     num_points: int = 4
+    side_adapter: int = 0
+
+    def __post_init__(self):
+        if self.side_adapter and self.name != "fpn":
+            raise ValueError(f"pixel_decoder.side_adapter needs the 'fpn' pixel decoder, not {self.name!r}")
 
 
 @dataclass

@@ -25,6 +25,7 @@ from pmp_ros.model.classifier import crop_ensemble, fcclip_ensemble
 from pmp_ros.model.clip import ClipBackbone, ClipTextEncoder, create_clip
 from pmp_ros.model.config import ModelConfig
 from pmp_ros.model.head import PMPHead
+from pmp_ros.model.side_adapter import SideAdapter
 
 SIZE_DIVISIBILITY = 32  # the CLIP towers' total stride
 
@@ -58,7 +59,8 @@ def split_synonyms(name: str) -> list[str]:
 class PMPSegmenter(nn.Module):
     """backbone (ClipBackbone), text_encoder (ClipTextEncoder), head (PMPHead), void_embedding [1,D].
 
-    State-dict prefixes: `backbone.`, `text_encoder.`, `head.` (FC-CLIP's `sem_seg_head.`), `void_embedding.`.
+    State-dict prefixes: `backbone.`, `text_encoder.`, `head.` (FC-CLIP's `sem_seg_head.`), `void_embedding.`,
+    and `side_adapter.` when the config has one.
     """
 
     def __init__(self, cfg: ModelConfig, backbone: ClipBackbone, text_encoder: ClipTextEncoder):
@@ -66,7 +68,9 @@ class PMPSegmenter(nn.Module):
         self.cfg = cfg
         self.backbone = backbone
         self.text_encoder = text_encoder
-        self.head = PMPHead(cfg, backbone.out_channels, backbone.clip_dim, text_encoder.width)
+        self.side_adapter = SideAdapter(cfg.pixel_decoder.side_adapter) if cfg.pixel_decoder.side_adapter else None
+        in_channels = {**backbone.out_channels, **(self.side_adapter.out_channels if self.side_adapter else {})}
+        self.head = PMPHead(cfg, in_channels, backbone.clip_dim, text_encoder.width)
         self.void_embedding = nn.Embedding(1, backbone.clip_dim)
         self.register_buffer("pixel_mean", torch.tensor(backbone.mean).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("pixel_std", torch.tensor(backbone.std).view(1, 3, 1, 1), persistent=False)
@@ -120,6 +124,8 @@ class PMPSegmenter(nn.Module):
         pad_w = math.ceil(width / SIZE_DIVISIBILITY) * SIZE_DIVISIBILITY - width
         x = F.pad(x, (0, pad_w, 0, pad_h))
         features = self.backbone(x)
+        if self.side_adapter is not None:
+            features = {**features, **self.side_adapter(x)}
         classifier = torch.cat([text.class_embeddings, F.normalize(self.void_embedding.weight, dim=-1)]).to(x.dtype)
         tokens, padding = text.prompt_tokens, text.prompt_padding
         if tokens is not None and tokens.shape[0] != batch:

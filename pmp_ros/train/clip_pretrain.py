@@ -66,6 +66,10 @@ class ClipPretrainConfig:
     jitter: float = 0.05
 
 
+# Settings a resumed run may change: they decide how it runs, not what it learns.
+RESUMABLE_CHANGES = ("threads", "checkpoint_every", "eval_scenes")
+
+
 def state_path(out: Path) -> Path:
     """Where the resumable training state of the weights file `out` lives."""
     return out.with_suffix(".state.pt")
@@ -103,8 +107,9 @@ def train(cfg: ClipPretrainConfig, out: Path, resume: bool = False) -> dict:
     history, first_step, elapsed = [], 0, 0.0
     if resume:
         state = torch.load(state_path(out), weights_only=False)
-        if state["config"] != asdict(cfg):
-            changed = sorted(k for k in state["config"] if state["config"][k] != asdict(cfg).get(k))
+        changed = sorted(k for k in state["config"] if state["config"][k] != asdict(cfg).get(k)
+                         and k not in RESUMABLE_CHANGES)
+        if changed:
             raise SystemExit(f"--resume: settings differ from the saved run's ({', '.join(changed)})")
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])

@@ -10,7 +10,8 @@ from pmp_ros.model.pixel_decoder.msdeform import MSDeformAttnPixelDecoder
 
 
 def build_pixel_decoder(cfg: PixelDecoderConfig, in_channels: dict[str, int]) -> nn.Module:
-    """in_channels: res2..res5 widths. The module maps features to (mask_features, [1/32, 1/16, 1/8])."""
+    """in_channels: res2..res5 widths (+ side_res2..side_res4 with a side adapter). The module maps features
+    to (mask_features, [1/32, 1/16, 1/8])."""
     if cfg.name == "msdeform":
         return MSDeformAttnPixelDecoder(
             in_channels,
@@ -22,5 +23,6 @@ def build_pixel_decoder(cfg: PixelDecoderConfig, in_channels: dict[str, int]) ->
             num_points=cfg.num_points,
         )
     if cfg.name == "fpn":
-        return FPNPixelDecoder(in_channels, conv_dim=cfg.conv_dim, mask_dim=cfg.mask_dim)
+        side = {name: width for name, width in in_channels.items() if name.startswith("side_")}
+        return FPNPixelDecoder(in_channels, conv_dim=cfg.conv_dim, mask_dim=cfg.mask_dim, side_channels=side)
     raise ValueError(f"unknown pixel decoder {cfg.name!r}; known: 'msdeform', 'fpn'")
