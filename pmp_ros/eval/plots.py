@@ -79,3 +79,32 @@ def plot_example(rgb: np.ndarray, label_image: np.ndarray, instances: list[tuple
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
+
+
+def plot_latency(frames: list[dict], out_dir: Path) -> list[str]:
+    """latency_hist.png and latency_timeline.png; returns the file names written."""
+    answered = [f for f in frames if f["latency_ms"] is not None]
+    dropped = [f for f in frames if f["latency_ms"] is None]
+    names = []
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.hist([f["latency_ms"] for f in answered], bins=40, color="tab:blue")
+    ax.set_xlabel("latency (ms)")
+    ax.set_ylabel("frames")
+    ax.set_title(f"latency, {len(answered)} results, {len(dropped)} dropped")
+    fig.tight_layout()
+    fig.savefig(out_dir / "latency_hist.png", dpi=100)
+    plt.close(fig)
+    names.append("latency_hist.png")
+
+    fig, ax = plt.subplots(figsize=(8, 3.5))
+    ax.plot([f["published_s"] for f in answered], [f["latency_ms"] for f in answered], ".", ms=3, label="result")
+    if dropped:
+        ax.plot([f["published_s"] for f in dropped], [0] * len(dropped), "x", color="tab:red", ms=4, label="dropped")
+    ax.set_xlabel("published at (s since start)")
+    ax.set_ylabel("latency (ms)")
+    ax.legend(loc="upper right")
+    fig.tight_layout()
+    fig.savefig(out_dir / "latency_timeline.png", dpi=100)
+    plt.close(fig)
+    names.append("latency_timeline.png")
+    return names

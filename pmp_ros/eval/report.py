@@ -1,4 +1,6 @@
-"""Evaluation report: metrics.json, records-<name>.json, report.md and the plots, for one or more models."""
+"""Evaluation reports: of checkpoints on the evaluation set (metrics.json, records-<name>.json, report.md,
+plots) and of a bag replayed through the node (report.json, report.md, latency plots). One number
+formatter for every table (format_value)."""
 
 from __future__ import annotations
 
@@ -7,12 +9,27 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
+
 from pmp_ros.eval import plots
 
+PERCENTILES = (50, 90, 95, 99)
 
-def _fmt(value, digits: int = 3) -> str:
+
+def latency_summary(latencies_s: list[float]) -> dict:
+    """Milliseconds: p50/p90/p95/p99, mean, max (None without any result)."""
+    if not latencies_s:
+        return {f"p{p}": None for p in PERCENTILES} | {"mean": None, "max": None}
+    ms = np.asarray(latencies_s) * 1e3
+    return {f"p{p}": float(np.percentile(ms, p)) for p in PERCENTILES} | {"mean": float(ms.mean()),
+                                                                            "max": float(ms.max())}
+
+
+
+def format_value(value, digits: int = 3) -> str:
+    """A table cell: floats with `digits` decimals, "n/a" for a missing value, anything else as str()."""
     if value is None:
-        return "–"
+        return "n/a"
     if isinstance(value, float):
         return f"{value:.{digits}f}"
     return str(value)
@@ -20,7 +37,7 @@ def _fmt(value, digits: int = 3) -> str:
 
 def _table(header: Sequence[str], rows: Sequence[Sequence]) -> list[str]:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(_fmt(v) for v in row) + " |" for row in rows]
+    lines += ["| " + " | ".join(format_value(v) for v in row) + " |" for row in rows]
     return lines + [""]
 
 
@@ -142,3 +159,49 @@ def write_report(out_dir: Path, results: dict[str, dict], command: str, weights:
             result, out_dir / f"per_class_iou-{name}.png", f"{name}: semantic IoU per class")
     paths["report"].write_text(markdown_report(results, command, weights, examples))
     return paths
+
+
+# --- bag evaluation (pmp-eval-bag) ------------------------------------------------------------------
+
+def bag_markdown(report: dict) -> str:
+    """The human-readable summary of one bag's evaluation (pmp-eval-bag)."""
+    lat, acc = report["latency_ms"], report.get("accuracy")
+    lines = [f"# Evaluation of `{report['bag']}`", "",
+             f"Mode: **{report['mode']}**; model `{report['model']}`; {report['frames']} frames published, "
+             f"{report['results']} results, **{report['dropped']} dropped** ({format_value(report['drop_rate'])}).", "",
+             "| figure | value |", "|---|---|",
+             f"| latency p50 / p90 / p99 (ms) | {format_value(lat['p50'], 1)} / {format_value(lat['p90'], 1)} / {format_value(lat['p99'], 1)} |",
+             f"| latency max (ms) | {format_value(lat['max'], 1)} |",
+             f"| input rate (frames/s) | {format_value(report['input_rate_hz'], 2)} |",
+             f"| throughput (results/s) | {format_value(report['throughput_hz'], 2)} |",
+             f"| resent images (lockstep) | {report['resends']} |"]
+    if acc:
+        a = acc["all"]
+        lines += [f"| instruction precision / recall / F1 (IoU 0.5) | {format_value(a['precision'])} / {format_value(a['recall'])} / "
+                  f"{format_value(a['f1'])} |",
+                  f"| mean target IoU | {format_value(a['mean_target_iou'])} |",
+                  f"| points inside the target | {format_value(a['points_inside_share'])} ({a['points_total']} points) |",
+                  f"| 3D error median (m) | {format_value(a['error_3d_m']['median'], 4)} ({a['error_3d_m']['count']} points) |",
+                  f"| frames evaluated (with ground truth and result) | {acc['frames']} |"]
+        for split in ("seen", "unseen", "other"):
+            if acc[split]["targets"] or acc[split]["fp"]:
+                s = acc[split]
+                lines.append(f"| F1 {split} classes ({s['targets']} targets) | {format_value(s['f1'])} |")
+    else:
+        lines += ["", f"Accuracy not measured: {report.get('accuracy_note', 'no ground truth')}."]
+    if report["problems"]:
+        lines += ["", "## Problems", ""] + [f"- {p}" for p in report["problems"]]
+    lines += ["", "Latency = result received - image published (same clock, this machine). Dropped = published "
+              "images without a result (the node keeps only the newest frame).", ""]
+    return "\n".join(lines)
+
+
+def write_bag_report(report: dict, frames: list[dict], out_dir: Path) -> Path:
+    """A bag evaluation's report.json (report + per-frame rows), report.md and latency plots in out_dir;
+    returns report.json."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    report = {**report, "plots": plots.plot_latency(frames, out_dir) if frames else []}
+    path = out_dir / "report.json"
+    path.write_text(json.dumps({**report, "per_frame": frames}, indent=1))
+    (out_dir / "report.md").write_text(bag_markdown(report))
+    return path

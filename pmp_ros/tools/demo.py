@@ -28,6 +28,7 @@ from pmp_ros import paths
 from pmp_ros.data import splits, vocabulary
 from pmp_ros.data.world import TabletopWorld, WorldConfig
 from pmp_ros.eval.frame_metrics import aggregate_instruction_metrics, instruction_frame_metrics
+from pmp_ros.eval.report import format_value, latency_summary
 from pmp_ros.ros.environment import configure_dds_environment
 from pmp_ros.ros.image_conversion import image_to_rgb8
 from pmp_ros.ros.messages import instance_colour
@@ -35,7 +36,6 @@ from pmp_ros.ros.node import DEFAULT_MODEL
 from pmp_ros.tools.bag_player import FrameLog, Player
 from pmp_ros.tools.bag_storage import BagMessage
 from pmp_ros.tools.bags import frame_messages, prediction_from_messages, truth_from_message
-from pmp_ros.tools.eval_report import latency_summary
 from pmp_ros.tools.node_process import NodeProcess, pick_domains
 from pmp_ros.tools.sequence import SequenceConfig, StreamFrame, procedural_stream
 from pmp_ros.tools.stop_signals import Interrupted, stop_signals
@@ -102,21 +102,18 @@ def _summary(frames: list[StreamFrame], logs: list[FrameLog], truths: dict) -> d
             "per_instruction": {text: aggregate_instruction_metrics(rs)["all"] for text, rs in by_instruction.items()}}
 
 
-def _fmt(value) -> str:
-    return "n/a" if value is None else f"{value:.3f}"
-
-
 def _report(summary: dict, seed: int, model: str, elapsed_s: float, startup_s: float) -> str:
     lat = summary["latency_ms"]
     lines = ["# pmp_ros demo", "", f"Scene seed {seed} (test split), model `{model}`, {summary['frames']} frames in "
              f"lock-step, {summary['results']} results, {summary['dropped']} dropped. Run time {elapsed_s:.1f} s "
              f"(node startup {startup_s:.1f} s).", "",
-             f"Latency (image published -> result received): p50 {lat['p50'] or 0:.1f} ms, p90 {lat['p90'] or 0:.1f} ms.",
+             f"Latency (image published -> result received): p50 {format_value(lat['p50'], 1)} ms, "
+             f"p90 {format_value(lat['p90'], 1)} ms.",
              "", "| instruction | precision | recall | F1 | mean target IoU | points inside target | 3D error median (m) |",
              "|---|---|---|---|---|---|---|"]
     for text, s in summary["per_instruction"].items():
-        lines.append(f"| {text} | {_fmt(s['precision'])} | {_fmt(s['recall'])} | {_fmt(s['f1'])} | "
-                     f"{_fmt(s['mean_target_iou'])} | {_fmt(s['points_inside_share'])} | {_fmt(s['error_3d_m']['median'])} |")
+        lines.append(f"| {text} | {format_value(s['precision'])} | {format_value(s['recall'])} | {format_value(s['f1'])} | "
+                     f"{format_value(s['mean_target_iou'])} | {format_value(s['points_inside_share'])} | {format_value(s['error_3d_m']['median'])} |")
     lines += ["", "F1 at mask IoU 0.5 against the world's ground truth; the last instruction names a class held out "
               "of training (zero-shot). Overlays: `frames/`, animation: `demo.gif`, figures: `metrics.json`.", ""]
     return "\n".join(lines)
@@ -181,10 +178,10 @@ def main(argv: list[str] | None = None) -> int:
         return stop.exit_code
     overall = summary["overall"]["all"] if summary["overall"] else {}
     print(f"pmp-demo: {summary['results']}/{summary['frames']} frames answered in {summary['run_time_s']:.1f} s; "
-          f"instruction F1 {_fmt(overall.get('f1'))}, points inside target {_fmt(overall.get('points_inside_share'))}, "
+          f"instruction F1 {format_value(overall.get('f1'))}, points inside target {format_value(overall.get('points_inside_share'))}, "
           f"latency p50 {summary['latency_ms']['p50'] or 0:.1f} ms")
     for text, s in summary["per_instruction"].items():
-        print(f"  {text!r}: F1 {_fmt(s['f1'])}")
+        print(f"  {text!r}: F1 {format_value(s['f1'])}")
     print(f"wrote {args.out}/report.md, metrics.json, demo.gif and frames/")
     return 0
 

@@ -29,11 +29,11 @@ from std_msgs.msg import String
 from tqdm import tqdm
 
 from pmp_ros.eval.frame_metrics import aggregate_instruction_metrics, instruction_frame_metrics
+from pmp_ros.eval.report import latency_summary, write_bag_report
 from pmp_ros.ros.environment import configure_dds_environment
 from pmp_ros.tools.bag_player import Playback, Player
 from pmp_ros.tools.bag_storage import BagContents, BagMessage, inspect_bag
 from pmp_ros.tools.bags import COMPRESSED_TYPE, STRING_TYPE, BagTopics, prediction_from_messages, truth_from_message
-from pmp_ros.tools.eval_report import latency_summary, write_report
 from pmp_ros.tools.node_process import NodeProcess, pick_domains
 from pmp_ros.tools.stop_signals import Interrupted, handle_stop_signals, raising, stop_signals
 
@@ -160,7 +160,7 @@ def evaluate_bag(bag: Path, options: EvalOptions, domain_id: int | None, out_dir
                 report["accuracy"] = aggregate_instruction_metrics(records)
             report["accuracy_note"] = ("no ground truth topic in the bag" if "gt" not in contents.roles
                                        else f"{len(records)} frames with ground truth and a result")
-    write_report(report, rows, out_dir)
+    write_bag_report(report, rows, out_dir)
     return report
 
 
