@@ -20,6 +20,7 @@ from collections.abc import Iterable, Mapping, Sequence
 
 import cv2
 import numpy as np
+from pycocotools import mask as coco_mask
 
 from . import vocabulary as voc
 from .instructions import Instruction
@@ -27,10 +28,14 @@ from .world import Scene
 
 
 # --- RLE ----------------------------------------------------------------------------------------------
+# Compressed strings and polygons go through pycocotools, the COCO API that wrote the real data sets.
 
 def rle_encode(mask: np.ndarray) -> dict:
     """bool [H,W] -> {"size": [H, W], "counts": [int, ...]}: COCO uncompressed RLE (column-major runs,
-    first run counts zeros)."""
+    first run counts zeros).
+
+    The runs are taken here because pycocotools only hands out compressed strings (see mask_to_rle_string).
+    """
     flat = np.asarray(mask, dtype=bool).ravel(order="F")
     edges = np.flatnonzero(flat[1:] != flat[:-1]) + 1
     counts = np.diff(np.concatenate([[0], edges, [flat.size]])).tolist()
@@ -39,78 +44,67 @@ def rle_encode(mask: np.ndarray) -> dict:
     return {"size": [int(mask.shape[0]), int(mask.shape[1])], "counts": counts}
 
 
-def rle_decode(rle: Mapping) -> np.ndarray:
-    """COCO RLE (uncompressed list or compressed string counts) -> bool [H,W]."""
-    h, w = rle["size"]
+def mask_to_rle_string(mask: np.ndarray) -> dict:
+    """bool [H,W] -> {"size": [H, W], "counts": str}: COCO compressed RLE (pycocotools encode)."""
+    rle = coco_mask.encode(np.asfortranarray(mask, dtype=np.uint8))
+    return {"size": [int(v) for v in rle["size"]], "counts": rle["counts"].decode("ascii")}
+
+
+def _to_pycocotools(rle: Mapping) -> dict:
+    """COCO RLE (uncompressed list or compressed string counts) -> {"size", "counts": bytes}, checked to
+    cover exactly H*W pixels: pycocotools raises for runs that overrun the mask, but leaves the pixels after
+    runs that fall short uninitialised (random masks from a damaged file)."""
+    h, w = (int(v) for v in rle["size"])
     counts = rle["counts"]
-    if isinstance(counts, (str, bytes)):
-        counts = rle_string_to_counts(counts)
-    values = np.arange(len(counts)) % 2 == 1
-    flat = np.repeat(values, counts)
-    if flat.size != h * w:
-        raise ValueError(f"RLE counts sum to {flat.size}, expected {h}x{w}={h * w}")
-    return flat.reshape(w, h).T
+    if not isinstance(counts, (str, bytes)):
+        runs = np.asarray(counts, dtype=np.int64)
+        if runs.sum() != h * w or (runs < 0).any():
+            raise ValueError(f"RLE counts sum to {runs.sum()}, expected {h}x{w}={h * w}")
+        return coco_mask.frPyObjects({"size": [h, w], "counts": runs.tolist()}, h, w)
+    compressed = {"size": [h, w], "counts": counts.encode("ascii") if isinstance(counts, str) else counts}
+    if h * w:
+        # Runs that fill H*W pixels overrun a mask one pixel smaller; shorter ones fit in it.
+        try:
+            coco_mask.decode({"size": [h * w - 1, 1], "counts": compressed["counts"]})
+        except ValueError:
+            pass
+        else:
+            raise ValueError(f"RLE counts sum to less than {h}x{w}={h * w}")
+    return compressed
+
+
+def rle_decode(rle: Mapping) -> np.ndarray:
+    """COCO RLE (uncompressed list or compressed string counts) -> bool [H,W]; ValueError when the runs do
+    not cover exactly H*W pixels."""
+    return coco_mask.decode(_to_pycocotools(rle)).astype(bool)
 
 
 def counts_to_rle_string(counts: Sequence[int]) -> str:
-    """COCO's compressed counts (pycocotools rleToString): deltas to counts[i-2] after the first two,
-    5 bits per character with a continuation bit, offset by 48."""
-    out = []
-    for i, x in enumerate(counts):
-        x = int(x) - (int(counts[i - 2]) if i > 2 else 0)
-        more = True
-        while more:
-            c = x & 0x1F
-            x >>= 5  # arithmetic shift, as the C code's signed long
-            more = x != -1 if c & 0x10 else x != 0
-            out.append(chr(c + 48 + (0x20 if more else 0)))
-    return "".join(out)
+    """Uncompressed counts -> COCO's compressed counts string (pycocotools rleToString)."""
+    total = int(np.sum(counts, dtype=np.int64))
+    rle = coco_mask.frPyObjects({"size": [total, 1], "counts": [int(c) for c in counts]}, total, 1)
+    return rle["counts"].decode("ascii")
 
 
-def rle_string_to_counts(s: str | bytes) -> list[int]:
-    """Inverse of counts_to_rle_string (pycocotools rleFrString)."""
-    if isinstance(s, bytes):
-        s = s.decode("ascii")
-    counts: list[int] = []
-    p = 0
-    while p < len(s):
-        x, k, more = 0, 0, True
-        while more:
-            c = ord(s[p]) - 48
-            x |= (c & 0x1F) << (5 * k)
-            more = bool(c & 0x20)
-            p += 1
-            k += 1
-            if not more and c & 0x10:
-                x |= -1 << (5 * k)
-        if len(counts) > 2:
-            x += counts[-2]
-        counts.append(x)
-    return counts
+def rle_string_to_counts(s: str | bytes, size: Sequence[int]) -> list[int]:
+    """COCO compressed counts string of a mask of size [H, W] -> its uncompressed counts (the runs of the
+    decoded mask; pycocotools has no call that returns the counts themselves, so H*W must be known)."""
+    mask = rle_decode({"size": list(size), "counts": s})
+    return rle_encode(mask)["counts"]
 
 
 def polygons_to_mask(polygons: Sequence[Sequence[float]], height: int, width: int) -> np.ndarray:
     """COCO polygons ([x0, y0, x1, y1, ...] in pixel-corner coordinates; several parts = union) -> bool [H,W].
 
-    A pixel is in when at least half of it is covered: the polygons are filled at 4x resolution and
-    area-averaged, because cv2.fillPoly alone includes every pixel its edges touch (masks one pixel too wide).
+    Rasterised by pycocotools (a pixel is in when its centre is inside, to a fifth of a pixel), as COCO's
+    own masks were. Parts with fewer than three points are ignored: pycocotools would read a 4-number part
+    as a box.
     """
-    mask = np.zeros((height, width), bool)
-    parts = [np.asarray(p, np.float64).reshape(-1, 2) for p in polygons if len(p) >= 6]
+    parts = [[float(v) for v in p] for p in polygons if len(p) >= 6]
     if not parts:
-        return mask
-    corners = np.concatenate(parts)
-    x0, y0 = np.clip(np.floor(corners.min(0)).astype(int), 0, [width, height])
-    x1, y1 = np.clip(np.ceil(corners.max(0)).astype(int), 0, [width, height])
-    if x1 <= x0 or y1 <= y0:
-        return mask
-    scale = 4
-    fine = np.zeros(((y1 - y0) * scale, (x1 - x0) * scale), np.uint8)
-    for part in parts:  # one call per part: fillPoly's even-odd rule would cut overlaps out of the union
-        fixed = np.round(((part - [x0, y0]) * scale - 0.5) * 16).astype(np.int32)
-        cv2.fillPoly(fine, [fixed], 255, cv2.LINE_8, 4)
-    mask[y0:y1, x0:x1] = cv2.resize(fine, (x1 - x0, y1 - y0), interpolation=cv2.INTER_AREA) >= 128
-    return mask
+        return np.zeros((height, width), bool)
+    union = coco_mask.merge(coco_mask.frPyObjects(parts, height, width))
+    return coco_mask.decode(union).astype(bool)
 
 
 def segmentation_to_mask(segmentation, height: int, width: int) -> np.ndarray:
@@ -177,9 +171,7 @@ def export_coco(
             mask = scene.mask(o.id)
             ann_id = len(annotations) + 1
             ann_of_object[o.id] = ann_id
-            rle = rle_encode(mask)
-            if compressed_rle:
-                rle["counts"] = counts_to_rle_string(rle["counts"])
+            rle = mask_to_rle_string(mask) if compressed_rle else rle_encode(mask)
             x0, y0, x1, y1 = o.bbox
             bbox = [x0, y0, x1 - x0, y1 - y0]
             cat = voc.class_index(o.class_name) + 1

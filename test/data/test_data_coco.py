@@ -7,8 +7,8 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from pmp_ros.data import vocabulary as voc
-from pmp_ros.data.coco import (CocoDataset, counts_to_rle_string, export_coco, polygons_to_mask,
-                               read_depth_png, read_panoptic_png, rle_decode, rle_encode,
+from pmp_ros.data.coco import (CocoDataset, counts_to_rle_string, export_coco, mask_to_rle_string,
+                               polygons_to_mask, read_depth_png, read_panoptic_png, rle_decode, rle_encode,
                                rle_string_to_counts)
 from pmp_ros.data.instructions import generate_instructions
 from pmp_ros.data.world import TabletopWorld, WorldConfig
@@ -23,7 +23,8 @@ def test_rle_round_trip(mask):
     assert sum(rle["counts"]) == mask.size and rle["size"] == list(mask.shape)
     np.testing.assert_array_equal(rle_decode(rle), mask)
     compressed = {"size": rle["size"], "counts": counts_to_rle_string(rle["counts"])}
-    assert rle_string_to_counts(compressed["counts"]) == rle["counts"]
+    assert mask_to_rle_string(mask) == compressed
+    assert rle_string_to_counts(compressed["counts"], rle["size"]) == rle["counts"]
     np.testing.assert_array_equal(rle_decode(compressed), mask)
 
 
@@ -33,7 +34,15 @@ def test_rle_is_column_major_starting_with_zeros():
     assert rle_encode(~mask)["counts"] == [2, 1, 1]
     # Large deltas use several characters and negative deltas the sign bit.
     counts = [5, 1000, 3, 40, 2, 7]
-    assert rle_string_to_counts(counts_to_rle_string(counts)) == counts
+    assert rle_string_to_counts(counts_to_rle_string(counts), [sum(counts), 1]) == counts
+
+
+@pytest.mark.parametrize("counts", [[2, 3], [2, 3, 2]])  # short of and past a 2x3 mask
+def test_rle_that_does_not_fill_the_mask_is_an_error(counts):
+    with pytest.raises(ValueError):
+        rle_decode({"size": [2, 3], "counts": counts})
+    with pytest.raises(ValueError):
+        rle_decode({"size": [2, 3], "counts": counts_to_rle_string(counts)})
 
 
 def test_polygon_mask():

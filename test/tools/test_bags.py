@@ -2,14 +2,18 @@
 trip, real photos, and damaged bags (truncated mcap salvage, corrupt sqlite3, wrong and unknown types)."""
 
 import os
+import shutil
 
 import numpy as np
 import pytest
+from mcap.reader import make_reader
+from mcap.writer import CompressionType, Writer
 
 from pmp_ros.data.world import TabletopWorld
 from pmp_ros.tools.bag_storage import inspect_bag
 from pmp_ros.tools.bag_writer import main as write_bag_main, write_bag
 from pmp_ros.tools.bags import BagTopics, deserialize, header_stamp, truth_from_message
+from pmp_ros.tools.mcap_salvage import salvage_mcap
 from pmp_ros.tools.photos import photo_stream
 from pmp_ros.tools.sequence import SequenceConfig, procedural_stream
 
@@ -84,6 +88,83 @@ def test_truncated_mcap_is_read_up_to_the_damage(tmp_path):
     assert any("cannot open bag" in p for p in contents.problems)
     assert any("record by record" in p for p in contents.problems)
     assert [header_stamp(m.data) for m in images] == [divmod(f.stamp_ns, 10**9) for f in frames[:len(images)]]
+
+
+def _chunks(path):
+    """Chunk indexes of a complete mcap file (offset, length, first and last message log time)."""
+    with open(path, "rb") as f:
+        return make_reader(f).get_summary().chunk_indexes
+
+
+def test_mcap_cut_in_the_middle_of_a_chunk_keeps_that_chunks_first_messages(tmp_path):
+    frames = list(procedural_stream(SequenceConfig(seconds=0.3)))
+    write_bag(tmp_path / "bag", frames, "mcap")
+    (tmp_path / "bag" / "metadata.yaml").unlink()
+    (mcap,) = (tmp_path / "bag").glob("*.mcap")
+    second = _chunks(mcap)[1]
+    # The same recording cut where the second chunk starts, for comparison.
+    shutil.copytree(tmp_path / "bag", tmp_path / "at_chunk")
+    os.truncate(tmp_path / "at_chunk" / mcap.name, second.chunk_start_offset)
+    os.truncate(mcap, second.chunk_start_offset + second.chunk_length // 2)
+
+    contents, source = inspect_bag(tmp_path / "bag", BagTopics())
+    messages = list(source())
+    images = [m for m in messages if m.role == "image"]
+    assert any("is cut off: read its first" in p for p in contents.problems)
+    assert [header_stamp(m.data) for m in images] == [divmod(f.stamp_ns, 10**9) for f in frames[:len(images)]]
+    assert sum(contents.counts.values()) == len(messages)
+    _, before = inspect_bag(tmp_path / "at_chunk", BagTopics())
+    assert len(messages) > len(list(before()))
+
+
+def _write_mcap(path, compression, count, size, chunk_size):
+    """An mcap file of count messages of size random bytes on one channel, log time = index."""
+    rng = np.random.default_rng(0)
+    payloads = [rng.bytes(size) for _ in range(count)]  # incompressible: chunks stay about chunk_size
+    with open(path, "wb") as f:
+        writer = Writer(f, chunk_size=chunk_size, compression=compression)
+        writer.start()
+        schema = writer.register_schema("std_msgs/msg/String", "ros2msg", b"string data")
+        channel = writer.register_channel("/data", "cdr", schema)
+        for i, payload in enumerate(payloads):
+            writer.add_message(channel, log_time=i, data=payload, publish_time=i)
+        writer.finish()
+    return payloads
+
+
+@pytest.mark.parametrize("compression", list(CompressionType), ids=lambda c: c.name.lower())
+def test_salvage_of_a_chunk_cut_in_the_middle_gives_its_whole_messages_before_the_cut(tmp_path, compression):
+    path = tmp_path / "cut.mcap"
+    payloads = _write_mcap(path, compression, count=120, size=20_000, chunk_size=1 << 20)
+    first, second = _chunks(path)[:2]
+    os.truncate(path, second.chunk_start_offset + second.chunk_length // 2)
+    result, records = salvage_mcap(path)
+    messages = list(records)
+    assert result.channels == {1: ("/data", "std_msgs/msg/String")}
+    # Every message of the first chunk and some of the second: zstd and lz4 give theirs up to the last
+    # complete compressed block (128 and 64 KiB here), the uncompressed chunk up to the last whole record.
+    assert first.message_end_time + 1 < len(messages) <= second.message_end_time
+    assert messages == [(1, i, payloads[i]) for i in range(len(messages))]
+    assert result.counts == {1: len(messages)} and result.start_ns == 0
+    assert len(result.problems) == 1 and "is cut off" in result.problems[0]
+
+
+@pytest.mark.parametrize("compression", list(CompressionType), ids=lambda c: c.name.lower())
+def test_salvage_of_a_file_cut_anywhere_gives_a_prefix_of_its_messages(tmp_path, compression):
+    whole = tmp_path / "whole.mcap"
+    payloads = _write_mcap(whole, compression, count=40, size=300, chunk_size=4096)
+    data = whole.read_bytes()
+    cut = tmp_path / "cut.mcap"
+    read = []
+    for length in [*range(0, len(data), 23), len(data)]:
+        cut.write_bytes(data[:length])
+        result, records = salvage_mcap(cut)
+        messages = list(records)
+        assert messages == [(1, i, payloads[i]) for i in range(len(messages))]
+        assert sum(result.counts.values()) == len(messages)
+        assert (result.problems == []) == (length == len(data))
+        read.append(len(messages))
+    assert read == sorted(read) and read[-1] == len(payloads)
 
 
 def test_corrupt_sqlite_bag_gives_a_clear_message(tmp_path):
