@@ -41,9 +41,10 @@ LOG_THROTTLE_S = 5.0
 DEPTH_WINDOW = 5  # pixels around the interior point whose median depth is used
 # Settings of the Predictor's InferenceConfig that follow a parameter of the same name at run time.
 INFERENCE_PARAMETERS = ("score_threshold", "mask_threshold", "max_instances")
-# Largest rgb8 frame that arrived every time over best-effort QoS with config/fastdds.xml (16 MiB shared
-# memory segment); larger ones arrive sometimes or never, and neither side reports it. Measured with
-# bench/bench_frame_size.py (docs/node.md); reliable QoS carried the largest image the node accepts.
+# Largest rgb8 frame (MB, rounded down) that arrived every time over best-effort QoS with config/fastdds.xml
+# (16 MiB shared-memory segment); larger ones arrive sometimes or never, and neither side reports it.
+# Measured with bench/bench_frame_size.py (docs/node.md); reliable QoS carried the largest image the node
+# accepts.
 BEST_EFFORT_MAX_FRAME_MB = 16
 # Seconds a publisher on the image topic may deliver nothing before the diagnostics and the log say so.
 NO_IMAGE_WARNING_S = 5.0
@@ -157,8 +158,9 @@ class SegmenterNode(Node):
             if best_effort:
                 self.get_logger().warning(
                     f"image_reliability best_effort: raw frames larger than about {BEST_EFFORT_MAX_FRAME_MB} MB "
-                    f"(4000x3000 rgb8 is 36 MB) do not arrive over best-effort DDS with config/fastdds.xml, and "
-                    f"nothing reports it; for such cameras set image_reliability:=reliable (docs/node.md)")
+                    f"(4000x3000 rgb8 is 36 MB) arrive sometimes or never over best-effort DDS with "
+                    f"config/fastdds.xml, and nothing reports it; for such cameras set "
+                    f"image_reliability:=reliable (docs/node.md)")
         self.create_subscription(String, interface.INSTRUCTION_TOPIC, self._on_instruction, _qos(1, True, True))
         if p["use_depth"]:
             self.create_subscription(Image, interface.DEPTH_TOPIC,

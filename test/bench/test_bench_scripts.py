@@ -40,6 +40,14 @@ def test_bench_node(tmp_path):
     assert (tmp_path / "node.json").is_file()
 
 
+def test_bench_frame_size(tmp_path):
+    pytest.importorskip("sensor_msgs.msg")
+    out = run("bench_frame_size.py", "--resolutions", "320x240,640x480", "--repeats", "1",
+              "--json", str(tmp_path / "frame_size.json"))
+    assert "largest rgb8 frame that arrived every time" in out and "best_effort" in out and "reliable" in out
+    assert (tmp_path / "frame_size.json").is_file()
+
+
 def test_profile_node():
     pytest.importorskip("pmp_ros_msgs.msg")
     if not (shutil.which("py-spy") or Path(sys.executable).with_name("py-spy").is_file()):

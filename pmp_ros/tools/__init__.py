@@ -1,1 +1,0 @@
-"""Console commands: demo, eval-bag, bag writer, FC-CLIP converter."""
