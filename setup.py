@@ -12,10 +12,10 @@ CONSOLE_SCRIPTS = [
     "pmp-train-clip = pmp_ros.train.clip_pretrain:main",
     "pmp-train = pmp_ros.train.train_pmp:main",
     "pmp-eval = pmp_ros.eval.cli:main",
-    "pmp-convert-fcclip = pmp_ros.tools.convert_fcclip:main",
-    "pmp-write-bag = pmp_ros.tools.bag_writer:main",
-    "pmp-eval-bag = pmp_ros.tools.eval_bag:main",
-    "pmp-demo = pmp_ros.tools.demo:main",
+    "pmp-convert-fcclip = pmp_ros.model.fcclip_import:main",
+    "pmp-write-bag = pmp_ros.bags.writer:main",
+    "pmp-eval-bag = pmp_ros.bags.evaluate:main",
+    "pmp-demo = pmp_ros.demo:main",
 ]
 
 setup(

@@ -50,7 +50,7 @@ def receive(reliability: str) -> None:
     from rclpy.executors import ExternalShutdownException
     from sensor_msgs.msg import Image
 
-    from pmp_ros.tools.bags import header_stamp
+    from pmp_ros.bags.messages import header_stamp
 
     rclpy.init()
     node = rclpy.create_node("pmp_frame_size_receiver")

@@ -226,7 +226,7 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> None:
     args = parse_args()
-    from pmp_ros.tools.node_process import NodeProcess
+    from pmp_ros.ros.process import NodeProcess
 
     with tempfile.TemporaryDirectory(prefix="pmp_bench_node_") as folder:
         run_dir = Path(folder)

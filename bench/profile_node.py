@@ -76,7 +76,7 @@ def main() -> None:
     py_spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
     if not Path(py_spy).is_file():
         raise SystemExit("py-spy not found: install it with `.venv/bin/pip install py-spy`")
-    from pmp_ros.tools.node_process import NodeProcess
+    from pmp_ros.ros.process import NodeProcess
 
     with tempfile.TemporaryDirectory(prefix="pmp_profile_node_") as folder:
         run_dir = Path(folder)

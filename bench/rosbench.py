@@ -21,7 +21,6 @@ from pmp_ros.ros import interface
 from pmp_ros.ros.environment import configure_dds_environment
 
 DISCOVERY_TIMEOUT_S = 30.0
-NODE_NAME = "pmp_segmenter"
 
 
 def isolate(run_dir: Path, domain_id: int | None = None) -> int:
@@ -127,7 +126,7 @@ class BenchClient:
 
     def _on_diagnostics(self, msg) -> None:
         for status in msg.status:
-            if status.name.startswith(NODE_NAME):
+            if status.name == interface.diagnostics_status_name():
                 with self._lock:
                     self.diagnostics = (time.monotonic(), {kv.key: kv.value for kv in status.values})
 

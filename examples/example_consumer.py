@@ -1,6 +1,6 @@
 """Example downstream consumer: prints the 3D target of every labelled_points message.
 
-    python -m pmp_ros.tools.example_consumer --ros-args -r labelled_points:=/perception/labelled_points
+    python examples/example_consumer.py --ros-args -r labelled_points:=/perception/labelled_points
 """
 
 from __future__ import annotations

@@ -33,12 +33,12 @@ from pmp_ros.ros.environment import configure_dds_environment
 from pmp_ros.ros.image_conversion import image_to_rgb8
 from pmp_ros.ros.messages import instance_colour
 from pmp_ros.ros.node import DEFAULT_MODEL
-from pmp_ros.tools.bag_player import FrameLog, Player
-from pmp_ros.tools.bag_storage import BagMessage
-from pmp_ros.tools.bags import frame_messages, prediction_from_messages, truth_from_message
-from pmp_ros.tools.node_process import NodeProcess, pick_domains
-from pmp_ros.tools.sequence import SequenceConfig, StreamFrame, procedural_stream
-from pmp_ros.tools.stop_signals import Interrupted, stop_signals
+from pmp_ros.bags.player import FrameLog, Player
+from pmp_ros.bags.storage import BagMessage
+from pmp_ros.bags.messages import frame_messages, prediction_from_messages, truth_from_message
+from pmp_ros.ros.process import NodeProcess, pick_domains
+from pmp_ros.data.streams import SequenceConfig, StreamFrame, procedural_stream
+from pmp_ros.ros.stop_signals import Interrupted, stop_signals
 
 MIN_AREA = 150  # pixels: a target must be clearly visible for the demo
 SEARCH_SEEDS = 2000

@@ -6,7 +6,7 @@ import time
 import imageio.v2 as imageio
 import pytest
 
-from pmp_ros.tools import demo
+from pmp_ros import demo
 
 
 @pytest.fixture(scope="module")

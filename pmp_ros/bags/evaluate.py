@@ -31,11 +31,11 @@ from tqdm import tqdm
 from pmp_ros.eval.frame_metrics import aggregate_instruction_metrics, instruction_frame_metrics
 from pmp_ros.eval.report import latency_summary, write_bag_report
 from pmp_ros.ros.environment import configure_dds_environment
-from pmp_ros.tools.bag_player import Playback, Player
-from pmp_ros.tools.bag_storage import BagContents, BagMessage, inspect_bag
-from pmp_ros.tools.bags import COMPRESSED_TYPE, STRING_TYPE, BagTopics, prediction_from_messages, truth_from_message
-from pmp_ros.tools.node_process import NodeProcess, pick_domains
-from pmp_ros.tools.stop_signals import Interrupted, handle_stop_signals, raising, stop_signals
+from pmp_ros.bags.player import Playback, Player
+from pmp_ros.bags.storage import BagContents, BagMessage, inspect_bag
+from pmp_ros.bags.messages import COMPRESSED_TYPE, STRING_TYPE, BagTopics, prediction_from_messages, truth_from_message
+from pmp_ros.ros.process import NodeProcess, pick_domains
+from pmp_ros.ros.stop_signals import Interrupted, handle_stop_signals, raising, stop_signals
 
 
 @dataclass

@@ -27,7 +27,7 @@ from std_msgs.msg import Header, String
 from pmp_ros.eval.frame_metrics import FramePrediction, FrameTruth
 from pmp_ros.ros import interface
 from pmp_ros.ros.image_conversion import array_to_image, image_to_array, label_image_to_msg
-from pmp_ros.tools.sequence import StreamFrame
+from pmp_ros.data.streams import StreamFrame
 from pmp_ros_msgs.msg import GroundTruth, GroundTruthObject, LabelledPointArray, SegmentationResult
 
 GT_TOPIC = "/ground_truth"

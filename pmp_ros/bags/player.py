@@ -26,8 +26,8 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import String
 
 from pmp_ros.ros import interface
-from pmp_ros.tools.bag_storage import BagMessage
-from pmp_ros.tools.bags import GT_TYPE, deserialize, header_stamp, stamp_key
+from pmp_ros.bags.storage import BagMessage
+from pmp_ros.bags.messages import GT_TYPE, deserialize, header_stamp, stamp_key
 from pmp_ros_msgs.msg import LabelledPointArray, SegmentationResult
 
 DISCOVERY_TIMEOUT_S = 30.0

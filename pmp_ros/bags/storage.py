@@ -16,8 +16,8 @@ from pathlib import Path
 from rosbags.rosbag2 import Reader, StoragePlugin, Writer
 from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 
-from pmp_ros.tools.bags import ROLE_TYPES, BagTopics
-from pmp_ros.tools.mcap_salvage import salvage_mcap
+from pmp_ros.bags.messages import ROLE_TYPES, BagTopics
+from pmp_ros.bags.salvage import salvage_mcap
 
 STORAGES = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}
 BAG_VERSION = 8  # understood by Humble and later

@@ -3,7 +3,7 @@
     pmp-write-bag bags/world_10s --seconds 10 --storage mcap
     pmp-write-bag bags/photos --source photos --storage sqlite3
 
-Topics and the ground-truth format: pmp_ros/tools/bags.py and docs/bags.md. Each message's bag time is
+Topics and the ground-truth format: pmp_ros/bags/messages.py and docs/bags.md. Each message's bag time is
 its header stamp, so a player reproduces the camera's timing.
 """
 
@@ -17,9 +17,9 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from pmp_ros.tools.bag_storage import STORAGES, BagWriter
-from pmp_ros.tools.bags import BagTopics, frame_messages
-from pmp_ros.tools.sequence import SequenceConfig, StreamFrame, procedural_stream
+from pmp_ros.bags.storage import STORAGES, BagWriter
+from pmp_ros.bags.messages import BagTopics, frame_messages
+from pmp_ros.data.streams import SequenceConfig, StreamFrame, procedural_stream
 
 
 def write_bag(path: Path, frames: Iterable[StreamFrame], storage: str = "mcap", topics: BagTopics = BagTopics(),
@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         shutil.rmtree(args.output)
     if args.source == "photos":
-        from pmp_ros.tools.photos import photo_stream
+        from pmp_ros.data.photos import photo_stream
 
         frames, total = photo_stream(args.fps or 10.0, args.seconds_per_photo), None
     else:

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from pmp_ros.tools.sequence import MM_PER_M, StreamFrame, TruthObject, targets_of
+from pmp_ros.data.streams import MM_PER_M, StreamFrame, TruthObject, targets_of
 
 UNKNOWN_CENTRE = (float("nan"),) * 3
 

@@ -31,8 +31,13 @@ from tqdm import tqdm
 from pmp_ros.data import splits, vocabulary
 from pmp_ros.data.instructions import Instruction, InstructionParseError, generate_instructions, parse_instruction
 from pmp_ros.data.world import Scene, TabletopWorld, WorldConfig
-from pmp_ros.eval.frame_metrics import (FramePrediction, FrameTruth, aggregate_instruction_metrics,
-                                        instruction_frame_metrics, summarise_targets)
+from pmp_ros.eval.frame_metrics import (
+    FramePrediction,
+    FrameTruth,
+    aggregate_instruction_metrics,
+    instruction_frame_metrics,
+    summarise_targets,
+)
 from pmp_ros.eval.proposals import binarise_queries, covering_ranks, recall_at_k
 from pmp_ros.eval.semantic import accumulate_confusion, new_confusion, semantic_metrics
 from pmp_ros.geometry import locate_instances

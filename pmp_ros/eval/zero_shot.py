@@ -13,8 +13,8 @@ import torch
 import torch.nn.functional as F
 
 from pmp_ros.data import splits, vocabulary
-from pmp_ros.data.world import TabletopWorld
 from pmp_ros.data.crops import object_crops
+from pmp_ros.data.world import TabletopWorld
 
 
 @torch.no_grad()

@@ -26,6 +26,12 @@ MARKERS_TOPIC = "markers"  # visualization_msgs/MarkerArray, only while subscrib
 DIAGNOSTICS_TOPIC = "/diagnostics"  # diagnostic_msgs/DiagnosticArray (the standard absolute topic)
 
 
+def diagnostics_status_name(node_fully_qualified_name: str = "/" + NODE_NAME) -> str:
+    """The name of the node's DiagnosticStatus: its fully qualified name tells two nodes apart on the one
+    /diagnostics topic (e.g. two cameras)."""
+    return f"{node_fully_qualified_name}: segmentation"
+
+
 @dataclass(frozen=True)
 class Parameter:
     """A node parameter: its default, meaning, allowed values and whether it may change at run time."""

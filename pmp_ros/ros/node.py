@@ -347,9 +347,9 @@ class SegmenterNode(Node):
         if silence:
             self.get_logger().warning(silence, throttle_duration_sec=LOG_THROTTLE_S)
         level = DiagnosticStatus.WARN if problems else DiagnosticStatus.OK
-        # The fully qualified name tells two nodes apart on the one /diagnostics topic (e.g. two cameras).
         self.diagnostics_pub.publish(messages.diagnostics(self.get_clock().now().to_msg(),
-                                                          f"{self.get_fully_qualified_name()}: segmentation",
+                                                          interface.diagnostics_status_name(
+                                                              self.get_fully_qualified_name()),
                                                           str(self.predictor.device), level,
                                                           "; ".join(problems) or "segmenting", values))
 

@@ -1,6 +1,6 @@
 """Copy a trained checkpoint to where the node looks for it, with inference settings chosen on validation.
 
-    python -m pmp_ros.tools.ship_model runs/pmp_s0/model.safetensors models/pmp_default.safetensors \
+    python -m pmp_ros.train.ship_model runs/pmp_s0/model.safetensors models/pmp_default.safetensors \
         --score-threshold 0.15
 
 The weights are copied unchanged; only the inference section of the embedded config is replaced.

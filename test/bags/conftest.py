@@ -1,4 +1,4 @@
-"""Fixtures of the tools tests."""
+"""Fixtures of the bag tests."""
 
 import pytest
 from rosbags.rosbag2 import StoragePlugin, Writer

@@ -10,12 +10,12 @@ from mcap.reader import make_reader
 from mcap.writer import CompressionType, Writer
 
 from pmp_ros.data.world import TabletopWorld
-from pmp_ros.tools.bag_storage import inspect_bag
-from pmp_ros.tools.bag_writer import main as write_bag_main, write_bag
-from pmp_ros.tools.bags import BagTopics, deserialize, header_stamp, truth_from_message
-from pmp_ros.tools.mcap_salvage import salvage_mcap
-from pmp_ros.tools.photos import photo_stream
-from pmp_ros.tools.sequence import SequenceConfig, procedural_stream
+from pmp_ros.bags.storage import inspect_bag
+from pmp_ros.bags.writer import main as write_bag_main, write_bag
+from pmp_ros.bags.messages import BagTopics, deserialize, header_stamp, truth_from_message
+from pmp_ros.bags.salvage import salvage_mcap
+from pmp_ros.data.photos import photo_stream
+from pmp_ros.data.streams import SequenceConfig, procedural_stream
 
 SMALL = SequenceConfig(width=96, height=72, seconds=0.3, instruction_seconds=0.1, scene_seconds=0.2)
 

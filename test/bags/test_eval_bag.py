@@ -11,12 +11,12 @@ import torch
 
 from pmp_ros.eval.frame_metrics import (FramePrediction, FrameTruth, aggregate_instruction_metrics,
                                         instruction_frame_metrics)
-from pmp_ros.tools import eval_bag
-from pmp_ros.tools.bag_storage import BagWriter
-from pmp_ros.tools.bag_writer import write_bag
-from pmp_ros.tools.bags import BagTopics, frame_messages
-from pmp_ros.tools.eval_bag import EvalOptions, evaluate_bags
-from pmp_ros.tools.sequence import SequenceConfig, procedural_stream
+from pmp_ros.bags import evaluate as eval_bag
+from pmp_ros.bags.storage import BagWriter
+from pmp_ros.bags.writer import write_bag
+from pmp_ros.bags.messages import BagTopics, frame_messages
+from pmp_ros.bags.evaluate import EvalOptions, evaluate_bags
+from pmp_ros.data.streams import SequenceConfig, procedural_stream
 from ros_harness import NodeProcess, python_module
 
 # 12 frames, two scenes, an instruction change every 3 frames; small images keep the node fast.

@@ -10,7 +10,7 @@ import torch
 
 from pmp_ros.model.config import ModelConfig
 from pmp_ros.model.head import PMPHead
-from pmp_ros.tools.convert_fcclip import (
+from pmp_ros.model.fcclip_import import (
     PMP_PREFIX,
     ConversionError,
     check_backbone_state_dict,

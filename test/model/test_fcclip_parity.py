@@ -13,7 +13,7 @@ from safetensors.torch import load_file
 
 from pmp_ros.model.classifier import MaskPooling, fcclip_ensemble
 from pmp_ros.model.head import PMPHead
-from pmp_ros.tools.convert_fcclip import convert_fcclip_state_dict
+from pmp_ros.model.fcclip_import import convert_fcclip_state_dict
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "fcclip-head"
 CASES = ["320x256_b1"]  # the repository keeps one of the reference's two cases (fixture README)

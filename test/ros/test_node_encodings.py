@@ -97,7 +97,7 @@ class NodeUnderTest:
                                         if transport == "compressed" else (Image, interface.IMAGE_TOPIC))
         self.image_topic = f"{self.namespace}/{image_topic}"
         self.results = client.subscribe(SegmentationResult, f"{self.namespace}/{interface.SEGMENTATION_TOPIC}")
-        self.status_name = f"{self.namespace}/{interface.NODE_NAME}: segmentation"
+        self.status_name = interface.diagnostics_status_name(f"{self.namespace}/{interface.NODE_NAME}")
 
     def connect(self, first_frame):
         """Wait for the node, send the instruction, and the first frame until a result carries the

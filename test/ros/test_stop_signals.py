@@ -14,8 +14,8 @@ import sys
 import pytest
 
 from pmp_ros.ros.node import READY_TEXT
-from pmp_ros.tools.bag_writer import write_bag
-from pmp_ros.tools.sequence import SequenceConfig, procedural_stream
+from pmp_ros.bags.writer import write_bag
+from pmp_ros.data.streams import SequenceConfig, procedural_stream
 from ros_harness import command_line, descendant_pids, process_running, wait_until
 
 STARTUP_TIMEOUT_S = 180.0
@@ -87,7 +87,7 @@ def _check_stopped(code, out, err, pids, signame):
 def test_eval_bag_stops_its_nodes(tmp_path, model_file, bags, signame):
     out = tmp_path / "out"
     # Timed playback at a twentieth of real time: the bags take 20 s, far longer than the test needs.
-    argv = [sys.executable, "-m", "pmp_ros.tools.eval_bag", *map(str, bags), "--jobs", "2", "--rate", "0.05",
+    argv = [sys.executable, "-m", "pmp_ros.bags.evaluate", *map(str, bags), "--jobs", "2", "--rate", "0.05",
             "--model", str(model_file), "--device", "cpu", "--node-param", "cpu_threads:=1", "--no-progress",
             "--out", str(out)]
     code, stdout, stderr, pids = _stop_while_nodes_run(argv, [out / bag.name / "node.log" for bag in bags], 2,
@@ -99,7 +99,7 @@ def test_eval_bag_stops_its_nodes(tmp_path, model_file, bags, signame):
 @pytest.mark.parametrize("signame", HOW)
 def test_demo_stops_its_node(tmp_path, model_file, signame):
     out = tmp_path / "demo"
-    argv = [sys.executable, "-m", "pmp_ros.tools.demo", "--model", str(model_file), "--device", "cpu",
+    argv = [sys.executable, "-m", "pmp_ros.demo", "--model", str(model_file), "--device", "cpu",
             "--frames-per-instruction", "20", "--out", str(out)]
     code, stdout, stderr, pids = _stop_while_nodes_run(argv, [out / "node.log"], 1, signame, tmp_path)
     _check_stopped(code, stdout, stderr, pids, signame)
