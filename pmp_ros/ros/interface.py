@@ -44,9 +44,18 @@ class Parameter:
     max_value: float | None = None
     pattern: str | None = None  # a regular expression a string value must match in full
     dynamic: bool = False
+    # For settings the checkpoint carries (InferenceConfig): the default, meaning "the checkpoint's value".
+    # The checkpoint is the one source of truth; a parameter set to anything else overrides it.
+    from_checkpoint: Any = None
+
+    def is_unset(self, value: Any) -> bool:
+        """Whether `value` leaves the setting to the checkpoint."""
+        return self.from_checkpoint is not None and value == self.from_checkpoint
 
     def validate(self, value: Any) -> str | None:
         """The reason `value` is invalid, or None if it is valid."""
+        if self.is_unset(value):
+            return None
         if self.choices is not None and value not in self.choices:
             return f"{self.name} must be one of {list(self.choices)}, got {value!r}"
         if self.pattern is not None and not re.fullmatch(self.pattern, str(value)):
@@ -65,16 +74,16 @@ PARAMETERS: tuple[Parameter, ...] = (
               pattern=r"auto|cpu|cuda(:\d+)?"),
     Parameter("precision", "auto", "Compute precision: auto (bf16/fp16 autocast on CUDA, fp32 on CPU), fp32, "
               "bf16, fp16", choices=("auto", "fp32", "bf16", "fp16")),
-    Parameter("inference_width", 320, "Width the image is resized to before inference (pixels, multiple of 32 "
-              "is best)", min_value=32, max_value=4096),
-    Parameter("inference_height", 240, "Height the image is resized to before inference (pixels)",
-              min_value=32, max_value=4096),
-    Parameter("score_threshold", 0.15, "Minimum instance score (class probability x mask quality) to publish",
-              min_value=0.0, max_value=1.0, dynamic=True),
-    Parameter("mask_threshold", 0.5, "Mask probability above which a pixel belongs to an instance",
-              min_value=0.0, max_value=1.0, dynamic=True),
-    Parameter("max_instances", 20, "Most instances published per image", min_value=1, max_value=255,
-              dynamic=True),
+    Parameter("inference_width", 0, "Width the image is resized to before inference (pixels, multiple of 32 "
+              "is best); 0 = the checkpoint's", min_value=32, max_value=4096, from_checkpoint=0),
+    Parameter("inference_height", 0, "Height the image is resized to before inference (pixels); 0 = the "
+              "checkpoint's", min_value=32, max_value=4096, from_checkpoint=0),
+    Parameter("score_threshold", -1.0, "Minimum instance score (class probability x mask quality) to publish; "
+              "-1 = the checkpoint's", min_value=0.0, max_value=1.0, dynamic=True, from_checkpoint=-1.0),
+    Parameter("mask_threshold", -1.0, "Mask probability above which a pixel belongs to an instance; -1 = the "
+              "checkpoint's", min_value=0.0, max_value=1.0, dynamic=True, from_checkpoint=-1.0),
+    Parameter("max_instances", 0, "Most instances published per image; 0 = the checkpoint's", min_value=1,
+              max_value=255, dynamic=True, from_checkpoint=0),
     Parameter("context_vocabulary", [""], "Extra class names competing with the prompts (reduces false "
               "positives); [''] = the model's training vocabulary", dynamic=True),
     Parameter("prompt_templates", [""], "Templates for class text embeddings, with {} for the class name; "

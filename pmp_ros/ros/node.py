@@ -39,7 +39,8 @@ DEFAULT_MODEL = "pmp_default.safetensors"
 READY_TEXT = "pmp_segmenter ready"
 LOG_THROTTLE_S = 5.0
 DEPTH_WINDOW = 5  # pixels around the interior point whose median depth is used
-# Settings of the Predictor's InferenceConfig that follow a parameter of the same name at run time.
+# Settings of the Predictor's InferenceConfig that follow a parameter of the same name at run time (left
+# unset, the checkpoint's value applies: interface.Parameter.from_checkpoint).
 INFERENCE_PARAMETERS = ("score_threshold", "mask_threshold", "max_instances")
 # Largest rgb8 frame (MB, rounded down) that arrived every time over best-effort QoS with config/fastdds.xml
 # (16 MiB shared-memory segment); larger ones arrive sometimes or never, and neither side reports it.
@@ -59,7 +60,9 @@ class StartupError(Exception):
 
 def _descriptor(spec: interface.Parameter) -> ParameterDescriptor:
     descriptor = ParameterDescriptor(name=spec.name, description=spec.description, read_only=not spec.dynamic)
-    if isinstance(spec.default, float):
+    if spec.from_checkpoint is not None:
+        pass  # the "checkpoint's value" default lies outside the range: spec.validate checks both
+    elif isinstance(spec.default, float):
         descriptor.floating_point_range = [FloatingPointRange(from_value=float(spec.min_value),
                                                               to_value=float(spec.max_value), step=0.0)]
     elif isinstance(spec.default, int) and not isinstance(spec.default, bool) and spec.min_value is not None:
@@ -103,7 +106,8 @@ class SegmenterNode(Node):
         self._worker = threading.Thread(target=self._work, name="pmp_inference", daemon=True)
         self._worker.start()
         self.get_logger().info(f"{READY_TEXT}: model {self.model_path} (all weights from the checkpoint) on "
-                               f"{self.predictor.device} ({str(self.predictor.dtype).removeprefix('torch.')})")
+                               f"{self.predictor.device} ({str(self.predictor.dtype).removeprefix('torch.')}); "
+                               f"inference settings: {self._describe_inference()}")
 
     # -- startup -------------------------------------------------------------------------------------
     def _declare_parameters(self) -> dict:
@@ -134,9 +138,9 @@ class SegmenterNode(Node):
         silence_random_init = _DropMessage(OPEN_CLIP_RANDOM_INIT)
         logging.getLogger().addFilter(silence_random_init)  # open_clip warns through the root logger
         try:
-            predictor, model_cfg = Predictor.from_checkpoint(
-                self.model_path, p["device"], p["precision"], size=(p["inference_height"], p["inference_width"]),
-                **{name: p[name] for name in INFERENCE_PARAMETERS})
+            predictor, model_cfg = Predictor.from_checkpoint(self.model_path, p["device"], p["precision"])
+            self.checkpoint_inference = model_cfg.inference
+            predictor.cfg = self._inference_settings()
             predictor.warmup()
         except Exception as error:  # any failure to load is fatal and reported as one line
             raise StartupError(f"cannot load model {self.model_path}: {type(error).__name__}: {error}") from None
@@ -186,9 +190,31 @@ class SegmenterNode(Node):
     def _apply_parameters(self, parameters) -> None:
         changes = {parameter.name: parameter.value for parameter in parameters}
         self.params = {**self.params, **changes}
-        inference = {name: value for name, value in changes.items() if name in INFERENCE_PARAMETERS}
-        if inference:
-            self.predictor.cfg = replace(self.predictor.cfg, **inference)
+        if any(name in INFERENCE_PARAMETERS for name in changes):
+            self.predictor.cfg = self._inference_settings()
+            self.get_logger().info(f"inference settings: {self._describe_inference()}")
+
+    def _inference_settings(self):
+        """The checkpoint's InferenceConfig with the parameters that are set (not left to the checkpoint)."""
+        p, specs = self.params, interface.PARAMETERS_BY_NAME
+        overrides = {name: p[name] for name in INFERENCE_PARAMETERS if not specs[name].is_unset(p[name])}
+        height, width = self.checkpoint_inference.size
+        if not specs["inference_height"].is_unset(p["inference_height"]):
+            height = p["inference_height"]
+        if not specs["inference_width"].is_unset(p["inference_width"]):
+            width = p["inference_width"]
+        return replace(self.checkpoint_inference, size=(height, width), **overrides)
+
+    def _describe_inference(self) -> str:
+        """The inference settings in force and where each comes from, e.g. 'score_threshold 0.15 (checkpoint)'."""
+        cfg, p, specs = self.predictor.cfg, self.params, interface.PARAMETERS_BY_NAME
+
+        def source(*names: str) -> str:
+            return "checkpoint" if all(specs[n].is_unset(p[n]) for n in names) else "parameter"
+
+        parts = [f"{name} {getattr(cfg, name)} ({source(name)})" for name in INFERENCE_PARAMETERS]
+        return ", ".join([f"size {cfg.size[1]}x{cfg.size[0]} ({source('inference_width', 'inference_height')})",
+                          *parts])
 
     def _text_settings(self) -> tuple[tuple[str, ...], tuple[str, ...] | None]:
         """(context classes, templates or None = the model's own) from the parameters ([''] = default)."""
@@ -342,6 +368,8 @@ class SegmenterNode(Node):
                   "camera_rate_hz": f"{self.arrivals.rate_hz():.2f}", "bad_images": self.bad_images,
                   "bad_camera_info": self.bad_camera_info, "bad_instructions": self.bad_instructions,
                   "stale_results": self.stale_results, "errors": self.errors, "model": self.model_name,
+                  **{name: getattr(self.predictor.cfg, name) for name in INFERENCE_PARAMETERS},
+                  "inference_size": f"{self.predictor.cfg.size[1]}x{self.predictor.cfg.size[0]}",
                   "device": self.predictor.device, "instruction": target.instruction}
         problems = ([] if target.prompts else ["waiting for a valid instruction"]) + ([silence] if silence else [])
         if silence:

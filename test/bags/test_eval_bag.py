@@ -24,7 +24,8 @@ STREAM = SequenceConfig(width=160, height=120, seconds=0.4, instruction_seconds=
 # A random model labels nearly every query with a training class, and those never become instances; one
 # made-up context class leaves the prompts in charge, so frames have instances to score.
 CONTEXT = ("table",)
-NODE_PARAMS = {"cpu_threads": "1", "score_threshold": "0.0", "context_vocabulary": "['table']"}
+NODE_PARAMS = {"cpu_threads": "1", "score_threshold": "0.0", "context_vocabulary": "['table']",
+               "inference_width": "320", "inference_height": "240"}
 
 
 @pytest.fixture(scope="module")

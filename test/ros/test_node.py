@@ -5,6 +5,7 @@ End-to-end tests use a tiny random-weight model (test/helpers/model_fixtures.py)
 """
 
 import time
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -48,7 +49,7 @@ def test_missing_model_exits_non_zero_with_one_line(tmp_path):
     assert "model file not found" in lines[0] and str(missing) in lines[0]
 
 
-@pytest.mark.parametrize("param, value, reason", [("score_threshold", "1.5", "out of range"),
+@pytest.mark.parametrize("param, value, reason", [("score_threshold", "1.5", "must be <= 1.0"),
                                                   ("device", "gpu0", "must match"),
                                                   ("precision", "int4", "must be one of")])
 def test_invalid_parameter_at_startup_exits_with_one_line(param, value, reason):
@@ -284,10 +285,10 @@ def test_fast_input_drops_frames_without_queueing(session):
     assert int(session.diagnostic("dropped_frames")) > dropped_before
 
 
-def _set_parameters(session, **values):
+def _set_parameters(session, node: str = "/" + interface.NODE_NAME, **values):
     from rcl_interfaces.srv import SetParameters
 
-    client = session.client.node.create_client(SetParameters, f"/{interface.NODE_NAME}/set_parameters")
+    client = session.client.node.create_client(SetParameters, f"{node}/set_parameters")
     assert client.wait_for_service(timeout_sec=15)
     request = SetParameters.Request(parameters=[Parameter(k, value=v).to_parameter_msg() for k, v in values.items()])
     future = client.call_async(request)
@@ -302,6 +303,44 @@ def test_parameter_sets_are_validated_with_reasons(session):
     assert not static.successful
     good, = _set_parameters(session, score_threshold=0.0)
     assert good.successful
+
+
+def _diagnostic_values(ros_client, arrays, node: str, timeout=30.0) -> dict[str, str]:
+    """The values of the next diagnostics status of the node named `node` (fully qualified)."""
+    name = interface.diagnostics_status_name(node)
+    start = len(arrays)
+    wait_until(lambda: any(s.name == name for a in arrays[start:] for s in a.status), timeout, what="diagnostics")
+    status = next(s for a in arrays[start:] for s in a.status if s.name == name)
+    return {kv.key: kv.value for kv in status.values}
+
+
+def test_inference_settings_come_from_the_checkpoint_unless_a_parameter_is_set(tmp_path, ros_client):
+    from model_fixtures import write_small_checkpoint
+
+    from pmp_ros.train.ship_model import main as ship
+
+    model = tmp_path / "shipped.safetensors"  # a checkpoint whose threshold differs from the node's defaults
+    ship([str(write_small_checkpoint(tmp_path / "run.safetensors")), str(model), "--set",
+          "inference.score_threshold=0.33", "inference.max_instances=7"])
+    arrays = ros_client.subscribe(DiagnosticArray, interface.DIAGNOSTICS_TOPIC)
+    # Own namespace: the module's session node (same name) may still be running.
+    node, ns = f"/settings_test/{interface.NODE_NAME}", ["-r", "__ns:=/settings_test"]
+    with NodeProcess(_node_argv(model_path=str(model), device="cpu", cpu_threads=1) + ns,
+                     name="checkpoint_settings") as proc:
+        proc.wait_for_output(READY_TEXT, STARTUP_TIMEOUT_S)
+        values = _diagnostic_values(ros_client, arrays, node)
+        assert (values["score_threshold"], values["max_instances"], values["inference_size"]) == ("0.33", "7", "96x64")
+        assert "score_threshold 0.33 (checkpoint)" in proc.output()
+    with NodeProcess(_node_argv(model_path=str(model), device="cpu", cpu_threads=1, score_threshold=0.2,
+                                inference_width=128) + ns, name="parameter_settings") as proc:
+        proc.wait_for_output(READY_TEXT, STARTUP_TIMEOUT_S)
+        values = _diagnostic_values(ros_client, arrays, node)
+        assert (values["score_threshold"], values["max_instances"], values["inference_size"]) == ("0.2", "7", "128x64")
+        assert "score_threshold 0.2 (parameter)" in proc.output()
+        reset, = _set_parameters(SimpleNamespace(client=ros_client), node, score_threshold=-1.0)  # back to the checkpoint's value at run time
+        assert reset.successful
+        wait_until(lambda: _diagnostic_values(ros_client, arrays, node)["score_threshold"] == "0.33", 30,
+                   what="the checkpoint's threshold after the reset")
 
 
 BAD_ENCODINGS = st.sampled_from(["yuv422", "", "rgb16", "32FC1", "16UC1", "bayer_rggb8", "x" * 300])
