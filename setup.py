@@ -1,10 +1,27 @@
 """pmp_ros: an ament_python package that also installs with plain pip (see README)."""
 
 from glob import glob
+from pathlib import Path
 
 from setuptools import find_packages, setup
 
 PACKAGE = "pmp_ros"
+
+
+def _requirements() -> tuple[list[str], list[str]]:
+    """(runtime, test) requirements: requirements/python.txt before and after its "# tests and tools" line."""
+    runtime, test = [], []
+    current = runtime
+    for line in (Path(__file__).parent / "requirements" / "python.txt").read_text().splitlines():
+        if line.strip() == "# tests and tools":
+            current = test
+        requirement = line.split("#", 1)[0].strip()
+        if requirement:
+            current.append(requirement)
+    return runtime, test
+
+
+RUNTIME_REQUIREMENTS, TEST_REQUIREMENTS = _requirements()
 
 # Console scripts. launch_ros finds them in lib/pmp_ros (setup.cfg).
 CONSOLE_SCRIPTS = [
@@ -23,7 +40,7 @@ setup(
     version="0.1.0",
     description="Instruction-guided open-vocabulary segmentation (Prompt-guided Mask Proposal) for ROS 2",
     license="Apache-2.0",
-    python_requires=">=3.10",
+    python_requires=">=3.11",  # scripts/setup.sh: the PyPI ROS wheels are cp311; ROS distributions 3.11+
     packages=find_packages(include=[PACKAGE, f"{PACKAGE}.*"]),
     package_data={f"{PACKAGE}.model.clip": ["configs/*.json"]},
     data_files=[
@@ -34,27 +51,10 @@ setup(
         (f"share/{PACKAGE}/config/train", glob("config/train/*.yaml")),
         (f"share/{PACKAGE}/models", glob("models/*")),
     ],
-    # Ranges for users; requirements/constraints.txt pins the tested set. ROS packages (rclpy, messages)
-    # come from the ROS distribution or from requirements/ros-pypi.txt, not from here.
-    install_requires=[
-        "numpy>=1.24",
-        "torch>=2.1",
-        "torchvision>=0.16",
-        "open_clip_torch>=2.23",
-        "opencv-python-headless>=4.8",
-        "scipy>=1.10",
-        "safetensors>=0.4",
-        "rosbags>=0.10",
-        "mcap>=1.2,<2",
-        "zstandard>=0.20",
-        "lz4>=4",
-        "pycocotools>=2.0.8,<3",
-        "tqdm>=4.60",
-        "matplotlib>=3.7",
-        "imageio>=2.30",
-        "pyyaml>=6",
-    ],
-    extras_require={"test": ["pytest>=7", "pytest-timeout>=2", "hypothesis>=6"]},
+    # Ranges for users from requirements/python.txt (constraints.txt pins the tested set). ROS packages
+    # (rclpy, messages) come from the ROS distribution or from requirements/ros-pypi.txt, not from here.
+    install_requires=RUNTIME_REQUIREMENTS,
+    extras_require={"test": TEST_REQUIREMENTS},
     entry_points={"console_scripts": CONSOLE_SCRIPTS},
     zip_safe=False,
 )

@@ -30,42 +30,49 @@ import rosbench
 TOPIC = "frame_size_probe"
 RELIABILITIES = ("best_effort", "reliable")
 # (width, height) of common cameras, ascending; 4096x4096 is the node's largest accepted image.
-RESOLUTIONS = ((320, 240), (640, 480), (1280, 720), (1280, 1024), (1920, 1080), (2048, 1536), (2592, 1944),
-               (3264, 2448), (4000, 3000), (4096, 4096))
+RESOLUTIONS = (
+    (320, 240),
+    (640, 480),
+    (1280, 720),
+    (1280, 1024),
+    (1920, 1080),
+    (2048, 1536),
+    (2592, 1944),
+    (3264, 2448),
+    (4000, 3000),
+    (4096, 4096),
+)
 READY = "receiver ready"
 MAX_REPEATS = 20
 
 
 def _qos(reliability: str, depth: int):
-    from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+    from pmp_ros.ros import qos
 
-    return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=depth,
-                      reliability=ReliabilityPolicy.RELIABLE if reliability == "reliable"
-                      else ReliabilityPolicy.BEST_EFFORT)
+    return qos.profile(depth, reliable=reliability == "reliable")
 
 
 def receive(reliability: str) -> None:
     """Receiver process: prints the header stamp (probe id, repeat) of every frame that arrives."""
     import rclpy
-    from rclpy.executors import ExternalShutdownException
     from sensor_msgs.msg import Image
 
     from pmp_ros.bags.messages import header_stamp
+    from pmp_ros.ros.client import spin_until_shutdown
 
     rclpy.init()
     node = rclpy.create_node("pmp_frame_size_receiver")
     # raw: only the header is read, so a 50 MB frame costs no deserialisation here. The depth holds a whole
     # probe, so what is measured is the transport, not frames replaced in the history before being taken.
-    node.create_subscription(Image, TOPIC, lambda data: print("got %d %d" % header_stamp(data), flush=True),
-                             _qos(reliability, MAX_REPEATS), raw=True)
+    node.create_subscription(
+        Image,
+        TOPIC,
+        lambda data: print("got {} {}".format(*header_stamp(data)), flush=True),
+        _qos(reliability, MAX_REPEATS),
+        raw=True,
+    )
     print(READY, flush=True)
-    try:
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
+    spin_until_shutdown(node)
 
 
 class Prober:
@@ -79,8 +86,9 @@ class Prober:
         self.repeats, self.interval, self.timeout = repeats, interval, timeout
         self.received: set[tuple[int, int]] = set()
         self._cond = threading.Condition()
-        self._process = subprocess.Popen([sys.executable, __file__, "--receiver", reliability],
-                                         stdout=subprocess.PIPE, text=True)
+        self._process = subprocess.Popen(
+            [sys.executable, __file__, "--receiver", reliability], stdout=subprocess.PIPE, text=True
+        )
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
         self.context = Context()
@@ -93,12 +101,16 @@ class Prober:
         with self._cond:
             if not self._cond.wait_for(lambda: self._ready, rosbench.DISCOVERY_TIMEOUT_S):
                 raise TimeoutError("the receiver did not start")
-        rosbench.wait_until(lambda: self.publisher.get_subscription_count() > 0, rosbench.DISCOVERY_TIMEOUT_S,
-                            "the receiver's subscription")
+        rosbench.wait_until(
+            lambda: self.publisher.get_subscription_count() > 0,
+            rosbench.DISCOVERY_TIMEOUT_S,
+            "the receiver's subscription",
+        )
         # The publisher may see the subscription before the receiver sees the publisher, and until then
         # frames are lost: small frames until one arrives, so probes measure only their size.
-        rosbench.wait_until(lambda: self.arrived(8, 8, repeats=1, timeout=0.5), rosbench.DISCOVERY_TIMEOUT_S,
-                            "a first frame to arrive")
+        rosbench.wait_until(
+            lambda: self.arrived(8, 8, repeats=1, timeout=0.5), rosbench.DISCOVERY_TIMEOUT_S, "a first frame to arrive"
+        )
 
     _ready = False
 
@@ -149,10 +161,19 @@ def measure(reliability: str, args: argparse.Namespace) -> tuple[list[dict], dic
 
     def probe(width: int, height: int, stage: str) -> bool:
         got = prober.arrived(width, height)
-        rows.append({"reliability": reliability, "stage": stage, "size": f"{width}x{height}",
-                     "mbytes": 3 * width * height / 1e6, "sent": args.repeats, "arrived": got})
-        print(f"  {reliability}: {width}x{height} ({3 * width * height / 1e6:.2f} MB): {got}/{args.repeats}",
-              flush=True)
+        rows.append(
+            {
+                "reliability": reliability,
+                "stage": stage,
+                "size": f"{width}x{height}",
+                "mbytes": 3 * width * height / 1e6,
+                "sent": args.repeats,
+                "arrived": got,
+            }
+        )
+        print(
+            f"  {reliability}: {width}x{height} ({3 * width * height / 1e6:.2f} MB): {got}/{args.repeats}", flush=True
+        )
         return got == args.repeats
 
     try:
@@ -179,22 +200,35 @@ def measure(reliability: str, args: argparse.Namespace) -> tuple[list[dict], dic
                 largest = (width, low)
     finally:
         prober.close()
-    limit = {"reliability": reliability, "largest": None if largest is None else f"{largest[0]}x{largest[1]}",
-             "largest_bytes": None if largest is None else 3 * largest[0] * largest[1],
-             "all_probed_arrived": failed is None}
+    limit = {
+        "reliability": reliability,
+        "largest": None if largest is None else f"{largest[0]}x{largest[1]}",
+        "largest_bytes": None if largest is None else 3 * largest[0] * largest[1],
+        "all_probed_arrived": failed is None,
+    }
     return rows, limit
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--reliability", choices=(*RELIABILITIES, "both"), default="both")
-    parser.add_argument("--repeats", type=int, default=5, choices=range(1, MAX_REPEATS + 1), metavar="1..20",
-                        help="frames per probe; all must arrive")
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=5,
+        choices=range(1, MAX_REPEATS + 1),
+        metavar="1..20",
+        help="frames per probe; all must arrive",
+    )
     parser.add_argument("--interval", type=float, default=0.1, help="seconds between the frames of a probe")
     parser.add_argument("--timeout", type=float, default=3.0, help="seconds to wait for the last frame")
     parser.add_argument("--bisect-steps", type=int, default=8)
-    parser.add_argument("--resolutions", type=lambda text: [benchlib.parse_size(size) for size in text.split(",")],
-                        default=RESOLUTIONS, help="WxH,WxH,... ascending (default: common cameras up to 4096x4096)")
+    parser.add_argument(
+        "--resolutions",
+        type=lambda text: [benchlib.parse_size(size) for size in text.split(",")],
+        default=RESOLUTIONS,
+        help="WxH,WxH,... ascending (default: common cameras up to 4096x4096)",
+    )
     parser.add_argument("--domain-id", type=int)
     parser.add_argument("--json", type=Path)
     parser.add_argument("--receiver", choices=RELIABILITIES, help=argparse.SUPPRESS)
@@ -206,19 +240,37 @@ def main() -> int:
     domain = rosbench.isolate(run_dir, args.domain_id)
     import os
 
-    info = benchlib.machine({"ros_domain_id": domain, "fastdds_profile": os.environ.get("FASTDDS_DEFAULT_PROFILES_FILE")})
+    info = benchlib.machine(
+        {"ros_domain_id": domain, "fastdds_profile": os.environ.get("FASTDDS_DEFAULT_PROFILES_FILE")}
+    )
     benchlib.print_machine(info)
     rows, limits = [], []
     for reliability in RELIABILITIES if args.reliability == "both" else (args.reliability,):
         probe_rows, limit = measure(reliability, args)
         rows += probe_rows
         limits.append(limit)
-    benchlib.print_table("probes (rgb8 frames; arrived of sent)", rows,
-                         [("reliability", "reliability", ""), ("stage", "stage", ""), ("size", "size", ""),
-                          ("mbytes", "MB", ".2f"), ("arrived", "arrived", "d"), ("sent", "sent", "d")])
-    benchlib.print_table("largest rgb8 frame that arrived every time", limits,
-                         [("reliability", "reliability", ""), ("largest", "size", ""),
-                          ("largest_bytes", "bytes", "d"), ("all_probed_arrived", "all probed arrived", "")])
+    benchlib.print_table(
+        "probes (rgb8 frames; arrived of sent)",
+        rows,
+        [
+            ("reliability", "reliability", ""),
+            ("stage", "stage", ""),
+            ("size", "size", ""),
+            ("mbytes", "MB", ".2f"),
+            ("arrived", "arrived", "d"),
+            ("sent", "sent", "d"),
+        ],
+    )
+    benchlib.print_table(
+        "largest rgb8 frame that arrived every time",
+        limits,
+        [
+            ("reliability", "reliability", ""),
+            ("largest", "size", ""),
+            ("largest_bytes", "bytes", "d"),
+            ("all_probed_arrived", "all probed arrived", ""),
+        ],
+    )
     benchlib.write_json(args.json, {"machine": info, "probes": rows, "limits": limits})
     return 0
 

@@ -44,9 +44,14 @@ class StageTimer:
         fn()
         end = time.perf_counter()
         m = self.marks
-        stages = {"preprocess": m["backbone_start"] - start, "backbone": m["backbone_end"] - m["backbone_start"],
-                  "head": m["head_end"] - m["head_start"], "ensemble": m["model_end"] - m["head_end"],
-                  "postprocess": end - m["model_end"], "total": end - start}
+        stages = {
+            "preprocess": m["backbone_start"] - start,
+            "backbone": m["backbone_end"] - m["backbone_start"],
+            "head": m["head_end"] - m["head_start"],
+            "ensemble": m["model_end"] - m["head_end"],
+            "postprocess": end - m["model_end"],
+            "total": end - start,
+        }
         for stage, seconds in stages.items():
             self.samples[stage].append(seconds)
 
@@ -55,12 +60,13 @@ def parameter_counts(segmenter: torch.nn.Module) -> list[dict]:
     """Parameters per module (each counted once; 'other' = the void embedding and anything unlisted)."""
     pmp = list(segmenter.head.pmp_parameters())
     pmp_ids = {id(p) for p in pmp}
-    groups = {"backbone (CLIP image tower)": list(segmenter.backbone.parameters()),
-              "text tower (CLIP)": list(segmenter.text_encoder.parameters()),
-              "pixel decoder": list(segmenter.head.pixel_decoder.parameters()),
-              "transformer decoder (without PMP)": [p for p in segmenter.head.predictor.parameters()
-                                                    if id(p) not in pmp_ids],
-              "PMP prompt-attention layers": pmp}
+    groups = {
+        "backbone (CLIP image tower)": list(segmenter.backbone.parameters()),
+        "text tower (CLIP)": list(segmenter.text_encoder.parameters()),
+        "pixel decoder": list(segmenter.head.pixel_decoder.parameters()),
+        "transformer decoder (without PMP)": [p for p in segmenter.head.predictor.parameters() if id(p) not in pmp_ids],
+        "PMP prompt-attention layers": pmp,
+    }
     seen: set[int] = set()
     rows = []
     for name, params in groups.items():
@@ -107,9 +113,16 @@ def text_costs(predictor, context, iterations: int, warmup: int) -> list[dict]:
         cached = time.perf_counter() - start
         calls = encoder.tower_calls
         frames = benchlib.time_calls(lambda: predictor.predict([image], semantic=False), iterations, warmup)
-        rows.append({"prompts": count, "classes": len(predictor.class_names), "encode_ms": uncached * 1e3,
-                     "encode_cached_ms": cached * 1e3, "tower_calls": encoder.tower_calls - calls,
-                     **benchlib.summary_ms(frames)})
+        rows.append(
+            {
+                "prompts": count,
+                "classes": len(predictor.class_names),
+                "encode_ms": uncached * 1e3,
+                "encode_cached_ms": cached * 1e3,
+                "tower_calls": encoder.tower_calls - calls,
+                **benchlib.summary_ms(frames),
+            }
+        )
     return rows
 
 
@@ -144,23 +157,35 @@ def main() -> None:
     benchlib.print_machine(info)
 
     params = parameter_counts(predictor.segmenter)
-    benchlib.print_table("parameters per module", params, [("module", "module", "s"),
-                                                           ("parameters", "parameters", ",d")])
+    benchlib.print_table(
+        "parameters per module", params, [("module", "module", "s"), ("parameters", "parameters", ",d")]
+    )
     sizes = [benchlib.parse_size(s) for s in args.sizes.split(",")]
     frames = frame_times(predictor, sizes, args.iterations, args.warmup)
-    benchlib.print_table(f"Predictor.predict, one frame, 1 prompt + {len(context)} context classes "
-                         f"(model input {args.inference_size})", frames,
-                         [("image", "image", "s"), ("stage", "stage", "s"), *benchlib.STAT_COLUMNS])
+    benchlib.print_table(
+        f"Predictor.predict, one frame, 1 prompt + {len(context)} context classes (model input {args.inference_size})",
+        frames,
+        [("image", "image", "s"), ("stage", "stage", "s"), *benchlib.STAT_COLUMNS],
+    )
     text = text_costs(predictor, context, args.iterations, args.warmup)
-    benchlib.print_table("text: encoded once per instruction (set_prompts), frames reuse it", text,
-                         [("prompts", "prompts", "d"), ("classes", "classes", "d"),
-                          ("encode_ms", "encode ms", ".1f"), ("encode_cached_ms", "cached ms", ".2f"),
-                          ("tower_calls", "tower calls in frames", "d"), *benchlib.STAT_COLUMNS])
+    benchlib.print_table(
+        "text: encoded once per instruction (set_prompts), frames reuse it",
+        text,
+        [
+            ("prompts", "prompts", "d"),
+            ("classes", "classes", "d"),
+            ("encode_ms", "encode ms", ".1f"),
+            ("encode_cached_ms", "cached ms", ".2f"),
+            ("tower_calls", "tower calls in frames", "d"),
+            *benchlib.STAT_COLUMNS,
+        ],
+    )
     if args.profile:
         predictor.set_prompts(("red star",), context)
         print("\ntorch.profiler, top operators by self CPU time:\n" + profile_top_ops(predictor, args.iterations))
-    benchlib.write_json(args.json, {"benchmark": "bench_model", "machine": info, "parameters": params,
-                                    "frames": frames, "text": text})
+    benchlib.write_json(
+        args.json, {"benchmark": "bench_model", "machine": info, "parameters": params, "frames": frames, "text": text}
+    )
 
 
 if __name__ == "__main__":

@@ -48,7 +48,8 @@ def raw_forward(model_file: Path, size: tuple[int, int], sizes, frames: int, war
     for width, height in sizes:
         image = benchlib.scene_image(width, height)
         out[f"{width}x{height}"] = benchlib.summary_ms(
-            benchlib.time_calls(lambda: predictor.predict([image], semantic=False), frames, warmup))
+            benchlib.time_calls(lambda: predictor.predict([image], semantic=False), frames, warmup)
+        )
     return out
 
 
@@ -76,11 +77,18 @@ def run_lockstep(client, args, raw) -> list[dict]:
         node = benchlib.summary_ms(latencies)
         diagnostics = client.fresh_diagnostics()
         base = raw[f"{width}x{height}"]
-        rows.append({"image": f"{width}x{height}", "raw_p50_ms": base["median_ms"], "raw_p95_ms": base["p95_ms"],
-                     **node, "node_inference_p50_ms": float(diagnostics["inference_p50_ms"]), "lost": lost,
-                     "ratio_p50": node["median_ms"] / base["median_ms"] if latencies else None,
-                     "ratio_in_node": node["median_ms"] / float(diagnostics["inference_p50_ms"])
-                     if latencies else None})
+        rows.append(
+            {
+                "image": f"{width}x{height}",
+                "raw_p50_ms": base["median_ms"],
+                "raw_p95_ms": base["p95_ms"],
+                **node,
+                "node_inference_p50_ms": float(diagnostics["inference_p50_ms"]),
+                "lost": lost,
+                "ratio_p50": node["median_ms"] / base["median_ms"] if latencies else None,
+                "ratio_in_node": node["median_ms"] / float(diagnostics["inference_p50_ms"]) if latencies else None,
+            }
+        )
     return rows
 
 
@@ -98,12 +106,18 @@ def run_load(client, args) -> dict:
         third = min(2, int(3 * (client.published[r.key][1] - start) / args.load_duration))
         by_third[third].append(client.latency(r))
     first_p50, last_p50 = (benchlib.median(x) for x in (by_third[0], by_third[2]))
-    return {"image": "{}x{}".format(*args.stream_size), "rate_in_hz": args.rate, "sent": sent,
-            "results": len(results), "rate_out_hz": len(results) / args.load_duration,
-            "without_result": sent - len(results),
-            "node_dropped": int(after["dropped_frames"]) - int(before["dropped_frames"]),
-            **benchlib.summary_ms([client.latency(r) for r in results]),
-            "first_third_p50_ms": first_p50 and first_p50 * 1e3, "last_third_p50_ms": last_p50 and last_p50 * 1e3}
+    return {
+        "image": "{}x{}".format(*args.stream_size),
+        "rate_in_hz": args.rate,
+        "sent": sent,
+        "results": len(results),
+        "rate_out_hz": len(results) / args.load_duration,
+        "without_result": sent - len(results),
+        "node_dropped": int(after["dropped_frames"]) - int(before["dropped_frames"]),
+        **benchlib.summary_ms([client.latency(r) for r in results]),
+        "first_third_p50_ms": first_p50 and first_p50 * 1e3,
+        "last_third_p50_ms": last_p50 and last_p50 * 1e3,
+    }
 
 
 def run_switch(client, args) -> list[dict]:
@@ -125,9 +139,11 @@ def run_switch(client, args) -> list[dict]:
         row = {"switch": i + 1, "instruction": text, "node_stale": stale_after - stale_before}
         if hit is not None:
             count, result = hit
-            row.update(ms=(result.arrived - switched) * 1e3, results_until_new=count,
-                       frames_sent_meanwhile=sum(1 for _, t in client.published.values()
-                                                 if switched < t <= result.arrived))
+            row.update(
+                ms=(result.arrived - switched) * 1e3,
+                results_until_new=count,
+                frames_sent_meanwhile=sum(1 for _, t in client.published.values() if switched < t <= result.arrived),
+            )
         rows.append(row)
     return rows
 
@@ -159,7 +175,7 @@ def run_text(client, args) -> list[dict]:
     rows = []
     offset = 30  # classes not named by the other modes' instructions, so nothing is cached yet
     for count in (1, 5, MAX_PROMPTS):
-        classes = all_classes()[offset:offset + count]
+        classes = all_classes()[offset : offset + count]
         offset += count
         text = "pick up the " + ", the ".join(classes)
         client.set_instruction(text)
@@ -172,8 +188,14 @@ def run_text(client, args) -> list[dict]:
         if len(latencies) < 2:
             raise RuntimeError(f"no results for the instruction {text!r}")
         steady = benchlib.summary_ms(latencies[1:])
-        rows.append({"prompts": count, "first_ms": latencies[0] * 1e3, **steady,
-                     "text_ms": latencies[0] * 1e3 - steady["median_ms"]})
+        rows.append(
+            {
+                "prompts": count,
+                "first_ms": latencies[0] * 1e3,
+                **steady,
+                "text_ms": latencies[0] * 1e3 - steady["median_ms"],
+            }
+        )
     client.set_instruction(INSTRUCTION)
     return rows
 
@@ -190,16 +212,24 @@ def run_memory(client, args, pid: int) -> dict:
     warmup = min(args.memory_warmup, args.memory_duration / 3)
     steady = np.array([s for s in samples if s[0] >= warmup])
     slope = float(np.polyfit(steady[:, 0], steady[:, 1], 1)[0] * 60) if len(steady) > 2 else None
-    return {"duration_s": args.memory_duration, "warmup_s": warmup, "samples": len(samples),
-            "rss_start_mib": samples[0][1], "rss_after_warmup_mib": float(steady[0, 1]) if len(steady) else None,
-            "rss_end_mib": samples[-1][1], "rss_max_mib": max(s[1] for s in samples),
-            "growth_after_warmup_mib": float(steady[-1, 1] - steady[0, 1]) if len(steady) else None,
-            "slope_mib_per_min": slope, "series": samples}
+    return {
+        "duration_s": args.memory_duration,
+        "warmup_s": warmup,
+        "samples": len(samples),
+        "rss_start_mib": samples[0][1],
+        "rss_after_warmup_mib": float(steady[0, 1]) if len(steady) else None,
+        "rss_end_mib": samples[-1][1],
+        "rss_max_mib": max(s[1] for s in samples),
+        "growth_after_warmup_mib": float(steady[-1, 1] - steady[0, 1]) if len(steady) else None,
+        "slope_mib_per_min": slope,
+        "series": samples,
+    }
 
 
 def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__
+    )
     benchlib.add_common_args(parser)
     parser.add_argument("--modes", default=",".join(MODES))
     parser.add_argument("--sizes", default="320x240,640x480", help="camera sizes of the lockstep mode")
@@ -234,13 +264,16 @@ def main() -> None:
         model_file, description = benchlib.model_path(args, run_dir)
         threads = benchlib.set_threads(args.threads)
         width, height = args.inference_size
-        info = benchlib.machine({"model": description, "inference_size": f"{width}x{height}",
-                                 "threads": threads, "ros_domain_id": domain})
+        info = benchlib.machine(
+            {"model": description, "inference_size": f"{width}x{height}", "threads": threads, "ros_domain_id": domain}
+        )
         benchlib.print_machine(info)
-        raw = raw_forward(model_file, (height, width), args.sizes, args.frames, args.warmup) \
-            if "lockstep" in args.modes else {}
-        params = {"model_path": str(model_file), "device": "cpu", "cpu_threads": args.threads,
-                  "inference_width": width, "inference_height": height}
+        raw = (
+            raw_forward(model_file, (height, width), args.sizes, args.frames, args.warmup)
+            if "lockstep" in args.modes
+            else {}
+        )
+        params = rosbench.node_parameters(model_file, args.threads, width, height)
         report: dict = {"benchmark": "bench_node", "machine": info}
         with NodeProcess(params, domain, run_dir / "node.log") as node:
             startup_s = node.wait_ready()
@@ -259,40 +292,80 @@ def main() -> None:
 def run_modes(client, args, raw, pid: int, report: dict) -> None:
     if "lockstep" in args.modes:
         report["lockstep"] = rows = run_lockstep(client, args, raw)
-        benchlib.print_table("lockstep: publish -> result vs raw Predictor.predict (goal: ratio <= 1.10 at p50)",
-                             rows, [("image", "image", "s"), ("raw_p50_ms", "raw p50", ".1f"),
-                                    ("raw_p95_ms", "raw p95", ".1f"), *benchlib.STAT_COLUMNS,
-                                    ("node_inference_p50_ms", "in-node fwd p50", ".1f"),
-                                    ("ratio_p50", "node/raw p50", ".2f"),
-                                    ("ratio_in_node", "node/in-node", ".2f"), ("lost", "lost", "d")])
+        benchlib.print_table(
+            "lockstep: publish -> result vs raw Predictor.predict (goal: ratio <= 1.10 at p50)",
+            rows,
+            [
+                ("image", "image", "s"),
+                ("raw_p50_ms", "raw p50", ".1f"),
+                ("raw_p95_ms", "raw p95", ".1f"),
+                *benchlib.STAT_COLUMNS,
+                ("node_inference_p50_ms", "in-node fwd p50", ".1f"),
+                ("ratio_p50", "node/raw p50", ".2f"),
+                ("ratio_in_node", "node/in-node", ".2f"),
+                ("lost", "lost", "d"),
+            ],
+        )
     if "load" in args.modes:
         report["load"] = row = run_load(client, args)
-        benchlib.print_table("load: streaming input (goal: last-third p50 ~ first-third p50, no backlog)", [row],
-                             [("image", "image", "s"), ("rate_in_hz", "in Hz", ".0f"),
-                              ("rate_out_hz", "out Hz", ".2f"), ("sent", "sent", "d"),
-                              ("without_result", "no result", "d"), ("node_dropped", "node dropped", "d"),
-                              *benchlib.STAT_COLUMNS[:2], ("first_third_p50_ms", "1st third p50", ".1f"),
-                              ("last_third_p50_ms", "last third p50", ".1f")])
+        benchlib.print_table(
+            "load: streaming input (goal: last-third p50 ~ first-third p50, no backlog)",
+            [row],
+            [
+                ("image", "image", "s"),
+                ("rate_in_hz", "in Hz", ".0f"),
+                ("rate_out_hz", "out Hz", ".2f"),
+                ("sent", "sent", "d"),
+                ("without_result", "no result", "d"),
+                ("node_dropped", "node dropped", "d"),
+                *benchlib.STAT_COLUMNS[:2],
+                ("first_third_p50_ms", "1st third p50", ".1f"),
+                ("last_third_p50_ms", "last third p50", ".1f"),
+            ],
+        )
     if "switch" in args.modes:
         report["switch"] = rows = run_switch(client, args)
-        benchlib.print_table("switch: new instruction -> first result carrying it (goal: results = 1)", rows,
-                             [("switch", "#", "d"), ("instruction", "instruction", "s"), ("ms", "ms", ".0f"),
-                              ("results_until_new", "results", "d"),
-                              ("frames_sent_meanwhile", "frames sent", "d"), ("node_stale", "stale", "d")])
+        benchlib.print_table(
+            "switch: new instruction -> first result carrying it (goal: results = 1)",
+            rows,
+            [
+                ("switch", "#", "d"),
+                ("instruction", "instruction", "s"),
+                ("ms", "ms", ".0f"),
+                ("results_until_new", "results", "d"),
+                ("frames_sent_meanwhile", "frames sent", "d"),
+                ("node_stale", "stale", "d"),
+            ],
+        )
         print("  median ms: {}".format(benchlib.median([r["ms"] for r in rows if "ms" in r])))
     if "text" in args.modes:
         report["text"] = rows = run_text(client, args)
-        benchlib.print_table("text: first frame after an instruction pays the encoding, later frames reuse it",
-                             rows, [("prompts", "prompts", "d"), ("first_ms", "first frame ms", ".1f"),
-                                    ("text_ms", "first - p50", ".1f"), *benchlib.STAT_COLUMNS])
+        benchlib.print_table(
+            "text: first frame after an instruction pays the encoding, later frames reuse it",
+            rows,
+            [
+                ("prompts", "prompts", "d"),
+                ("first_ms", "first frame ms", ".1f"),
+                ("text_ms", "first - p50", ".1f"),
+                *benchlib.STAT_COLUMNS,
+            ],
+        )
     if "memory" in args.modes:
         report["memory"] = row = run_memory(client, args, pid)
-        benchlib.print_table("memory: node RSS while streaming (goal: no growth after warm-up)", [row],
-                             [("duration_s", "s", ".0f"), ("warmup_s", "warm-up s", ".0f"),
-                              ("rss_start_mib", "start MiB", ".1f"), ("rss_after_warmup_mib", "warm MiB", ".1f"),
-                              ("rss_end_mib", "end MiB", ".1f"), ("rss_max_mib", "max MiB", ".1f"),
-                              ("growth_after_warmup_mib", "growth MiB", ".1f"),
-                              ("slope_mib_per_min", "MiB/min", ".2f")])
+        benchlib.print_table(
+            "memory: node RSS while streaming (goal: no growth after warm-up)",
+            [row],
+            [
+                ("duration_s", "s", ".0f"),
+                ("warmup_s", "warm-up s", ".0f"),
+                ("rss_start_mib", "start MiB", ".1f"),
+                ("rss_after_warmup_mib", "warm MiB", ".1f"),
+                ("rss_end_mib", "end MiB", ".1f"),
+                ("rss_max_mib", "max MiB", ".1f"),
+                ("growth_after_warmup_mib", "growth MiB", ".1f"),
+                ("slope_mib_per_min", "MiB/min", ".2f"),
+            ],
+        )
 
 
 if __name__ == "__main__":

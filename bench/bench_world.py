@@ -35,8 +35,7 @@ def main() -> None:
     parser.add_argument("--height", type=int, default=240)
     args = parser.parse_args()
     cv2.setNumThreads(1)  # one core, as in a data-loader worker
-    configs = (("default (3-12 objects)", WorldConfig()),
-               ("cluttered (10-25 objects)", WorldConfig.cluttered()))
+    configs = (("default (3-12 objects)", WorldConfig()), ("cluttered (10-25 objects)", WorldConfig.cluttered()))
     for name, cfg in configs:
         world = TabletopWorld(args.width, args.height, cfg)
         world.render(0)
@@ -44,8 +43,10 @@ def main() -> None:
         with_ins = rate(lambda s: generate_instructions(world.render(s), s), args.scenes)
         ds = TabletopDataset(world, seeds=range(args.scenes))
         samples = rate(ds.__getitem__, args.scenes)
-        print(f"{name:28s} {args.width}x{args.height}: {scenes:6.0f} scenes/s, "
-              f"{with_ins:6.0f} with instruction, {samples:6.0f} dataset samples/s")
+        print(
+            f"{name:28s} {args.width}x{args.height}: {scenes:6.0f} scenes/s, "
+            f"{with_ins:6.0f} with instruction, {samples:6.0f} dataset samples/s"
+        )
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ import os
 import platform
 import statistics
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -29,15 +29,20 @@ def add_common_args(parser: argparse.ArgumentParser) -> None:
     """--model / --random-model, --threads (as the node's cpu_threads), --json."""
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--model", type=Path, help=f"checkpoint (default {DEFAULT_MODEL.relative_to(REPO)})")
-    group.add_argument("--random-model", action="store_true",
-                       help="the pmp_tiny.yaml architecture with random weights (same timing)")
-    parser.add_argument("--threads", type=int, default=0,
-                        help="torch intra-op threads, like the node's cpu_threads (0 = torch's default)")
+    group.add_argument(
+        "--random-model", action="store_true", help="the pmp_tiny.yaml architecture with random weights (same timing)"
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=0,
+        help="torch intra-op threads, like the node's cpu_threads (0 = torch's default)",
+    )
     parser.add_argument("--json", type=Path, help="also write the results to this JSON file")
 
 
 def parse_size(text: str) -> tuple[int, int]:
-    """"320x240" -> (320, 240) (width, height)."""
+    """ "320x240" -> (320, 240) (width, height)."""
     width, height = (int(part) for part in text.lower().split("x"))
     return width, height
 
@@ -82,8 +87,7 @@ def model_path(args: argparse.Namespace, folder: Path) -> tuple[Path, str]:
     return path, str(path)
 
 
-def load_predictor(args: argparse.Namespace, size: tuple[int, int], device: str = "cpu",
-                   precision: str = "fp32"):
+def load_predictor(args: argparse.Namespace, size: tuple[int, int], device: str = "cpu", precision: str = "fp32"):
     """(Predictor, ModelConfig, description) of the selected model; size: model input (height, width)."""
     from dataclasses import replace
 
@@ -91,8 +95,11 @@ def load_predictor(args: argparse.Namespace, size: tuple[int, int], device: str 
 
     if args.random_model:
         segmenter, cfg = random_segmenter()
-        return Predictor(segmenter, replace(cfg.inference, size=size), device, precision), cfg, \
-            "random weights, config/train/pmp_tiny.yaml architecture"
+        return (
+            Predictor(segmenter, replace(cfg.inference, size=size), device, precision),
+            cfg,
+            "random weights, config/train/pmp_tiny.yaml architecture",
+        )
     path = args.model or DEFAULT_MODEL
     if not path.is_file():
         raise SystemExit(f"model file not found: {path} (pass --model PATH or --random-model)")
@@ -122,8 +129,14 @@ def summary_ms(samples_s: list[float]) -> dict[str, float]:
         return {"n": 0}
     ms = np.asarray(samples_s, dtype=np.float64) * 1e3
     q25, q75 = np.percentile(ms, [25, 75])
-    return {"n": int(ms.size), "median_ms": float(np.median(ms)), "p95_ms": float(np.percentile(ms, 95)),
-            "iqr_ms": float(q75 - q25), "min_ms": float(ms.min()), "max_ms": float(ms.max())}
+    return {
+        "n": int(ms.size),
+        "median_ms": float(np.median(ms)),
+        "p95_ms": float(np.percentile(ms, 95)),
+        "iqr_ms": float(q75 - q25),
+        "min_ms": float(ms.min()),
+        "max_ms": float(ms.max()),
+    }
 
 
 def warm_up(fn, calls: int, limit: int = 30) -> int:
@@ -165,10 +178,17 @@ def machine(extra: dict | None = None) -> dict:
                 break
     except OSError:
         pass
-    return {"cpu": cpu, "logical_cores": os.cpu_count(), "usable_cores": len(os.sched_getaffinity(0)),
-            "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
-            "python": platform.python_version(), "load_average": [round(x, 2) for x in os.getloadavg()],
-            "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), **(extra or {})}
+    return {
+        "cpu": cpu,
+        "logical_cores": os.cpu_count(),
+        "usable_cores": len(os.sched_getaffinity(0)),
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "python": platform.python_version(),
+        "load_average": [round(x, 2) for x in os.getloadavg()],
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        **(extra or {}),
+    }
 
 
 def print_machine(info: dict) -> None:
@@ -188,8 +208,14 @@ def print_table(title: str, rows: list[dict], columns: list[tuple[str, str, str]
             print("  " + "  ".join("-" * width for width in widths))
 
 
-STAT_COLUMNS = [("median_ms", "p50 ms", ".1f"), ("p95_ms", "p95 ms", ".1f"), ("iqr_ms", "IQR ms", ".1f"),
-                ("min_ms", "min ms", ".1f"), ("max_ms", "max ms", ".1f"), ("n", "n", "d")]
+STAT_COLUMNS = [
+    ("median_ms", "p50 ms", ".1f"),
+    ("p95_ms", "p95 ms", ".1f"),
+    ("iqr_ms", "IQR ms", ".1f"),
+    ("min_ms", "min ms", ".1f"),
+    ("max_ms", "max ms", ".1f"),
+    ("n", "n", "d"),
+]
 
 
 def write_json(path: Path | None, payload: dict) -> None:

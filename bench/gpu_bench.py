@@ -34,6 +34,7 @@ def autocast(device: torch.device, precision: str, cache: bool = True):
 
 def timed(fn, device: torch.device, iterations: int, warmup: int) -> list[float]:
     """Seconds per call, each call waited for (the latency a frame sees)."""
+
     def call():
         fn()
         if device.type == "cuda":
@@ -77,8 +78,13 @@ def measure(segmenter, text, predictor, args, device, precision: str, mode: str,
 
     fn = graphed(forward, images) if mode == "graphs" else forward
     samples = timed(fn, device, args.iterations, args.warmup)
-    row = {"precision": precision, "mode": mode, "size": f"{width}x{height}", "batch": batch,
-           **benchlib.summary_ms(samples)}
+    row = {
+        "precision": precision,
+        "mode": mode,
+        "size": f"{width}x{height}",
+        "batch": batch,
+        **benchlib.summary_ms(samples),
+    }
     row["images_per_s"] = batch / (row["median_ms"] / 1e3)
     if device.type == "cuda":
         row["peak_mib"] = torch.cuda.max_memory_allocated(device) / 2**20
@@ -129,8 +135,7 @@ def main() -> None:
             with torch.inference_mode(), autocast(device, precision):
                 text = segmenter.encode_text(list(prompts) + list(cfg.train_classes), list(prompts))
             for width, height in sizes:
-                predictor = Predictor(segmenter, replace(cfg.inference, size=(height, width)), str(device),
-                                      precision)
+                predictor = Predictor(segmenter, replace(cfg.inference, size=(height, width)), str(device), precision)
                 predictor.set_prompts(prompts, cfg.train_classes)
                 for batch in batches:
                     for mode in modes:
@@ -140,20 +145,40 @@ def main() -> None:
                             continue
                         try:
                             with torch.inference_mode():
-                                rows.append(measure(segmenter, text, predictor, args, device, precision, mode,
-                                                    (width, height), batch))
+                                rows.append(
+                                    measure(
+                                        segmenter,
+                                        text,
+                                        predictor,
+                                        args,
+                                        device,
+                                        precision,
+                                        mode,
+                                        (width, height),
+                                        batch,
+                                    )
+                                )
                             done = f"p50 {rows[-1]['median_ms']:.2f} ms"
                         except Exception as error:  # a mode that cannot run here is reported, not fatal
                             done = f"{type(error).__name__}: {str(error).splitlines()[0][:120] if str(error) else ''}"
                             skipped.append(f"{config}: {done}")
                         # Progress with the figure, so a run cut short by its time limit still tells.
-                        print(f"  {config}: {done} ({time.monotonic() - started:.0f} s)", file=sys.stderr,
-                              flush=True)
-    benchlib.print_table(f"segmenter forward on {gpu} (model input = image size)", rows,
-                         [("precision", "prec", "s"), ("mode", "mode", "s"), ("size", "size", "s"),
-                          ("batch", "batch", "d"), *benchlib.STAT_COLUMNS[:3], ("images_per_s", "img/s", ".0f"),
-                          ("peak_mib", "peak MiB", ".0f"), ("predict_p50_ms", "predict p50", ".1f"),
-                          ("predict_p95_ms", "predict p95", ".1f")])
+                        print(f"  {config}: {done} ({time.monotonic() - started:.0f} s)", file=sys.stderr, flush=True)
+    benchlib.print_table(
+        f"segmenter forward on {gpu} (model input = image size)",
+        rows,
+        [
+            ("precision", "prec", "s"),
+            ("mode", "mode", "s"),
+            ("size", "size", "s"),
+            ("batch", "batch", "d"),
+            *benchlib.STAT_COLUMNS[:3],
+            ("images_per_s", "img/s", ".0f"),
+            ("peak_mib", "peak MiB", ".0f"),
+            ("predict_p50_ms", "predict p50", ".1f"),
+            ("predict_p95_ms", "predict p95", ".1f"),
+        ],
+    )
     for line in skipped:
         print(f"  skipped: {line}")
     benchlib.write_json(args.json, {"benchmark": "gpu_bench", "machine": info, "rows": rows, "skipped": skipped})

@@ -83,11 +83,16 @@ def main() -> None:
         domain = rosbench.isolate(run_dir)
         model_file, description = benchlib.model_path(args, run_dir)
         width, height = benchlib.parse_size(args.inference_size)
-        info = benchlib.machine({"model": description, "inference_size": args.inference_size,
-                                 "stream": f"{args.stream_size} at {args.rate:g} Hz", "threads": args.threads})
+        info = benchlib.machine(
+            {
+                "model": description,
+                "inference_size": args.inference_size,
+                "stream": f"{args.stream_size} at {args.rate:g} Hz",
+                "threads": args.threads,
+            }
+        )
         benchlib.print_machine(info)
-        params = {"model_path": str(model_file), "device": "cpu", "cpu_threads": args.threads,
-                  "inference_width": width, "inference_height": height}
+        params = rosbench.node_parameters(model_file, args.threads, width, height)
         raw_path = args.raw_out or run_dir / "stacks.txt"
         with NodeProcess(params, domain, run_dir / "node.log") as node:
             node.wait_ready()
@@ -97,10 +102,26 @@ def main() -> None:
                 client.set_instruction("pick up the red star")
                 msg = rosbench.image_message(benchlib.scene_image(*benchlib.parse_size(args.stream_size)))
                 rosbench.stream(client, msg, args.rate, 3.0)  # text encoded, steady state
-                spy = subprocess.Popen([py_spy, "record", "--pid", str(node.process.pid), "--format", "raw",
-                                        "--rate", str(args.sampling_rate), "--duration", str(int(args.duration)),
-                                        "--nonblocking", "--output", str(raw_path)],
-                                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                spy = subprocess.Popen(
+                    [
+                        py_spy,
+                        "record",
+                        "--pid",
+                        str(node.process.pid),
+                        "--format",
+                        "raw",
+                        "--rate",
+                        str(args.sampling_rate),
+                        "--duration",
+                        str(int(args.duration)),
+                        "--nonblocking",
+                        "--output",
+                        str(raw_path),
+                    ],
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.STDOUT,
+                    text=True,
+                )
                 time.sleep(1.0)  # py-spy attaches
                 rosbench.stream(client, msg, args.rate, args.duration)
                 spy_output, _ = spy.communicate(timeout=60)
@@ -109,13 +130,17 @@ def main() -> None:
         if spy.returncode != 0 or not raw_path.is_file():
             raise SystemExit(f"py-spy failed ({spy.returncode}):\n{spy_output}")
         total, rows, self_rows = summarize(worker_stacks(raw_path.read_text()), args.top)
-    print(f"\ninference worker: {total} busy samples at {args.sampling_rate} Hz "
-          f"({total / args.sampling_rate:.1f} s busy of {args.duration:g} s)")
+    print(
+        f"\ninference worker: {total} busy samples at {args.sampling_rate} Hz "
+        f"({total / args.sampling_rate:.1f} s busy of {args.duration:g} s)"
+    )
     columns = [("function", "function", "s"), ("share", "share", ".1%"), ("samples", "samples", "d")]
     benchlib.print_table("inclusive share of the worker's busy time (pmp_ros functions)", rows, columns)
     benchlib.print_table("self time: innermost Python lines", self_rows, columns)
-    benchlib.write_json(args.json, {"benchmark": "profile_node", "machine": info, "busy_samples": total,
-                                    "inclusive": rows, "self": self_rows})
+    benchlib.write_json(
+        args.json,
+        {"benchmark": "profile_node", "machine": info, "busy_samples": total, "inclusive": rows, "self": self_rows},
+    )
 
 
 if __name__ == "__main__":

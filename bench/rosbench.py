@@ -8,8 +8,6 @@ DDS profile (large shared-memory segment). The node inherits this environment.
 
 from __future__ import annotations
 
-import os
-import random
 import threading
 import time
 from dataclasses import dataclass
@@ -17,30 +15,28 @@ from pathlib import Path
 
 import numpy as np
 
-from pmp_ros.ros import interface
-from pmp_ros.ros.environment import configure_dds_environment
+from pmp_ros.ros import interface, qos
+from pmp_ros.ros.client import BackgroundNode, wait_until
+from pmp_ros.ros.environment import isolate_environment
 
 DISCOVERY_TIMEOUT_S = 30.0
 
 
 def isolate(run_dir: Path, domain_id: int | None = None) -> int:
-    """Give this process (and the node it starts) a private DDS domain and ROS home; returns the domain."""
-    domain = domain_id if domain_id is not None else random.SystemRandom().randint(1, 101)
-    os.environ.update({"ROS_DOMAIN_ID": str(domain), "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST",
-                       "ROS_HOME": str(run_dir / "ros_home"), "ROS_LOG_DIR": str(run_dir / "ros_log")})
-    os.environ.pop("ROS_STATIC_PEERS", None)
-    os.environ.pop("FASTDDS_DEFAULT_PROFILES_FILE", None)  # always the package's profile, as the node uses
-    configure_dds_environment()
-    return domain
+    """Give this process (and the node it starts) a private DDS domain and ROS home, always with the
+    package's Fast DDS profile (as the node uses); returns the domain."""
+    return isolate_environment(run_dir, domain_id, package_profile=True)
 
 
-def wait_until(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while not (value := predicate()):
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(0.01)
-    return value
+def node_parameters(model_file, threads: int, width: int, height: int) -> dict:
+    """The node's parameters in a benchmark: the model on the CPU with `threads`, at width x height."""
+    return {
+        "model_path": str(model_file),
+        "device": "cpu",
+        "cpu_threads": threads,
+        "inference_width": width,
+        "inference_height": height,
+    }
 
 
 def rss_mib(pid: int) -> float:
@@ -64,7 +60,7 @@ class Result:
     arrived: float
 
 
-class BenchClient:
+class BenchClient(BackgroundNode):
     """Publishes images and instructions to the node; records results and the node's diagnostics.
 
     Latency is measured to the arrival of `labelled_points`, which the node publishes after
@@ -73,20 +69,14 @@ class BenchClient:
     """
 
     def __init__(self) -> None:
-        import rclpy
         from diagnostic_msgs.msg import DiagnosticArray
-        from rclpy.context import Context
-        from rclpy.executors import SingleThreadedExecutor
-        from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+        from rclpy.qos import QoSProfile
         from sensor_msgs.msg import Image
         from std_msgs.msg import String
 
         from pmp_ros_msgs.msg import LabelledPointArray, SegmentationResult
 
-        self._rclpy = rclpy
-        self.context = Context()
-        rclpy.init(context=self.context)
-        self.node = rclpy.create_node("pmp_bench_client", context=self.context)
+        super().__init__("pmp_bench_client")
         self._lock = threading.Condition()
         self.published: dict[tuple[int, int], tuple[int, float]] = {}  # stamp key -> (sequence, time)
         self.results: list[Result] = []
@@ -94,25 +84,13 @@ class BenchClient:
         self.diagnostics: tuple[float, dict[str, str]] | None = None  # (arrival, values)
         self._sequence = 0
         self.image_pub = self.node.create_publisher(Image, interface.IMAGE_TOPIC, QoSProfile(depth=1))
-        self.instruction_pub = self.node.create_publisher(
-            String, interface.INSTRUCTION_TOPIC, QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
-                                              durability=DurabilityPolicy.TRANSIENT_LOCAL))
+        self.instruction_pub = self.node.create_publisher(String, interface.INSTRUCTION_TOPIC, qos.INSTRUCTION)
         self.node.create_subscription(LabelledPointArray, interface.POINTS_TOPIC, self._on_points, 10)
-        self.node.create_subscription(SegmentationResult, interface.SEGMENTATION_TOPIC, self._on_segmentation, 10, raw=True)
+        self.node.create_subscription(
+            SegmentationResult, interface.SEGMENTATION_TOPIC, self._on_segmentation, 10, raw=True
+        )
         self.node.create_subscription(DiagnosticArray, interface.DIAGNOSTICS_TOPIC, self._on_diagnostics, 10)
         self._string = String
-        self.executor = SingleThreadedExecutor(context=self.context)
-        self.executor.add_node(self.node)
-        self._thread = threading.Thread(target=self._spin, daemon=True)
-        self._thread.start()
-
-    def _spin(self) -> None:
-        from rclpy.executors import ExternalShutdownException
-
-        try:
-            self.executor.spin()
-        except ExternalShutdownException:
-            pass
 
     def _on_points(self, msg) -> None:
         now = time.monotonic()
@@ -132,9 +110,15 @@ class BenchClient:
 
     def wait_connected(self) -> None:
         """Until the node subscribes to images and instructions and publishes results."""
-        wait_until(lambda: self.image_pub.get_subscription_count() and
-                   self.instruction_pub.get_subscription_count() and
-                   self.node.count_publishers(interface.POINTS_TOPIC), DISCOVERY_TIMEOUT_S, "the node's topics")
+        wait_until(
+            lambda: (
+                self.image_pub.get_subscription_count()
+                and self.instruction_pub.get_subscription_count()
+                and self.node.count_publishers(interface.POINTS_TOPIC)
+            ),
+            DISCOVERY_TIMEOUT_S,
+            "the node's topics",
+        )
 
     def set_instruction(self, text: str) -> float:
         """Publish an instruction; returns when (time.monotonic())."""
@@ -155,6 +139,7 @@ class BenchClient:
 
     def wait_result(self, key: tuple[int, int], timeout: float) -> Result | None:
         """The result for the frame `key`, or None after `timeout` seconds (frame lost or dropped)."""
+
         def find():
             return next((r for r in reversed(self.results) if r.key == key), None)
 
@@ -169,15 +154,10 @@ class BenchClient:
     def fresh_diagnostics(self, timeout: float = 5.0) -> dict[str, str]:
         """Diagnostics values published after this call (the node publishes them at 1 Hz)."""
         since = time.monotonic()
-        arrival = wait_until(lambda: self.diagnostics and self.diagnostics[0] > since and self.diagnostics,
-                             timeout, "fresh diagnostics")
+        arrival = wait_until(
+            lambda: self.diagnostics and self.diagnostics[0] > since and self.diagnostics, timeout, "fresh diagnostics"
+        )
         return arrival[1]
-
-    def close(self) -> None:
-        self.executor.shutdown(timeout_sec=2.0)
-        self.node.destroy_node()
-        self._rclpy.shutdown(context=self.context)
-        self._thread.join(timeout=5.0)
 
 
 def image_message(rgb: np.ndarray):

@@ -1,6 +1,6 @@
 """Example downstream consumer: prints the 3D target of every labelled_points message.
 
-    python examples/example_consumer.py --ros-args -r labelled_points:=/perception/labelled_points
+python examples/example_consumer.py --ros-args -r labelled_points:=/perception/labelled_points
 """
 
 from __future__ import annotations
@@ -8,10 +8,10 @@ from __future__ import annotations
 import sys
 
 import rclpy
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 
 from pmp_ros.ros import interface
+from pmp_ros.ros.client import spin_until_shutdown
 from pmp_ros_msgs.msg import LabelledPointArray
 
 
@@ -28,20 +28,16 @@ class TargetPrinter(Node):
             print(f"[{stamp}] {msg.instruction!r}: no 3D target ({len(msg.points)} instance(s) in 2D)")
             return
         x, y, z = target.position.x, target.position.y, target.position.z
-        print(f"[{stamp}] {msg.instruction!r}: {target.label} (score {target.score:.2f}) at "
-              f"({x:.3f}, {y:.3f}, {z:.3f}) m in {msg.header.frame_id}, pixel ({target.u}, {target.v})")
+        print(
+            f"[{stamp}] {msg.instruction!r}: {target.label} (score {target.score:.2f}) at "
+            f"({x:.3f}, {y:.3f}, {z:.3f}) m in {msg.header.frame_id}, pixel ({target.u}, {target.v})"
+        )
 
 
 def main(args: list[str] | None = None) -> int:
     rclpy.init(args=args)
     node = TargetPrinter()
-    try:
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
+    spin_until_shutdown(node)
     return 0
 
 

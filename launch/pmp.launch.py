@@ -8,11 +8,12 @@
 import os
 
 from ament_index_python.packages import get_package_share_directory
-from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, SetEnvironmentVariable
 from launch.conditions import IfCondition
 from launch.substitutions import EnvironmentVariable, LaunchConfiguration
 from launch_ros.actions import Node
+
+from launch import LaunchDescription
 
 PACKAGE = "pmp_ros"
 EXECUTABLE = "pmp_node"
@@ -26,21 +27,27 @@ def generate_launch_description() -> LaunchDescription:
         DeclareLaunchArgument("image", default_value="image", description="Colour image topic"),
         DeclareLaunchArgument("instruction", default_value="instruction", description="Instruction topic"),
         DeclareLaunchArgument("depth", default_value="depth/image", description="Depth image topic"),
-        DeclareLaunchArgument("depth_info", default_value="depth/camera_info",
-                              description="CameraInfo of the depth image"),
+        DeclareLaunchArgument(
+            "depth_info", default_value="depth/camera_info", description="CameraInfo of the depth image"
+        ),
         DeclareLaunchArgument("use_depth", default_value="false", description="Publish 3D points from depth"),
-        DeclareLaunchArgument("params_file", default_value=os.path.join(share, "config", "pmp.yaml"),
-                              description="ROS parameter file"),
+        DeclareLaunchArgument(
+            "params_file", default_value=os.path.join(share, "config", "pmp.yaml"), description="ROS parameter file"
+        ),
         DeclareLaunchArgument("device", default_value="auto", description="auto, cpu, cuda or cuda:N"),
-        DeclareLaunchArgument("use_fastdds_profile", default_value="true",
-                              description="Use the package's Fast DDS profile (large shared-memory segment)"),
+        DeclareLaunchArgument(
+            "use_fastdds_profile",
+            default_value="true",
+            description="Use the package's Fast DDS profile (large shared-memory segment)",
+        ),
     ]
     # The node applies the profile itself unless one is set; exporting it here also covers components
     # launched beside it (camera drivers) so they share the large segment.
     profile = SetEnvironmentVariable(
         "FASTDDS_DEFAULT_PROFILES_FILE",
-        EnvironmentVariable("FASTDDS_DEFAULT_PROFILES_FILE",
-                            default_value=os.path.join(share, "config", "fastdds.xml")),
+        EnvironmentVariable(
+            "FASTDDS_DEFAULT_PROFILES_FILE", default_value=os.path.join(share, "config", "fastdds.xml")
+        ),
         condition=IfCondition(LaunchConfiguration("use_fastdds_profile")),
     )
     node = Node(
@@ -48,8 +55,10 @@ def generate_launch_description() -> LaunchDescription:
         executable=EXECUTABLE,
         name=NODE_NAME,
         namespace=LaunchConfiguration("namespace"),
-        parameters=[LaunchConfiguration("params_file"),
-                    {"device": LaunchConfiguration("device"), "use_depth": LaunchConfiguration("use_depth")}],
+        parameters=[
+            LaunchConfiguration("params_file"),
+            {"device": LaunchConfiguration("device"), "use_depth": LaunchConfiguration("use_depth")},
+        ],
         remappings=[
             ("image", LaunchConfiguration("image")),
             ("image/compressed", [LaunchConfiguration("image"), "/compressed"]),

@@ -25,7 +25,11 @@ import cv2
 import numpy as np
 
 from pmp_ros import paths
+from pmp_ros.bags.messages import frame_messages, prediction_from_messages, truth_from_message
+from pmp_ros.bags.player import FrameLog, Player
+from pmp_ros.bags.storage import BagMessage
 from pmp_ros.data import splits, vocabulary
+from pmp_ros.data.streams import SequenceConfig, StreamFrame, procedural_stream
 from pmp_ros.data.world import TabletopWorld, WorldConfig
 from pmp_ros.eval.frame_metrics import aggregate_instruction_metrics, instruction_frame_metrics
 from pmp_ros.eval.report import format_value, latency_summary
@@ -33,11 +37,7 @@ from pmp_ros.ros.environment import configure_dds_environment
 from pmp_ros.ros.image_conversion import image_to_rgb8
 from pmp_ros.ros.messages import instance_colour
 from pmp_ros.ros.node import DEFAULT_MODEL
-from pmp_ros.bags.player import FrameLog, Player
-from pmp_ros.bags.storage import BagMessage
-from pmp_ros.bags.messages import frame_messages, prediction_from_messages, truth_from_message
 from pmp_ros.ros.process import NodeProcess, pick_domains
-from pmp_ros.data.streams import SequenceConfig, StreamFrame, procedural_stream
 from pmp_ros.ros.stop_signals import Interrupted, stop_signals
 
 MIN_AREA = 150  # pixels: a target must be clearly visible for the demo
@@ -54,8 +54,11 @@ def demo_scene(width: int, height: int) -> tuple[int, list[str]]:
         unseen = [c for c in visible if vocabulary.is_unseen(c)]
         others = [c for c in visible if c != "red star" and not vocabulary.is_unseen(c)]
         if "red star" in visible and unseen and len(others) >= 2:
-            return seed, ["pick up the red star", f"pick up the {others[0]} and the {others[1]}",
-                          f"find the {unseen[0]}"]
+            return seed, [
+                "pick up the red star",
+                f"pick up the {others[0]} and the {others[1]}",
+                f"find the {unseen[0]}",
+            ]
     raise RuntimeError(f"no demo scene among the first {SEARCH_SEEDS} test seeds")
 
 
@@ -91,44 +94,67 @@ def _summary(frames: list[StreamFrame], logs: list[FrameLog], truths: dict) -> d
     for frame, log in zip(frames, logs):
         truth = truths.get(log.key)
         if log.result is not None and truth is not None:
-            record = instruction_frame_metrics(prediction_from_messages(log.result, log.points), truth_from_message(truth))
+            record = instruction_frame_metrics(
+                prediction_from_messages(log.result, log.points), truth_from_message(truth)
+            )
             by_instruction.setdefault(frame.instruction, []).append(record)
     records = [r for rs in by_instruction.values() for r in rs]
     answered = [log.latency_s for log in logs if log.result is not None]
-    return {"frames": len(logs), "results": len(answered), "dropped": len(logs) - len(answered),
-            "overlays_from_node": sum(log.overlay is not None for log in logs),
-            "latency_ms": latency_summary(answered),
-            "overall": aggregate_instruction_metrics(records) if records else None,
-            "per_instruction": {text: aggregate_instruction_metrics(rs)["all"] for text, rs in by_instruction.items()}}
+    return {
+        "frames": len(logs),
+        "results": len(answered),
+        "dropped": len(logs) - len(answered),
+        "overlays_from_node": sum(log.overlay is not None for log in logs),
+        "latency_ms": latency_summary(answered),
+        "overall": aggregate_instruction_metrics(records) if records else None,
+        "per_instruction": {text: aggregate_instruction_metrics(rs)["all"] for text, rs in by_instruction.items()},
+    }
 
 
 def _report(summary: dict, seed: int, model: str, elapsed_s: float, startup_s: float) -> str:
     lat = summary["latency_ms"]
-    lines = ["# pmp_ros demo", "", f"Scene seed {seed} (test split), model `{model}`, {summary['frames']} frames in "
-             f"lock-step, {summary['results']} results, {summary['dropped']} dropped. Run time {elapsed_s:.1f} s "
-             f"(node startup {startup_s:.1f} s).", "",
-             f"Latency (image published -> result received): p50 {format_value(lat['p50'], 1)} ms, "
-             f"p90 {format_value(lat['p90'], 1)} ms.",
-             "", "| instruction | precision | recall | F1 | mean target IoU | points inside target | 3D error median (m) |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [
+        "# pmp_ros demo",
+        "",
+        f"Scene seed {seed} (test split), model `{model}`, {summary['frames']} frames in "
+        f"lock-step, {summary['results']} results, {summary['dropped']} dropped. Run time {elapsed_s:.1f} s "
+        f"(node startup {startup_s:.1f} s).",
+        "",
+        f"Latency (image published -> result received): p50 {format_value(lat['p50'], 1)} ms, "
+        f"p90 {format_value(lat['p90'], 1)} ms.",
+        "",
+        "| instruction | precision | recall | F1 | mean target IoU | points inside target | 3D error median (m) |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for text, s in summary["per_instruction"].items():
-        lines.append(f"| {text} | {format_value(s['precision'])} | {format_value(s['recall'])} | {format_value(s['f1'])} | "
-                     f"{format_value(s['mean_target_iou'])} | {format_value(s['points_inside_share'])} | {format_value(s['error_3d_m']['median'])} |")
-    lines += ["", "F1 at mask IoU 0.5 against the world's ground truth; the last instruction names a class held out "
-              "of training (zero-shot). Overlays: `frames/`, animation: `demo.gif`, figures: `metrics.json`.", ""]
+        lines.append(
+            f"| {text} | {format_value(s['precision'])} | {format_value(s['recall'])} | {format_value(s['f1'])} | "
+            f"{format_value(s['mean_target_iou'])} | {format_value(s['points_inside_share'])} | "
+            f"{format_value(s['error_3d_m']['median'])} |"
+        )
+    lines += [
+        "",
+        "F1 at mask IoU 0.5 against the world's ground truth; the last instruction names a class held out "
+        "of training (zero-shot). Overlays: `frames/`, animation: `demo.gif`, figures: `metrics.json`.",
+        "",
+    ]
     return "\n".join(lines)
 
 
-def run_demo(out: Path, model: str | None, frames_per_instruction: int, width: int, height: int,
-             device: str) -> dict:
+def run_demo(out: Path, model: str | None, frames_per_instruction: int, width: int, height: int, device: str) -> dict:
     """Run the demo; returns metrics.json's content (with run_time_s)."""
     start = time.monotonic()
     model_path = Path(model).resolve() if model else paths.model_file(DEFAULT_MODEL)
     if not model_path.is_file():
         raise FileNotFoundError(f"model not found: {model_path} (pass --model PATH)")
     seed, instructions = demo_scene(width, height)
-    cfg = SequenceConfig(width=width, height=height, seconds=len(instructions) * frames_per_instruction / 30.0,
-                         scene_seconds=1e9, instruction_seconds=frames_per_instruction / 30.0)
+    cfg = SequenceConfig(
+        width=width,
+        height=height,
+        seconds=len(instructions) * frames_per_instruction / 30.0,
+        scene_seconds=1e9,
+        instruction_seconds=frames_per_instruction / 30.0,
+    )
     frames = list(procedural_stream(cfg, seeds=[seed], instructions=instructions))
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     configure_dds_environment()
@@ -147,8 +173,13 @@ def run_demo(out: Path, model: str | None, frames_per_instruction: int, width: i
 
     imageio.mimsave(out / "demo.gif", pictures, duration=1 / 10, loop=0)
     summary = _summary(frames, playback.frames, playback.truths)
-    summary.update(seed=seed, model=str(model_path), instructions=instructions, run_time_s=time.monotonic() - start,
-                   node_startup_s=startup_s)
+    summary.update(
+        seed=seed,
+        model=str(model_path),
+        instructions=instructions,
+        run_time_s=time.monotonic() - start,
+        node_startup_s=startup_s,
+    )
     (out / "metrics.json").write_text(json.dumps(summary, indent=1))
     (out / "report.md").write_text(_report(summary, seed, model_path.name, summary["run_time_s"], startup_s))
     return summary
@@ -157,8 +188,9 @@ def run_demo(out: Path, model: str | None, frames_per_instruction: int, width: i
 def main(argv: list[str] | None = None) -> int:
     """Console entry pmp-demo. Exit code 0, 1 with one line when it cannot run, 128 + the signal number when
     stopped by SIGINT or SIGTERM (the node it started is stopped first)."""
-    parser = argparse.ArgumentParser(prog="pmp-demo", description=__doc__.split("\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="pmp-demo", description=__doc__.split("\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
     parser.add_argument("--model", help="checkpoint (default: the shipped models/pmp_default.safetensors)")
     parser.add_argument("--out", type=Path, default=Path("demo_out"), help="output folder")
     parser.add_argument("--frames-per-instruction", type=int, default=10)
@@ -168,8 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         with stop_signals():
-            summary = run_demo(args.out, args.model, args.frames_per_instruction, args.width, args.height,
-                               args.device)
+            summary = run_demo(args.out, args.model, args.frames_per_instruction, args.width, args.height, args.device)
     except (FileNotFoundError, RuntimeError, TimeoutError) as error:
         print(f"pmp-demo: {error}", file=sys.stderr)
         return 1
@@ -177,9 +208,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"pmp-demo: {stop}; the node it started is stopped", file=sys.stderr)
         return stop.exit_code
     overall = summary["overall"]["all"] if summary["overall"] else {}
-    print(f"pmp-demo: {summary['results']}/{summary['frames']} frames answered in {summary['run_time_s']:.1f} s; "
-          f"instruction F1 {format_value(overall.get('f1'))}, points inside target {format_value(overall.get('points_inside_share'))}, "
-          f"latency p50 {summary['latency_ms']['p50'] or 0:.1f} ms")
+    print(
+        f"pmp-demo: {summary['results']}/{summary['frames']} frames answered in {summary['run_time_s']:.1f} s; "
+        f"instruction F1 {format_value(overall.get('f1'))}, "
+        f"points inside target {format_value(overall.get('points_inside_share'))}, "
+        f"latency p50 {summary['latency_ms']['p50'] or 0:.1f} ms"
+    )
     for text, s in summary["per_instruction"].items():
         print(f"  {text!r}: F1 {format_value(s['f1'])}")
     print(f"wrote {args.out}/report.md, metrics.json, demo.gif and frames/")

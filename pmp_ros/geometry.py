@@ -34,7 +34,7 @@ def interior_point(mask: np.ndarray) -> tuple[int, int]:
     if rows.size == 0:
         raise ValueError("interior_point of an empty mask")
     y0, y1, x0, x1 = rows[0], rows[-1], cols[0], cols[-1]
-    crop = np.pad(mask[y0:y1 + 1, x0:x1 + 1].astype(np.uint8), 1)
+    crop = np.pad(mask[y0 : y1 + 1, x0 : x1 + 1].astype(np.uint8), 1)
     distance = cv2.distanceTransform(crop, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
     # Elongated shapes have a ridge of equal maxima: take the ridge pixel nearest the ridge's mean, so
     # a bar gives its middle rather than one end.
@@ -64,9 +64,9 @@ def depth_at(depth: np.ndarray, u: int, v: int, window: int = 5, mask: np.ndarra
     """
     half = window // 2
     y0, x0 = max(v - half, 0), max(u - half, 0)
-    patch = depth_in_metres(depth[y0:v + half + 1, x0:u + half + 1])
+    patch = depth_in_metres(depth[y0 : v + half + 1, x0 : u + half + 1])
     if mask is not None:
-        patch = np.where(mask[y0:v + half + 1, x0:u + half + 1], patch, np.nan)
+        patch = np.where(mask[y0 : v + half + 1, x0 : u + half + 1], patch, np.nan)
     valid = patch[np.isfinite(patch)]
     return float(np.median(valid)) if valid.size else None
 
@@ -86,8 +86,9 @@ def has_intrinsics(k) -> bool:
     return k.size == 9 and bool(np.isfinite(k).all()) and k[0] > 0 and k[4] > 0
 
 
-def locate_instances(masks: list[np.ndarray], depth: np.ndarray | None, k: np.ndarray | None,
-                     window: int = 5) -> list[PointEstimate]:
+def locate_instances(
+    masks: list[np.ndarray], depth: np.ndarray | None, k: np.ndarray | None, window: int = 5
+) -> list[PointEstimate]:
     """One PointEstimate per mask: interior point, and its 3D position when depth and intrinsics are given
     and depth is valid there. depth: uint16 mm / float m [H,W], same size as the masks."""
     use_depth = depth is not None and k is not None and has_intrinsics(k)

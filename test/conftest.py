@@ -1,13 +1,8 @@
 """Test-wide setup: every run is isolated from other ROS users of this machine (see ros_harness)."""
 
-import sys
-from pathlib import Path
-
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent / "helpers"))
-
-import ros_harness  # noqa: E402  (lives in test/helpers)
+import ros_harness  # test/helpers is on the import path (pytest.ini: pythonpath)
 
 
 def pytest_configure(config):

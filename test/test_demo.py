@@ -18,8 +18,18 @@ def model_file(tmp_path_factory):
 
 def test_demo_writes_overlays_gif_and_report(tmp_path, model_file, capsys):
     start = time.monotonic()
-    code = demo.main(["--model", str(model_file), "--out", str(tmp_path / "demo"), "--frames-per-instruction", "3",
-                      "--device", "cpu"])
+    code = demo.main(
+        [
+            "--model",
+            str(model_file),
+            "--out",
+            str(tmp_path / "demo"),
+            "--frames-per-instruction",
+            "3",
+            "--device",
+            "cpu",
+        ]
+    )
     elapsed = time.monotonic() - start
     out = tmp_path / "demo"
     assert code == 0, capsys.readouterr().err

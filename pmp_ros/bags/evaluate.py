@@ -24,16 +24,16 @@ from dataclasses import dataclass, field
 from itertools import chain
 from pathlib import Path
 
-from rclpy.serialization import serialize_message
 from std_msgs.msg import String
 from tqdm import tqdm
 
-from pmp_ros.eval.frame_metrics import aggregate_instruction_metrics, instruction_frame_metrics
-from pmp_ros.eval.report import latency_summary, write_bag_report
-from pmp_ros.ros.environment import configure_dds_environment
+from pmp_ros.bags.messages import COMPRESSED_TYPE, STRING_TYPE, BagTopics, prediction_from_messages, truth_from_message
 from pmp_ros.bags.player import Playback, Player
 from pmp_ros.bags.storage import BagContents, BagMessage, inspect_bag
-from pmp_ros.bags.messages import COMPRESSED_TYPE, STRING_TYPE, BagTopics, prediction_from_messages, truth_from_message
+from pmp_ros.eval.frame_metrics import aggregate_instruction_metrics, instruction_frame_metrics
+from pmp_ros.eval.report import latency_summary, write_bag_report
+from pmp_ros.ros.client import serialize
+from pmp_ros.ros.environment import configure_dds_environment
 from pmp_ros.ros.process import NodeProcess, pick_domains
 from pmp_ros.ros.stop_signals import Interrupted, handle_stop_signals, raising, stop_signals
 
@@ -63,10 +63,12 @@ def _node_params(options: EvalOptions, contents: BagContents) -> dict[str, objec
     """Parameters of the node under test: depth only when the bag has depth and camera info, compressed
     transport for a CompressedImage topic, reliable images (the measurement is of the node, not of losses
     in the transport)."""
-    params: dict[str, object] = {"device": options.device, "image_reliability": "reliable",
-                                 "use_depth": "depth" in contents.roles and "depth_info" in contents.roles,
-                                 "image_transport": "compressed" if contents.roles.get("image") == COMPRESSED_TYPE
-                                 else "raw"}
+    params: dict[str, object] = {
+        "device": options.device,
+        "image_reliability": "reliable",
+        "use_depth": "depth" in contents.roles and "depth_info" in contents.roles,
+        "image_transport": "compressed" if contents.roles.get("image") == COMPRESSED_TYPE else "raw",
+    }
     if options.model:
         params["model_path"] = str(Path(options.model).resolve())
     return {**params, **options.node_params}
@@ -82,15 +84,16 @@ def _instruction_plan(options: EvalOptions, contents: BagContents, start_ns: int
         return [], True
     if options.instruction:
         contents.problems.append(f"instruction {options.instruction!r} from the command line")
-        return [BagMessage("instruction", STRING_TYPE, start_ns, serialize_message(String(data=options.instruction)))], \
-            False
+        return [BagMessage("instruction", STRING_TYPE, start_ns, serialize(String(data=options.instruction)))], False
     raise CannotEvaluate(_no_instruction(contents))
 
 
 def _no_instruction(contents: BagContents) -> str:
-    return (f"{contents.path}: no instruction topic {contents.topics.instruction}, no ground truth topic "
-            f"{contents.topics.gt} and no --instruction: the node would answer no frame (give --instruction "
-            f"TEXT, or --instruction-topic / --gt-topic if the bag names them otherwise)")
+    return (
+        f"{contents.path}: no instruction topic {contents.topics.instruction}, no ground truth topic "
+        f"{contents.topics.gt} and no --instruction: the node would answer no frame (give --instruction "
+        f"TEXT, or --instruction-topic / --gt-topic if the bag names them otherwise)"
+    )
 
 
 def check_bags(bags: list[Path], options: EvalOptions) -> None:
@@ -99,8 +102,7 @@ def check_bags(bags: list[Path], options: EvalOptions) -> None:
     reasons = []
     for bag in bags:
         contents, _ = inspect_bag(bag, options.topics, topics_only=True)
-        if "image" in contents.roles and not {"instruction", "gt"} & contents.roles.keys() \
-                and not options.instruction:
+        if "image" in contents.roles and not {"instruction", "gt"} & contents.roles.keys() and not options.instruction:
             reasons.append(_no_instruction(contents))
     if reasons:
         raise CannotEvaluate("; ".join(reasons))
@@ -110,17 +112,22 @@ def _frames_and_records(playback: Playback, contents: BagContents) -> tuple[list
     """Per-frame rows for the report and the metric records of frames with ground truth and a result."""
     rows, records = [], []
     for frame in playback.frames:
-        row = {"index": frame.index, "stamp": f"{frame.key[0]}.{frame.key[1]:09d}",
-               "published_s": frame.published_at - playback.started_at,
-               "latency_ms": None if frame.latency_s is None else frame.latency_s * 1e3, "sends": frame.sends,
-               "instruction": frame.instruction,
-               "result_instruction": None if frame.result is None else frame.result.instruction,
-               "instances": None if frame.result is None else len(frame.result.instances)}
+        row = {
+            "index": frame.index,
+            "stamp": f"{frame.key[0]}.{frame.key[1]:09d}",
+            "published_s": frame.published_at - playback.started_at,
+            "latency_ms": None if frame.latency_s is None else frame.latency_s * 1e3,
+            "sends": frame.sends,
+            "instruction": frame.instruction,
+            "result_instruction": None if frame.result is None else frame.result.instruction,
+            "instances": None if frame.result is None else len(frame.result.instances),
+        }
         truth = playback.truths.get(frame.key)
         if frame.result is not None and truth is not None:
             try:
-                record = instruction_frame_metrics(prediction_from_messages(frame.result, frame.points),
-                                                   truth_from_message(truth))
+                record = instruction_frame_metrics(
+                    prediction_from_messages(frame.result, frame.points), truth_from_message(truth)
+                )
             except ValueError as error:  # e.g. ground truth of another size than the image
                 contents.problems.append(f"frame {frame.index}: not evaluated: {error}")
             else:
@@ -133,19 +140,32 @@ def _frames_and_records(playback: Playback, contents: BagContents) -> tuple[list
 def evaluate_bag(bag: Path, options: EvalOptions, domain_id: int | None, out_dir: Path, position: int = 0) -> dict:
     """Evaluate one bag into out_dir; returns its report (also written as report.json)."""
     contents, source = inspect_bag(bag, options.topics)
-    report = {"bag": str(bag), "mode": "lockstep" if options.lockstep else f"timed (rate {options.rate:g})",
-              "model": options.model or ("running node" if options.use_running_node else "node default"),
-              "topics": {role: getattr(options.topics, role) for role in ("image", "instruction", "depth",
-                                                                            "depth_info", "gt")},
-              "frames": 0, "results": 0, "dropped": 0, "drop_rate": None, "resends": 0,
-              "latency_ms": latency_summary([]), "input_rate_hz": None, "throughput_hz": None,
-              "accuracy": None, "accuracy_note": "nothing was played (see problems)", "problems": contents.problems,
-              "other_topics": contents.other_topics}
+    report = {
+        "bag": str(bag),
+        "mode": "lockstep" if options.lockstep else f"timed (rate {options.rate:g})",
+        "model": options.model or ("running node" if options.use_running_node else "node default"),
+        "topics": {
+            role: getattr(options.topics, role) for role in ("image", "instruction", "depth", "depth_info", "gt")
+        },
+        "frames": 0,
+        "results": 0,
+        "dropped": 0,
+        "drop_rate": None,
+        "resends": 0,
+        "latency_ms": latency_summary([]),
+        "input_rate_hz": None,
+        "throughput_hz": None,
+        "accuracy": None,
+        "accuracy_note": "nothing was played (see problems)",
+        "problems": contents.problems,
+        "other_topics": contents.other_topics,
+    }
     rows: list[dict] = []
     if source is not None and "image" not in contents.roles:
         contents.problems.append("nothing to play without images")
-        contents.problems.append(f"topics in the bag: {_topic_list(contents)}; --image-topic names the colour "
-                                 f"image topic")
+        contents.problems.append(
+            f"topics in the bag: {_topic_list(contents)}; --image-topic names the colour image topic"
+        )
     elif source is not None:
         first, from_gt = _instruction_plan(options, contents, contents.start_ns)
         try:
@@ -158,8 +178,11 @@ def evaluate_bag(bag: Path, options: EvalOptions, domain_id: int | None, out_dir
             report.update(_timing(playback))
             if records:
                 report["accuracy"] = aggregate_instruction_metrics(records)
-            report["accuracy_note"] = ("no ground truth topic in the bag" if "gt" not in contents.roles
-                                       else f"{len(records)} frames with ground truth and a result")
+            report["accuracy_note"] = (
+                "no ground truth topic in the bag"
+                if "gt" not in contents.roles
+                else f"{len(records)} frames with ground truth and a result"
+            )
     write_bag_report(report, rows, out_dir)
     return report
 
@@ -168,20 +191,40 @@ def _topic_list(contents: BagContents) -> str:
     return ", ".join(f"{topic} ({msgtype})" for topic, msgtype in sorted(contents.found.items())) or "none"
 
 
-def _play(messages, from_gt: bool, options: EvalOptions, contents: BagContents, domain_id: int | None,
-          out_dir: Path, position: int) -> Playback:
+def _play(
+    messages,
+    from_gt: bool,
+    options: EvalOptions,
+    contents: BagContents,
+    domain_id: int | None,
+    out_dir: Path,
+    position: int,
+) -> Playback:
     """Start the node (unless one is running), play the messages into it and collect its answers."""
-    node = nullcontext() if options.use_running_node else NodeProcess(
-        _node_params(options, contents), domain_id, out_dir / "node.log")
+    node = (
+        nullcontext()
+        if options.use_running_node
+        else NodeProcess(_node_params(options, contents), domain_id, out_dir / "node.log")
+    )
     with node, Player(domain_id, options.namespace, contents.roles.get("image") == COMPRESSED_TYPE) as player:
         if not options.use_running_node:
             node.wait_ready()
         player.wait_for_node()
-        with tqdm(total=contents.counts.get("image"), unit="frame", desc=Path(contents.path).name,
-                  position=position, disable=not options.progress) as bar:
-            return player.play(messages, lockstep=options.lockstep, rate=options.rate,
-                               frame_timeout=options.frame_timeout, instruction_from_gt=from_gt,
-                               on_frame=lambda frame: bar.update())
+        with tqdm(
+            total=contents.counts.get("image"),
+            unit="frame",
+            desc=Path(contents.path).name,
+            position=position,
+            disable=not options.progress,
+        ) as bar:
+            return player.play(
+                messages,
+                lockstep=options.lockstep,
+                rate=options.rate,
+                frame_timeout=options.frame_timeout,
+                instruction_from_gt=from_gt,
+                on_frame=lambda frame: bar.update(),
+            )
 
 
 def _timing(playback: Playback) -> dict:
@@ -189,12 +232,16 @@ def _timing(playback: Playback) -> dict:
     answered = [f for f in frames if f.result is not None]
     span = max(playback.ended_at - playback.started_at, 1e-9)
     last_publish = max((f.published_at for f in frames), default=playback.started_at) - playback.started_at
-    return {"frames": len(frames), "results": len(answered), "dropped": len(frames) - len(answered),
-            "drop_rate": (len(frames) - len(answered)) / len(frames) if frames else None,
-            "resends": sum(f.sends - 1 for f in frames),
-            "latency_ms": latency_summary([f.latency_s for f in answered]),
-            "input_rate_hz": (len(frames) - 1) / last_publish if len(frames) > 1 and last_publish > 0 else None,
-            "throughput_hz": len(answered) / span}
+    return {
+        "frames": len(frames),
+        "results": len(answered),
+        "dropped": len(frames) - len(answered),
+        "drop_rate": (len(frames) - len(answered)) / len(frames) if frames else None,
+        "resends": sum(f.sends - 1 for f in frames),
+        "latency_ms": latency_summary([f.latency_s for f in answered]),
+        "input_rate_hz": (len(frames) - 1) / last_publish if len(frames) > 1 and last_publish > 0 else None,
+        "throughput_hz": len(answered) / span,
+    }
 
 
 def _output_dirs(bags: list[Path], out: Path) -> list[Path]:
@@ -227,10 +274,13 @@ def evaluate_bags(bags: list[Path], options: EvalOptions, out: Path, jobs: int =
     if jobs == 1:
         reports = [evaluate_bag(b, options, d, o, 0) for b, d, o in zip(bags, domains, dirs)]
     else:
-        with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"),
-                                 initializer=handle_stop_signals) as pool:
-            futures = [pool.submit(_evaluate_bag_in_worker, b, options, d, o, i % jobs)
-                       for i, (b, d, o) in enumerate(zip(bags, domains, dirs))]
+        with ProcessPoolExecutor(
+            jobs, mp_context=multiprocessing.get_context("spawn"), initializer=handle_stop_signals
+        ) as pool:
+            futures = [
+                pool.submit(_evaluate_bag_in_worker, b, options, d, o, i % jobs)
+                for i, (b, d, o) in enumerate(zip(bags, domains, dirs))
+            ]
             try:
                 reports = [f.result() for f in futures]
             except Interrupted:
@@ -243,43 +293,65 @@ def evaluate_bags(bags: list[Path], options: EvalOptions, out: Path, jobs: int =
                 raise
     out.mkdir(parents=True, exist_ok=True)
     (out / "summary.json").write_text(json.dumps({"bags": reports}, indent=1))
-    lines = ["| bag | mode | frames | results | dropped | latency p50 (ms) | F1 | problems |", "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| bag | mode | frames | results | dropped | latency p50 (ms) | F1 | problems |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for r, d in zip(reports, dirs):
         f1 = r["accuracy"]["all"]["f1"] if r["accuracy"] else None
         p50 = r["latency_ms"]["p50"]
-        lines.append(f"| [{Path(r['bag']).name}]({d.name}/report.md) | {r['mode']} | {r['frames']} | {r['results']} | "
-                     f"{r['dropped']} | {'n/a' if p50 is None else f'{p50:.1f}'} | "
-                     f"{'n/a' if f1 is None else f'{f1:.3f}'} | {len(r['problems'])} |")
+        lines.append(
+            f"| [{Path(r['bag']).name}]({d.name}/report.md) | {r['mode']} | {r['frames']} | {r['results']} | "
+            f"{r['dropped']} | {'n/a' if p50 is None else f'{p50:.1f}'} | "
+            f"{'n/a' if f1 is None else f'{f1:.3f}'} | {len(r['problems'])} |"
+        )
     (out / "summary.md").write_text("\n".join(lines) + "\n")
     return reports
 
 
 def _parser() -> argparse.ArgumentParser:
     defaults = BagTopics()
-    parser = argparse.ArgumentParser(prog="pmp-eval-bag", description=__doc__.split("\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="pmp-eval-bag", description=__doc__.split("\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
     parser.add_argument("bags", nargs="+", type=Path, help="rosbag2 folders (mcap or sqlite3)")
     parser.add_argument("--model", help="checkpoint for the node (default: the node's shipped model)")
-    parser.add_argument("--use-running-node", action="store_true",
-                        help="evaluate a node already running in this ROS domain instead of starting one")
+    parser.add_argument(
+        "--use-running-node",
+        action="store_true",
+        help="evaluate a node already running in this ROS domain instead of starting one",
+    )
     parser.add_argument("--namespace", default="", help="namespace of the node under test")
     mode = parser.add_mutually_exclusive_group()
-    mode.add_argument("--lockstep", action="store_true",
-                      help="publish a frame, wait for its result, then the next (no drops)")
+    mode.add_argument(
+        "--lockstep", action="store_true", help="publish a frame, wait for its result, then the next (no drops)"
+    )
     mode.add_argument("--rate", type=float, default=1.0, help="timed playback speed factor")
     parser.add_argument("--image-topic", default=defaults.image, help="sensor_msgs/Image or CompressedImage")
     parser.add_argument("--instruction-topic", default=defaults.instruction)
     parser.add_argument("--depth-topic", default=defaults.depth)
     parser.add_argument("--depth-info-topic", default=defaults.depth_info)
     parser.add_argument("--gt-topic", default=defaults.gt, help="pmp_ros_msgs/GroundTruth")
-    parser.add_argument("--instruction", help="instruction to use when a bag has none (no topic, no ground truth); "
-                        "without one such a bag is an error (exit code 2)")
+    parser.add_argument(
+        "--instruction",
+        help="instruction to use when a bag has none (no topic, no ground truth); "
+        "without one such a bag is an error (exit code 2)",
+    )
     parser.add_argument("--device", default="auto", help="node parameter device")
-    parser.add_argument("--node-param", action="append", default=[], metavar="NAME:=VALUE",
-                        help="extra node parameter, e.g. score_threshold:=0.3 (repeatable)")
+    parser.add_argument(
+        "--node-param",
+        action="append",
+        default=[],
+        metavar="NAME:=VALUE",
+        help="extra node parameter, e.g. score_threshold:=0.3 (repeatable)",
+    )
     parser.add_argument("--frame-timeout", type=float, default=30.0, help="lockstep: give up on a frame after (s)")
-    parser.add_argument("--jobs", type=int, default=max(1, (os.cpu_count() or 1) // 4),
-                        help="bags evaluated in parallel (each with its own node and ROS domain)")
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=max(1, (os.cpu_count() or 1) // 4),
+        help="bags evaluated in parallel (each with its own node and ROS domain)",
+    )
     parser.add_argument("--out", type=Path, default=Path("eval_out"), help="report folder")
     parser.add_argument("--no-progress", action="store_true")
     return parser
@@ -302,11 +374,21 @@ def main(argv: list[str] | None = None) -> int:
         params[name] = value
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     configure_dds_environment()
-    options = EvalOptions(model=args.model, use_running_node=args.use_running_node, lockstep=args.lockstep,
-                          rate=args.rate, topics=BagTopics(args.image_topic, args.instruction_topic, args.depth_topic,
-                                                           args.depth_info_topic, args.gt_topic),
-                          node_params=params, namespace=args.namespace, instruction=args.instruction,
-                          device=args.device, frame_timeout=args.frame_timeout, progress=not args.no_progress)
+    options = EvalOptions(
+        model=args.model,
+        use_running_node=args.use_running_node,
+        lockstep=args.lockstep,
+        rate=args.rate,
+        topics=BagTopics(
+            args.image_topic, args.instruction_topic, args.depth_topic, args.depth_info_topic, args.gt_topic
+        ),
+        node_params=params,
+        namespace=args.namespace,
+        instruction=args.instruction,
+        device=args.device,
+        frame_timeout=args.frame_timeout,
+        progress=not args.no_progress,
+    )
     try:
         with stop_signals():
             reports = evaluate_bags(args.bags, options, args.out, args.jobs)
@@ -321,8 +403,10 @@ def main(argv: list[str] | None = None) -> int:
         acc = report["accuracy"]
         f1 = "n/a" if not acc or acc["all"]["f1"] is None else f"{acc['all']['f1']:.3f}"
         p50 = report["latency_ms"]["p50"]
-        print(f"{report['bag']}: {report['frames']} frames, {report['results']} results, {report['dropped']} dropped, "
-              f"latency p50 {'n/a' if p50 is None else f'{p50:.1f} ms'}, F1 {f1}")
+        print(
+            f"{report['bag']}: {report['frames']} frames, {report['results']} results, {report['dropped']} dropped, "
+            f"latency p50 {'n/a' if p50 is None else f'{p50:.1f} ms'}, F1 {f1}"
+        )
         for problem in report["problems"]:
             print(f"  - {problem}")
     print(f"reports in {args.out}/ (summary.md)")

@@ -1,6 +1,6 @@
 """Evaluation bags: topic layout, frames <-> ROS messages, ground truth <-> metric inputs.
 
-Messages are built and (de)serialised with rclpy's own types (rclpy.serialization), so what is recorded is
+Messages are built and (de)serialised with rclpy's own types (pmp_ros.ros.client.serialize), so what is recorded is
 byte for byte what a robot's driver would publish; rosbags only stores the bytes (bag_storage.py).
 
 Layout of the bags pmp-write-bag records (all topics absolute; every message of a frame carries the colour
@@ -20,14 +20,15 @@ from dataclasses import dataclass
 import numpy as np
 from builtin_interfaces.msg import Time
 from geometry_msgs.msg import Point
-from rclpy.serialization import deserialize_message, serialize_message
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import Header, String
 
+from pmp_ros.data.streams import StreamFrame
 from pmp_ros.eval.frame_metrics import FramePrediction, FrameTruth
 from pmp_ros.ros import interface
+from pmp_ros.ros.client import deserialize as deserialize_bytes
+from pmp_ros.ros.client import serialize
 from pmp_ros.ros.image_conversion import array_to_image, image_to_array, label_image_to_msg
-from pmp_ros.data.streams import StreamFrame
 from pmp_ros_msgs.msg import GroundTruth, GroundTruthObject, LabelledPointArray, SegmentationResult
 
 GT_TOPIC = "/ground_truth"
@@ -46,8 +47,13 @@ ROLE_TYPES: dict[str, tuple[str, ...]] = {
     "depth_info": (CAMERA_INFO_TYPE,),
     "gt": (GT_TYPE,),
 }
-MESSAGE_CLASSES = {IMAGE_TYPE: Image, COMPRESSED_TYPE: CompressedImage, STRING_TYPE: String,
-                   CAMERA_INFO_TYPE: CameraInfo, GT_TYPE: GroundTruth}
+MESSAGE_CLASSES = {
+    IMAGE_TYPE: Image,
+    COMPRESSED_TYPE: CompressedImage,
+    STRING_TYPE: String,
+    CAMERA_INFO_TYPE: CameraInfo,
+    GT_TYPE: GroundTruth,
+}
 
 
 @dataclass(frozen=True)
@@ -94,18 +100,35 @@ def camera_info(header: Header, k: np.ndarray, width: int, height: int) -> Camer
     k = np.asarray(k, dtype=np.float64).reshape(3, 3)
     projection = np.zeros((3, 4))
     projection[:, :3] = k
-    return CameraInfo(header=header, width=width, height=height, distortion_model="plumb_bob", d=[0.0] * 5,
-                      k=k.ravel().tolist(), r=np.eye(3).ravel().tolist(), p=projection.ravel().tolist())
+    return CameraInfo(
+        header=header,
+        width=width,
+        height=height,
+        distortion_model="plumb_bob",
+        d=[0.0] * 5,
+        k=k.ravel().tolist(),
+        r=np.eye(3).ravel().tolist(),
+        p=projection.ravel().tolist(),
+    )
 
 
 def ground_truth(header: Header, frame: StreamFrame) -> GroundTruth | None:
     """The frame's GroundTruth message, or None for a frame without masks."""
     if frame.instance is None:
         return None
-    objects = [GroundTruthObject(id=o.id, label=o.label, centre=Point(x=o.centre[0], y=o.centre[1], z=o.centre[2]),
-                                 area=o.area) for o in frame.objects]
-    return GroundTruth(header=header, instance_image=label_image_to_msg(frame.instance, header), objects=objects,
-                       instruction=frame.instruction, target_ids=list(frame.target_ids))
+    objects = [
+        GroundTruthObject(
+            id=o.id, label=o.label, centre=Point(x=o.centre[0], y=o.centre[1], z=o.centre[2]), area=o.area
+        )
+        for o in frame.objects
+    ]
+    return GroundTruth(
+        header=header,
+        instance_image=label_image_to_msg(frame.instance, header),
+        objects=objects,
+        instruction=frame.instruction,
+        target_ids=list(frame.target_ids),
+    )
 
 
 def frame_messages(frame: StreamFrame, instruction_changed: bool) -> list[tuple[str, str, bytes]]:
@@ -124,11 +147,11 @@ def frame_messages(frame: StreamFrame, instruction_changed: bool) -> list[tuple[
     if truth is not None:
         out.append(("gt", GT_TYPE, truth))
     out.append(("image", IMAGE_TYPE, array_to_image(np.ascontiguousarray(frame.rgb), "rgb8", header)))
-    return [(role, msgtype, serialize_message(msg)) for role, msgtype, msg in out]
+    return [(role, msgtype, serialize(msg)) for role, msgtype, msg in out]
 
 
 def deserialize(data: bytes, msgtype: str):
-    return deserialize_message(bytes(data), MESSAGE_CLASSES[msgtype])
+    return deserialize_bytes(data, MESSAGE_CLASSES[msgtype])
 
 
 def truth_from_message(msg: GroundTruth) -> FrameTruth:
@@ -139,11 +162,18 @@ def truth_from_message(msg: GroundTruth) -> FrameTruth:
         prompts = tuple(parse_instruction(msg.instruction).prompts) if msg.instruction.strip() else ()
     except InstructionParseError:
         prompts = ()
-    centres = {int(o.id): (o.centre.x, o.centre.y, o.centre.z) for o in msg.objects
-               if all(math.isfinite(c) for c in (o.centre.x, o.centre.y, o.centre.z))}
-    return FrameTruth(instance_image=np.array(image_to_array(msg.instance_image), dtype=np.uint16),
-                      class_names={int(o.id): o.label for o in msg.objects},
-                      target_ids=tuple(int(i) for i in msg.target_ids), centres=centres, prompts=prompts)
+    centres = {
+        int(o.id): (o.centre.x, o.centre.y, o.centre.z)
+        for o in msg.objects
+        if all(math.isfinite(c) for c in (o.centre.x, o.centre.y, o.centre.z))
+    }
+    return FrameTruth(
+        instance_image=np.array(image_to_array(msg.instance_image), dtype=np.uint16),
+        class_names={int(o.id): o.label for o in msg.objects},
+        target_ids=tuple(int(i) for i in msg.target_ids),
+        centres=centres,
+        prompts=prompts,
+    )
 
 
 def prediction_from_messages(result: SegmentationResult, points: LabelledPointArray | None) -> FramePrediction:
@@ -151,6 +181,13 @@ def prediction_from_messages(result: SegmentationResult, points: LabelledPointAr
     return FramePrediction(
         label_image=np.array(image_to_array(result.label_image), dtype=np.uint16),
         instances=[(int(i.id), i.label, float(i.score)) for i in result.instances],
-        points=[(int(p.instance_id), int(p.u), int(p.v),
-                 (p.position.x, p.position.y, p.position.z) if p.position_valid else None)
-                for p in (points.points if points is not None else [])])
+        points=[
+            (
+                int(p.instance_id),
+                int(p.u),
+                int(p.v),
+                (p.position.x, p.position.y, p.position.z) if p.position_valid else None,
+            )
+            for p in (points.points if points is not None else [])
+        ],
+    )

@@ -18,16 +18,13 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
-import rclpy
-from rclpy.context import Context
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
-from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import String
 
-from pmp_ros.ros import interface
-from pmp_ros.bags.storage import BagMessage
 from pmp_ros.bags.messages import GT_TYPE, deserialize, header_stamp, stamp_key
+from pmp_ros.bags.storage import BagMessage
+from pmp_ros.ros import interface, qos
+from pmp_ros.ros.client import BackgroundNode
 from pmp_ros_msgs.msg import LabelledPointArray, SegmentationResult
 
 DISCOVERY_TIMEOUT_S = 30.0
@@ -35,12 +32,6 @@ SETTLE_S = 0.02  # lockstep: lets depth / camera info sent just before an image 
 MIN_RESEND_S = 1.0
 
 Key = tuple[int, int]
-
-
-def _qos(depth: int, reliable: bool = True, transient_local: bool = False) -> QoSProfile:
-    return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=depth,
-                      reliability=ReliabilityPolicy.RELIABLE if reliable else ReliabilityPolicy.BEST_EFFORT,
-                      durability=DurabilityPolicy.TRANSIENT_LOCAL if transient_local else DurabilityPolicy.VOLATILE)
 
 
 @dataclass
@@ -77,54 +68,35 @@ class Playback:
     notes: list[str] = field(default_factory=list)
 
 
-class Player:
+class Player(BackgroundNode):
     """An rclpy node of its own context, spun in a background thread; use as a context manager.
 
     namespace: the node under test's namespace (its topics are relative). overlay: also collect the node's
     overlay images (the node draws them only while someone subscribes).
     """
 
-    def __init__(self, domain_id: int | None = None, namespace: str = "", compressed: bool = False,
-                 overlay: bool = False):
-        self.context = Context()
-        rclpy.init(context=self.context, **({} if domain_id is None else {"domain_id": domain_id}))
-        self.node = rclpy.create_node("pmp_bag_player", namespace=namespace or None, context=self.context)
+    def __init__(
+        self, domain_id: int | None = None, namespace: str = "", compressed: bool = False, overlay: bool = False
+    ):
+        super().__init__("pmp_bag_player", namespace, domain_id)
         self.overlay = overlay
         self._cond = threading.Condition()
         self._frames: dict[Key, FrameLog] = {}
         self._pending_points: dict[Key, LabelledPointArray] = {}
-        image_type, image_topic = ((CompressedImage, interface.IMAGE_TOPIC + "/compressed") if compressed
-                                   else (Image, interface.IMAGE_TOPIC))
+        image_type, image_topic = (
+            (CompressedImage, interface.IMAGE_TOPIC + "/compressed") if compressed else (Image, interface.IMAGE_TOPIC)
+        )
         node = self.node
         self._publishers = {
-            "image": node.create_publisher(image_type, image_topic, _qos(5)),
-            "instruction": node.create_publisher(String, interface.INSTRUCTION_TOPIC, _qos(1, transient_local=True)),
-            "depth": node.create_publisher(Image, interface.DEPTH_TOPIC, _qos(5)),
-            "depth_info": node.create_publisher(CameraInfo, interface.DEPTH_INFO_TOPIC, _qos(1)),
+            "image": node.create_publisher(image_type, image_topic, qos.profile(5)),
+            "instruction": node.create_publisher(String, interface.INSTRUCTION_TOPIC, qos.INSTRUCTION),
+            "depth": node.create_publisher(Image, interface.DEPTH_TOPIC, qos.profile(5)),
+            "depth_info": node.create_publisher(CameraInfo, interface.DEPTH_INFO_TOPIC, qos.profile(1)),
         }
-        node.create_subscription(SegmentationResult, interface.SEGMENTATION_TOPIC, self._on_result, _qos(50))
-        node.create_subscription(LabelledPointArray, interface.POINTS_TOPIC, self._on_points, _qos(50))
+        node.create_subscription(SegmentationResult, interface.SEGMENTATION_TOPIC, self._on_result, qos.profile(50))
+        node.create_subscription(LabelledPointArray, interface.POINTS_TOPIC, self._on_points, qos.profile(50))
         if overlay:
-            node.create_subscription(Image, interface.OVERLAY_TOPIC, self._on_overlay, _qos(10))
-        self._executor = SingleThreadedExecutor(context=self.context)
-        self._executor.add_node(node)
-        self._thread = threading.Thread(target=self._spin, daemon=True)
-        self._thread.start()
-
-    def __enter__(self) -> "Player":
-        return self
-
-    def __exit__(self, *exc_info) -> None:
-        self._executor.shutdown(timeout_sec=2.0)
-        self.node.destroy_node()
-        rclpy.try_shutdown(context=self.context)
-        self._thread.join(timeout=5.0)
-
-    def _spin(self) -> None:
-        try:
-            self._executor.spin()
-        except ExternalShutdownException:
-            pass
+            node.create_subscription(Image, interface.OVERLAY_TOPIC, self._on_overlay, qos.profile(10))
 
     # -- answers -------------------------------------------------------------------------------------
     def _on_result(self, msg: SegmentationResult) -> None:
@@ -152,24 +124,36 @@ class Player:
     def wait_for_node(self, timeout: float = DISCOVERY_TIMEOUT_S) -> None:
         """Wait until the node under test subscribes to images and instructions and publishes results."""
         deadline = time.monotonic() + timeout
-        checks = {f"a subscriber on {self._publishers['image'].topic_name}":
-                  lambda: self._publishers["image"].get_subscription_count() > 0,
-                  f"a subscriber on {self._publishers['instruction'].topic_name}":
-                  lambda: self._publishers["instruction"].get_subscription_count() > 0,
-                  "a publisher of segmentation results":
-                  lambda: self.node.count_publishers(interface.SEGMENTATION_TOPIC) > 0}
+        checks = {
+            f"a subscriber on {self._publishers['image'].topic_name}": lambda: (
+                self._publishers["image"].get_subscription_count() > 0
+            ),
+            f"a subscriber on {self._publishers['instruction'].topic_name}": lambda: (
+                self._publishers["instruction"].get_subscription_count() > 0
+            ),
+            "a publisher of segmentation results": lambda: self.node.count_publishers(interface.SEGMENTATION_TOPIC) > 0,
+        }
         if self.overlay:
             checks["a publisher of overlays"] = lambda: self.node.count_publishers(interface.OVERLAY_TOPIC) > 0
         for what, check in checks.items():
             while not check():
                 if time.monotonic() > deadline:
-                    raise TimeoutError(f"no node found within {timeout:.0f} s: waited for {what} (is the node "
-                                       f"running in this ROS domain and namespace?)")
+                    raise TimeoutError(
+                        f"no node found within {timeout:.0f} s: waited for {what} (is the node "
+                        f"running in this ROS domain and namespace?)"
+                    )
                 time.sleep(0.02)
 
-    def play(self, messages: Iterable[BagMessage], lockstep: bool = False, rate: float = 1.0,
-             frame_timeout: float = 30.0, drain_timeout: float = 10.0, instruction_from_gt: bool = False,
-             on_frame: Callable[[FrameLog], None] | None = None) -> Playback:
+    def play(
+        self,
+        messages: Iterable[BagMessage],
+        lockstep: bool = False,
+        rate: float = 1.0,
+        frame_timeout: float = 30.0,
+        drain_timeout: float = 10.0,
+        instruction_from_gt: bool = False,
+        on_frame: Callable[[FrameLog], None] | None = None,
+    ) -> Playback:
         """Publish `messages` (recorded order) and collect answers. instruction_from_gt: the stream has no
         instruction topic, so the instruction of each GroundTruth is published when it changes."""
         out = Playback(started_at=time.monotonic())
@@ -211,8 +195,10 @@ class Player:
                 aux_sent = True
         self._drain(out.frames, 0.0 if lockstep else drain_timeout)  # lockstep already waited per frame
         if out.duplicates:
-            out.notes.append(f"{out.duplicates} image(s) repeated an earlier header stamp: each stamp counts as one "
-                             f"frame, answered by its latest image")
+            out.notes.append(
+                f"{out.duplicates} image(s) repeated an earlier header stamp: each stamp counts as one "
+                f"frame, answered by its latest image"
+            )
         out.ended_at = time.monotonic()
         return out
 
@@ -236,8 +222,11 @@ class Player:
         resend_after = max(MIN_RESEND_S, 5 * float(np.median(latencies)) if latencies else 5.0)
 
         def answered() -> bool:
-            return frame.result is not None and frame.points is not None and (
-                instruction is None or frame.result.instruction == frame.points.instruction == instruction)
+            return (
+                frame.result is not None
+                and frame.points is not None
+                and (instruction is None or frame.result.instruction == frame.points.instruction == instruction)
+            )
 
         with self._cond:
             while not answered() and time.monotonic() < deadline:

@@ -96,8 +96,10 @@ def _chunk_records(chunk: Chunk, offset: int, cut: bool, result: SalvageResult) 
     except EndOfFile:
         pass  # a chunk's records end with its data: EndOfFile is the normal end, or the cut
     if cut:
-        result.problems.append(f"chunk at byte {offset} is cut off: read its first {messages} messages "
-                               f"({len(data)} of {chunk.uncompressed_size} bytes), reading stopped there")
+        result.problems.append(
+            f"chunk at byte {offset} is cut off: read its first {messages} messages "
+            f"({len(data)} of {chunk.uncompressed_size} bytes), reading stopped there"
+        )
     elif stream.tell() != len(data) or len(data) != chunk.uncompressed_size:
         result.problems.append(f"chunk at byte {offset} is damaged: read its first {messages} messages")
 

@@ -60,7 +60,7 @@ class BagWriter:
         self._writer = Writer(Path(path), version=BAG_VERSION, storage_plugin=STORAGES[storage])
         self._connections: dict[str, object] = {}
 
-    def __enter__(self) -> "BagWriter":
+    def __enter__(self) -> BagWriter:
         self._writer.open()
         return self
 
@@ -104,8 +104,9 @@ class BagContents:
             self.other_topics[topic] = msgtype
             return False
         if msgtype not in ROLE_TYPES[role]:
-            self.problems.append(f"topic {topic} ({role}) has type {msgtype}, expected {' or '.join(ROLE_TYPES[role])}: "
-                                 f"ignored")
+            self.problems.append(
+                f"topic {topic} ({role}) has type {msgtype}, expected {' or '.join(ROLE_TYPES[role])}: ignored"
+            )
             return False
         self.roles[role] = msgtype
         self.counts[role] = self.counts.get(role, 0) + count
@@ -151,8 +152,10 @@ def inspect_bag(path: Path, topics: BagTopics, topics_only: bool = False) -> tup
             for connection, time_ns, data in reader.messages(connections=used):
                 yield BagMessage(by_topic[connection.topic], connection.msgtype, time_ns, bytes(data))
         except Exception as error:
-            contents.problems.append(f"reading stopped early ({type(error).__name__}: {error}): the bag is "
-                                     f"truncated or damaged; results cover the messages before that point")
+            contents.problems.append(
+                f"reading stopped early ({type(error).__name__}: {error}): the bag is "
+                f"truncated or damaged; results cover the messages before that point"
+            )
         finally:
             reader.close()
 
@@ -165,12 +168,16 @@ def _salvage(contents: BagContents) -> MessageSource | None:
     if not files:
         return None
     result, records = salvage_mcap(files[0])
-    used = {cid for cid, (topic, msgtype) in result.channels.items()
-            if contents._add(topic, msgtype, result.counts.get(cid, 0))}
+    used = {
+        cid
+        for cid, (topic, msgtype) in result.channels.items()
+        if contents._add(topic, msgtype, result.counts.get(cid, 0))
+    }
     contents.start_ns = result.start_ns
     contents._note_missing()
-    contents.problems.append(f"read {files[0].name} record by record: {sum(result.counts.values())} messages up to "
-                             f"the damage")
+    contents.problems.append(
+        f"read {files[0].name} record by record: {sum(result.counts.values())} messages up to the damage"
+    )
     contents.problems += result.problems
     by_topic = contents.topics.by_topic()
 

@@ -17,13 +17,21 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from pmp_ros.bags.storage import STORAGES, BagWriter
 from pmp_ros.bags.messages import BagTopics, frame_messages
+from pmp_ros.bags.storage import STORAGES, BagWriter
 from pmp_ros.data.streams import SequenceConfig, StreamFrame, procedural_stream
 
+DEFAULT_TOPICS = BagTopics()  # the layout pmp-write-bag records (pmp_ros/bags/messages.py)
 
-def write_bag(path: Path, frames: Iterable[StreamFrame], storage: str = "mcap", topics: BagTopics = BagTopics(),
-              total: int | None = None, progress: bool = False) -> int:
+
+def write_bag(
+    path: Path,
+    frames: Iterable[StreamFrame],
+    storage: str = "mcap",
+    topics: BagTopics = DEFAULT_TOPICS,
+    total: int | None = None,
+    progress: bool = False,
+) -> int:
     """Record frames into a new bag at `path` (must not exist); returns the number of frames."""
     count, instruction = 0, None
     with BagWriter(path, storage) as writer:
@@ -38,23 +46,41 @@ def write_bag(path: Path, frames: Iterable[StreamFrame], storage: str = "mcap", 
 
 def _parser() -> argparse.ArgumentParser:
     defaults = SequenceConfig()
-    parser = argparse.ArgumentParser(prog="pmp-write-bag", description=__doc__.split("\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="pmp-write-bag", description=__doc__.split("\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
     parser.add_argument("output", type=Path, help="bag folder to create")
-    parser.add_argument("--source", choices=("procedural", "photos"), default="procedural",
-                        help="procedural tabletop world, or the offline real photos with masks")
+    parser.add_argument(
+        "--source",
+        choices=("procedural", "photos"),
+        default="procedural",
+        help="procedural tabletop world, or the offline real photos with masks",
+    )
     parser.add_argument("--storage", choices=tuple(STORAGES), default="mcap")
     parser.add_argument("--seconds", type=float, default=defaults.seconds, help="procedural: stream length")
-    parser.add_argument("--fps", type=float, default=None,
-                        help=f"frame rate (default {defaults.fps:g} procedural, 10 photos)")
+    parser.add_argument(
+        "--fps", type=float, default=None, help=f"frame rate (default {defaults.fps:g} procedural, 10 photos)"
+    )
     parser.add_argument("--width", type=int, default=defaults.width)
     parser.add_argument("--height", type=int, default=defaults.height)
-    parser.add_argument("--scene-seconds", type=float, default=defaults.scene_seconds,
-                        help="procedural: time each scene (seed) stays in view before the next one")
-    parser.add_argument("--instruction-seconds", type=float, default=defaults.instruction_seconds,
-                        help="procedural: a new generated instruction this often (and at every new scene)")
-    parser.add_argument("--pan-deg", type=float, default=defaults.pan_deg,
-                        help="procedural: amplitude of the camera's slow pan (0 = static camera)")
+    parser.add_argument(
+        "--scene-seconds",
+        type=float,
+        default=defaults.scene_seconds,
+        help="procedural: time each scene (seed) stays in view before the next one",
+    )
+    parser.add_argument(
+        "--instruction-seconds",
+        type=float,
+        default=defaults.instruction_seconds,
+        help="procedural: a new generated instruction this often (and at every new scene)",
+    )
+    parser.add_argument(
+        "--pan-deg",
+        type=float,
+        default=defaults.pan_deg,
+        help="procedural: amplitude of the camera's slow pan (0 = static camera)",
+    )
     parser.add_argument("--first-seed", type=int, default=defaults.first_seed, help="procedural: first scene seed")
     parser.add_argument("--seconds-per-photo", type=float, default=1.0, help="photos: time each photo is shown")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing bag folder")
@@ -74,10 +100,16 @@ def main(argv: list[str] | None = None) -> int:
 
         frames, total = photo_stream(args.fps or 10.0, args.seconds_per_photo), None
     else:
-        cfg = SequenceConfig(width=args.width, height=args.height, fps=args.fps or SequenceConfig.fps,
-                             seconds=args.seconds, scene_seconds=args.scene_seconds,
-                             instruction_seconds=args.instruction_seconds, pan_deg=args.pan_deg,
-                             first_seed=args.first_seed)
+        cfg = SequenceConfig(
+            width=args.width,
+            height=args.height,
+            fps=args.fps or SequenceConfig.fps,
+            seconds=args.seconds,
+            scene_seconds=args.scene_seconds,
+            instruction_seconds=args.instruction_seconds,
+            pan_deg=args.pan_deg,
+            first_seed=args.first_seed,
+        )
         frames, total = procedural_stream(cfg), cfg.num_frames
     count = write_bag(args.output, frames, args.storage, total=total, progress=True)
     print(f"wrote {count} frames to {args.output} ({args.storage})")

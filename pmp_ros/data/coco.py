@@ -22,13 +22,13 @@ import cv2
 import numpy as np
 from pycocotools import mask as coco_mask
 
-from . import vocabulary as voc
-from .instructions import Instruction
-from .world import Scene
-
+from pmp_ros.data import vocabulary as voc
+from pmp_ros.data.instructions import Instruction
+from pmp_ros.data.world import Scene
 
 # --- RLE ----------------------------------------------------------------------------------------------
 # Compressed strings and polygons go through pycocotools, the COCO API that wrote the real data sets.
+
 
 def rle_encode(mask: np.ndarray) -> dict:
     """bool [H,W] -> {"size": [H, W], "counts": [int, ...]}: COCO uncompressed RLE (column-major runs,
@@ -116,12 +116,23 @@ def segmentation_to_mask(segmentation, height: int, width: int) -> np.ndarray:
 
 # --- export -------------------------------------------------------------------------------------------
 
+
 def _categories() -> list[dict]:
     cats = []
     for i, name in enumerate(voc.all_classes()):
         colour, shape = voc.split_class(name)
-        cats.append({"id": i + 1, "name": name, "supercategory": shape, "colour": colour, "shape": shape,
-                     "unseen": voc.is_unseen(name), "isthing": 1, "color": list(voc.colour_rgb(colour))})
+        cats.append(
+            {
+                "id": i + 1,
+                "name": name,
+                "supercategory": shape,
+                "colour": colour,
+                "shape": shape,
+                "unseen": voc.is_unseen(name),
+                "isthing": 1,
+                "color": list(voc.colour_rgb(colour)),
+            }
+        )
     return cats
 
 
@@ -161,8 +172,15 @@ def export_coco(
         cv2.imwrite(os.path.join(out_dir, "images", name), cv2.cvtColor(scene.rgb, cv2.COLOR_RGB2BGR))
         cv2.imwrite(os.path.join(out_dir, "depth", name), depth_to_png16(scene.depth))
         K = scene.K
-        image = {"id": image_id, "file_name": name, "width": w, "height": h, "seed": scene.seed,
-                 "depth_file": f"depth/{name}", "K": [K.fx, K.fy, K.cx, K.cy]}
+        image = {
+            "id": image_id,
+            "file_name": name,
+            "width": w,
+            "height": h,
+            "seed": scene.seed,
+            "depth_file": f"depth/{name}",
+            "K": [K.fx, K.fy, K.cx, K.cy],
+        }
         pan = np.zeros((h, w), np.uint32)
         segments, ann_of_object = [], {}
         for o in scene.objects:
@@ -175,17 +193,28 @@ def export_coco(
             x0, y0, x1, y1 = o.bbox
             bbox = [x0, y0, x1 - x0, y1 - y0]
             cat = voc.class_index(o.class_name) + 1
-            annotations.append({"id": ann_id, "image_id": image_id, "category_id": cat, "segmentation": rle,
-                                "area": o.visible_area, "bbox": bbox, "iscrowd": 0,
-                                "occlusion": o.occlusion, "center_cam": list(o.center_cam)})
+            annotations.append(
+                {
+                    "id": ann_id,
+                    "image_id": image_id,
+                    "category_id": cat,
+                    "segmentation": rle,
+                    "area": o.visible_area,
+                    "bbox": bbox,
+                    "iscrowd": 0,
+                    "occlusion": o.occlusion,
+                    "center_cam": list(o.center_cam),
+                }
+            )
             pan[mask] = o.id
-            segments.append({"id": o.id, "category_id": cat, "area": o.visible_area, "bbox": bbox,
-                             "iscrowd": 0})
+            segments.append({"id": o.id, "category_id": cat, "area": o.visible_area, "bbox": bbox, "iscrowd": 0})
         if instructions is not None:
             image["instructions"] = [
-                {"text": ins.text, "prompts": list(ins.prompts),
-                 "target_ann_ids": [[ann_of_object[i] for i in ids if i in ann_of_object]
-                                    for ids in ins.target_ids]}
+                {
+                    "text": ins.text,
+                    "prompts": list(ins.prompts),
+                    "target_ann_ids": [[ann_of_object[i] for i in ids if i in ann_of_object] for ids in ins.target_ids],
+                }
                 for ins in instructions.get(scene.seed, ())
             ]
         images.append(image)
@@ -196,8 +225,7 @@ def export_coco(
     info = {"description": "pmp_ros procedural tabletop world", "version": "1"}
     paths = {kind: os.path.join(out_dir, f"{kind}.json") for kind in ("instances", "panoptic")}
     with open(paths["instances"], "w") as f:
-        json.dump({"info": info, "images": images, "annotations": annotations,
-                   "categories": _categories()}, f)
+        json.dump({"info": info, "images": images, "annotations": annotations, "categories": _categories()}, f)
     with open(paths["panoptic"], "w") as f:
         json.dump({"info": info, "images": images, "annotations": panoptic, "categories": _categories()}, f)
     return paths
@@ -214,6 +242,7 @@ def read_panoptic_png(path: str) -> np.ndarray:
 
 # --- reader -------------------------------------------------------------------------------------------
 
+
 class CocoDataset:
     """Map-style reader of a COCO instances json (this project's export or a real one, e.g. COCO, LVIS).
 
@@ -221,8 +250,7 @@ class CocoDataset:
     <json dir>/images. Crowd annotations are skipped unless include_crowd (they are not instances).
     """
 
-    def __init__(self, annotation_file: str, image_dir: str | None = None,
-                 include_crowd: bool = False) -> None:
+    def __init__(self, annotation_file: str, image_dir: str | None = None, include_crowd: bool = False) -> None:
         with open(annotation_file) as f:
             data = json.load(f)
         root = os.path.dirname(os.path.abspath(annotation_file))
@@ -244,8 +272,10 @@ class CocoDataset:
         if bgr is None:
             raise FileNotFoundError(path)
         h, w = bgr.shape[:2]
-        instances = [(self.categories[a["category_id"]], segmentation_to_mask(a["segmentation"], h, w))
-                     for a in sorted(self._anns[image["id"]], key=lambda a: a["id"])]
+        instances = [
+            (self.categories[a["category_id"]], segmentation_to_mask(a["segmentation"], h, w))
+            for a in sorted(self._anns[image["id"]], key=lambda a: a["id"])
+        ]
         return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), instances
 
     def __iter__(self):

@@ -14,8 +14,14 @@ import numpy as np
 from pmp_ros.data.world import Scene, TabletopWorld
 
 
-def object_crops(scene: Scene, size: int, rng: np.random.Generator, min_area: int = 30,
-                 max_occlusion: float = 0.5, jitter: float = 0.25) -> list[tuple[np.ndarray, str]]:
+def object_crops(
+    scene: Scene,
+    size: int,
+    rng: np.random.Generator,
+    min_area: int = 30,
+    max_occlusion: float = 0.5,
+    jitter: float = 0.25,
+) -> list[tuple[np.ndarray, str]]:
     """(uint8 [size,size,3] crop, class name) for each clearly visible object of the scene.
 
     The crop window is centred on the object's box centre, shifted by up to `jitter` * size, and padded
@@ -32,7 +38,7 @@ def object_crops(scene: Scene, size: int, rng: np.random.Generator, min_area: in
         cx = int(round((x0 + x1) / 2 + shift[0])) + pad
         cy = int(round((y0 + y1) / 2 + shift[1])) + pad
         top, left = cy - size // 2, cx - size // 2
-        crops.append((padded[top:top + size, left:left + size].copy(), obj.class_name))
+        crops.append((padded[top : top + size, left : left + size].copy(), obj.class_name))
     return crops
 
 
@@ -53,8 +59,11 @@ class BalancedCropStream:
 
     def state(self) -> dict:
         """Position of the stream (next scene seed, queued crops, random state), for resuming training."""
-        return {"next_seed": self.next_seed, "rng": self.rng.bit_generator.state,
-                "queues": {name: list(q) for name, q in self.queues.items()}}
+        return {
+            "next_seed": self.next_seed,
+            "rng": self.rng.bit_generator.state,
+            "queues": {name: list(q) for name, q in self.queues.items()},
+        }
 
     def restore(self, state: dict) -> None:
         """Continues exactly where `state()` was taken."""

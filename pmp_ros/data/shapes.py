@@ -8,7 +8,7 @@ and scaled so the farthest vertex is at radius 1.
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 
@@ -47,8 +47,9 @@ def _crescent() -> np.ndarray:
     outer = np.linspace(a0, 2 * np.pi - a0, 20)
     b0 = np.arctan2(np.sqrt(1 - xi * xi), xi - cx)
     inner = np.linspace(-b0, -2 * np.pi + b0, 16)[1:-1]
-    return np.concatenate([np.stack([np.cos(outer), np.sin(outer)], 1),
-                           np.stack([cx + r * np.cos(inner), r * np.sin(inner)], 1)])
+    return np.concatenate(
+        [np.stack([np.cos(outer), np.sin(outer)], 1), np.stack([cx + r * np.cos(inner), r * np.sin(inner)], 1)]
+    )
 
 
 def _raw(shape: str) -> list[np.ndarray]:
@@ -64,8 +65,25 @@ def _raw(shape: str) -> list[np.ndarray]:
         return [_polygon(1.0, _CIRCLE_VERTICES), _polygon(0.55, _CIRCLE_VERTICES)]
     if shape == "cross":
         a, b = 0.32, 1.0
-        return [np.array([(a, -b), (a, -a), (b, -a), (b, a), (a, a), (a, b), (-a, b), (-a, a), (-b, a),
-                          (-b, -a), (-a, -a), (-a, -b)], dtype=np.float64)]
+        return [
+            np.array(
+                [
+                    (a, -b),
+                    (a, -a),
+                    (b, -a),
+                    (b, a),
+                    (a, a),
+                    (a, b),
+                    (-a, b),
+                    (-a, a),
+                    (-b, a),
+                    (-b, -a),
+                    (-a, -a),
+                    (-a, -b),
+                ],
+                dtype=np.float64,
+            )
+        ]
     if shape == "hexagon":
         return [_polygon(1.0, 6, 0.0)]
     if shape == "heart":
@@ -77,7 +95,7 @@ def _raw(shape: str) -> list[np.ndarray]:
     raise KeyError(f"no outline for shape {shape!r}")
 
 
-@lru_cache(maxsize=None)
+@cache
 def outline(shape: str) -> tuple[np.ndarray, ...]:
     """Contours of a shape (see module docstring); cached, do not modify the arrays."""
     contours = _raw(shape)
@@ -94,7 +112,7 @@ def outline(shape: str) -> tuple[np.ndarray, ...]:
     return tuple(out)
 
 
-@lru_cache(maxsize=None)
+@cache
 def edge_table(shape: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, tuple[int, ...]]:
     """All contours of a shape as one edge list, for vectorised rendering.
 

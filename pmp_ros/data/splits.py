@@ -17,4 +17,4 @@ def seeds(split: range, count: int, offset: int = 0) -> range:
     """The first `count` seeds of `split` after `offset`; raises if the split is too small."""
     if offset < 0 or count < 0 or offset + count > len(split):
         raise ValueError(f"{count} seeds from offset {offset} do not fit a split of {len(split)}")
-    return split[offset:offset + count]
+    return split[offset : offset + count]

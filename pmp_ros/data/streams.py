@@ -83,8 +83,9 @@ def camera_rotation(t: float, cfg: SequenceConfig) -> np.ndarray:
     return r_pitch @ r_yaw
 
 
-def rotated_view(scene: Scene, rotation: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray,
-                                                              tuple[TruthObject, ...]]:
+def rotated_view(
+    scene: Scene, rotation: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, tuple[TruthObject, ...]]:
     """(rgb, depth_mm, instance, objects) seen after rotating the camera by `rotation` about its centre.
 
     Depth is the z of the rotated point, not the source pixel's z: z' = z / (R^T K^-1 [u', v', 1])_z.
@@ -102,9 +103,11 @@ def rotated_view(scene: Scene, rotation: np.ndarray) -> tuple[np.ndarray, np.nda
     scale = (rays @ rotation)[:, 2].reshape(height, width)  # (R^T ray)_z for every destination pixel
     depth_mm = np.clip(np.rint(depth / scale * MM_PER_M), 0, 65535).astype(np.uint16)
     areas = np.bincount(instance.ravel(), minlength=len(scene.objects) + 1)
-    objects = tuple(TruthObject(o.id, o.class_name, tuple(float(c) for c in rotation @ np.array(o.center_cam)),
-                                int(areas[o.id]))
-                    for o in scene.objects if areas[o.id] > 0)
+    objects = tuple(
+        TruthObject(o.id, o.class_name, tuple(float(c) for c in rotation @ np.array(o.center_cam)), int(areas[o.id]))
+        for o in scene.objects
+        if areas[o.id] > 0
+    )
     return rgb, depth_mm, instance, objects
 
 
@@ -114,8 +117,9 @@ def targets_of(prompts: Sequence[str], objects: Sequence[TruthObject]) -> tuple[
     return tuple(o.id for o in objects if o.label in wanted)
 
 
-def procedural_stream(cfg: SequenceConfig, seeds: Sequence[int] | None = None,
-                      instructions: Sequence[str] | None = None) -> Iterator[StreamFrame]:
+def procedural_stream(
+    cfg: SequenceConfig, seeds: Sequence[int] | None = None, instructions: Sequence[str] | None = None
+) -> Iterator[StreamFrame]:
     """cfg.num_frames frames at cfg.fps. seeds: the scenes in order (default: consecutive seeds from
     cfg.first_seed, one per scene_seconds). instructions: fixed texts used in turn (their parsed prompts are
     the targets); default: generated for the scene in view (vocabulary classes, sometimes an absent one)."""
@@ -133,20 +137,28 @@ def procedural_stream(cfg: SequenceConfig, seeds: Sequence[int] | None = None,
             text, prompts = _next_instruction(scene, instructions, instruction_count, cfg.absent_prob)
             instruction_count += 1
         rgb, depth_mm, instance, objects = rotated_view(scene, camera_rotation(in_scene / cfg.fps, cfg))
-        yield StreamFrame(stamp_ns=cfg.start_ns + round(index * 1e9 / cfg.fps), rgb=rgb, depth_mm=depth_mm,
-                          k=scene.K.matrix(), instance=instance, objects=objects, instruction=text,
-                          prompts=prompts, target_ids=targets_of(prompts, objects))
+        yield StreamFrame(
+            stamp_ns=cfg.start_ns + round(index * 1e9 / cfg.fps),
+            rgb=rgb,
+            depth_mm=depth_mm,
+            k=scene.K.matrix(),
+            instance=instance,
+            objects=objects,
+            instruction=text,
+            prompts=prompts,
+            target_ids=targets_of(prompts, objects),
+        )
 
 
-def _next_instruction(scene: Scene, fixed: Sequence[str] | None, count: int,
-                      absent_prob: float) -> tuple[str, tuple[str, ...]]:
+def _next_instruction(
+    scene: Scene, fixed: Sequence[str] | None, count: int, absent_prob: float
+) -> tuple[str, tuple[str, ...]]:
     """(text, prompts) of the next instruction: a fixed one in turn, else one generated for the scene
     (seeded by scene and count, so a sequence is reproducible)."""
     if fixed:
         text = fixed[count % len(fixed)]
         return text, tuple(parse_instruction(text).prompts)
-    generated = generate_instructions(scene, np.random.default_rng([scene.seed, count]), n=1,
-                                      absent_prob=absent_prob)
+    generated = generate_instructions(scene, np.random.default_rng([scene.seed, count]), n=1, absent_prob=absent_prob)
     if not generated:  # a scene with nothing nameable: ask for something that is not there
         return "pick up the red star", ("red star",)
     return generated[0].text, generated[0].prompts

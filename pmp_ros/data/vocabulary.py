@@ -12,7 +12,7 @@ in seen classes (5 seen shapes per unseen colour, 7 seen colours per shape), so 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 
 
 @dataclass(frozen=True)
@@ -65,13 +65,13 @@ def class_name(colour: str, shape: str) -> str:
     return f"{colour} {shape}"
 
 
-@lru_cache(maxsize=None)
+@cache
 def all_classes() -> tuple[str, ...]:
     """All class names, in class-index order (colour-major)."""
     return tuple(class_name(c.name, s.name) for c in COLOURS for s in SHAPES)
 
 
-@lru_cache(maxsize=None)
+@cache
 def unseen_classes() -> tuple[str, ...]:
     """Classes never given masks in training (about 25%), in class-index order."""
     return tuple(
@@ -82,13 +82,13 @@ def unseen_classes() -> tuple[str, ...]:
     )
 
 
-@lru_cache(maxsize=None)
+@cache
 def seen_classes() -> tuple[str, ...]:
     unseen = set(unseen_classes())
     return tuple(n for n in all_classes() if n not in unseen)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _class_indices() -> dict[str, int]:
     return {n: i for i, n in enumerate(all_classes())}
 
@@ -101,7 +101,7 @@ def class_index(name: str) -> int:
         raise KeyError(f"unknown class {name!r} (canonical names look like 'red star')") from None
 
 
-@lru_cache(maxsize=None)
+@cache
 def _unseen_set() -> frozenset[str]:
     return frozenset(unseen_classes())
 
@@ -111,7 +111,7 @@ def is_unseen(name: str) -> bool:
 
 
 def split_class(name: str) -> tuple[str, str]:
-    """"red star" -> ("red", "star"); KeyError for non-canonical names."""
+    """ "red star" -> ("red", "star"); KeyError for non-canonical names."""
     class_index(name)
     colour, shape = name.split(" ")
     return colour, shape
@@ -128,12 +128,12 @@ def _plural(word: str) -> str:
     return word + "es" if word.endswith(("s", "x", "sh", "ch")) else word + "s"
 
 
-@lru_cache(maxsize=None)
+@cache
 def _colour_words() -> dict[str, str]:
     return {w: c.name for c in COLOURS for w in (c.name, *c.synonyms)}
 
 
-@lru_cache(maxsize=None)
+@cache
 def _shape_words() -> dict[str, tuple[str, bool]]:
     """word -> (canonical shape, is_plural), for singular and plural forms of names and synonyms."""
     table: dict[str, tuple[str, bool]] = {}

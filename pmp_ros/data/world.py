@@ -80,10 +80,9 @@ class WorldConfig:
     textures: tuple[str, ...] = _TEXTURES
 
     @classmethod
-    def cluttered(cls, **overrides) -> "WorldConfig":
+    def cluttered(cls, **overrides) -> WorldConfig:
         """10 to 25 objects, more small targets and distractors: where prompt-free proposals miss."""
-        base = dict(num_objects=(10, 25), small_prob=0.3, clump=0.4, distractor_prob=0.8,
-                    distractor_share=0.6)
+        base = dict(num_objects=(10, 25), small_prob=0.3, clump=0.4, distractor_prob=0.8, distractor_share=0.6)
         return cls(**{**base, **overrides})
 
 
@@ -173,8 +172,7 @@ class TabletopWorld:
             voc.class_index(name)
         # Sensor noise is a random window of one fixed bank of standard normals: as random as needed for
         # training, determined by the seed, and far cheaper than drawing 3*H*W normals per scene.
-        self._normals = np.random.default_rng(0).standard_normal(3 * self.width * self.height + 65536,
-                                                                 dtype=np.float32)
+        self._normals = np.random.default_rng(0).standard_normal(3 * self.width * self.height + 65536, dtype=np.float32)
 
     def render(self, seed: int) -> Scene:
         """The scene of one seed (same seed, config and size -> identical arrays)."""
@@ -275,22 +273,30 @@ class TabletopWorld:
                 z = -cam.C[2] / (cam.R[1, 2] * yn + cam.R[2, 2])  # ray meets the table plane
                 xy = np.array([z * (u - self.K.cx) / self.K.fx, z * (cam.R[2, 1] + cam.R[1, 1] * yn)])
             base = max(
-                (o["base"] + o["height"] for o in specs
-                 if np.hypot(*(o["xy"] - xy)) < 0.9 * (o["radius"] + radius)),
+                (o["base"] + o["height"] for o in specs if np.hypot(*(o["xy"] - xy)) < 0.9 * (o["radius"] + radius)),
                 default=0.0,
             )
             jitter = rng.integers(-cfg.colour_jitter, cfg.colour_jitter + 1, 3)
-            specs.append(dict(
-                name=name, colour=colour, shape=shape, radius=radius, xy=xy, base=base,
-                height=rng.uniform(*cfg.height_m), yaw=rng.uniform(0, 2 * np.pi),
-                rgb=np.clip(np.array(voc.colour_rgb(colour)) + jitter, 0, 255),
-            ))
+            specs.append(
+                dict(
+                    name=name,
+                    colour=colour,
+                    shape=shape,
+                    radius=radius,
+                    xy=xy,
+                    base=base,
+                    height=rng.uniform(*cfg.height_m),
+                    yaw=rng.uniform(0, 2 * np.pi),
+                    rgb=np.clip(np.array(voc.colour_rgb(colour)) + jitter, 0, 255),
+                )
+            )
         return specs
 
     # --- rasterisation ---------------------------------------------------------------------------------
 
-    def _draw(self, spec, obj_id, cam, light, illum, z_bg, zbuf, rgb, instance
-              ) -> tuple[int, int, int, int, int] | None:
+    def _draw(
+        self, spec, obj_id, cam, light, illum, z_bg, zbuf, rgb, instance
+    ) -> tuple[int, int, int, int, int] | None:
         """z-buffers one prism into zbuf/rgb/instance; returns (x0, y0, x1, y1, full_area) of its crop."""
         verts, nxt, normals_obj, starts = edge_table(spec["shape"])
         ca, sa = np.cos(spec["yaw"]), np.sin(spec["yaw"])
@@ -352,8 +358,7 @@ class TabletopWorld:
     def _to_px(self, cam: _Camera, xy: np.ndarray, z: float) -> np.ndarray:
         """World points (xy [N,2], height z) -> float pixel coordinates [N,2]."""
         p = cam.project(np.concatenate([xy, np.full((len(xy), 1), z)], 1))
-        return np.stack([self.K.fx * p[:, 0] / p[:, 2] + self.K.cx,
-                         self.K.fy * p[:, 1] / p[:, 2] + self.K.cy], 1)
+        return np.stack([self.K.fx * p[:, 0] / p[:, 2] + self.K.cx, self.K.fy * p[:, 1] / p[:, 2] + self.K.cy], 1)
 
     def _measure(self, drawn, cam, zbuf, instance) -> list[SceneObject]:
         """Visible statistics per drawn object; objects hidden entirely are dropped and ids compacted."""
@@ -370,14 +375,24 @@ class TabletopWorld:
             z = zbuf[y0:y1, x0:x1][ys, xs].astype(np.float64)
             pts = np.stack([z * self._xn[xs + x0], z * self._yn[ys + y0], z], 1)
             top = cam.project(np.array([[*spec["xy"], spec["base"] + spec["height"]]]))[0]
-            objects.append(SceneObject(
-                id=new_id, class_name=spec["name"], colour=spec["colour"], shape=spec["shape"],
-                visible_area=area, full_area=full,
-                bbox=(int(xs.min()) + x0, int(ys.min()) + y0, int(xs.max()) + x0 + 1, int(ys.max()) + y0 + 1),
-                occlusion=float(1.0 - area / full), center_cam=tuple(float(v) for v in top),
-                visible_center_cam=tuple(float(v) for v in pts.mean(0)), radius_m=float(spec["radius"]),
-                height_m=float(spec["height"]), base_m=float(spec["base"]), yaw=float(spec["yaw"]),
-            ))
+            objects.append(
+                SceneObject(
+                    id=new_id,
+                    class_name=spec["name"],
+                    colour=spec["colour"],
+                    shape=spec["shape"],
+                    visible_area=area,
+                    full_area=full,
+                    bbox=(int(xs.min()) + x0, int(ys.min()) + y0, int(xs.max()) + x0 + 1, int(ys.max()) + y0 + 1),
+                    occlusion=float(1.0 - area / full),
+                    center_cam=tuple(float(v) for v in top),
+                    visible_center_cam=tuple(float(v) for v in pts.mean(0)),
+                    radius_m=float(spec["radius"]),
+                    height_m=float(spec["height"]),
+                    base_m=float(spec["base"]),
+                    yaw=float(spec["yaw"]),
+                )
+            )
         if len(objects) < len(drawn):
             instance[...] = remap[instance]
         return objects
@@ -422,7 +437,7 @@ class TabletopWorld:
     def _noise(self, rng, shape: tuple[int, ...]) -> np.ndarray:
         """float32 standard normals of the given shape (a window of the bank)."""
         start = int(rng.integers(0, 65536))
-        return self._normals[start:start + int(np.prod(shape))].reshape(shape)
+        return self._normals[start : start + int(np.prod(shape))].reshape(shape)
 
     def _smooth_noise(self, rng, cell: int) -> np.ndarray:
         """float32 [H,W] in [0,1): uniform noise on a coarse grid (cell pixels), bilinearly upsampled."""

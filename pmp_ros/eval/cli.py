@@ -30,16 +30,22 @@ def _weights_info(path: Path) -> dict:
     return {"path": str(path), "sha256": digest.hexdigest(), "bytes": path.stat().st_size}
 
 
-def write_examples(predictor: Predictor, count: int, cluttered_fraction: float, out_dir: Path, name: str
-                   ) -> list[Path]:
+def write_examples(predictor: Predictor, count: int, cluttered_fraction: float, out_dir: Path, name: str) -> list[Path]:
     """Overlays of the instruction predictions on the first `count` evaluation scenes with an instruction."""
     cases = [c for c in eval_cases(count, cluttered_fraction) if c.prompts]
     paths = []
     for case, output in zip(cases, predict_instructions(predictor, cases) if cases else []):
         p = output.prediction
-        paths.append(plot_example(case.scene.rgb, p.label_image, p.instances, p.points,
-                                  f"{case.instruction.text}  ->  {', '.join(case.prompts)}",
-                                  out_dir / f"example-{name}-{case.index}.png"))
+        paths.append(
+            plot_example(
+                case.scene.rgb,
+                p.label_image,
+                p.instances,
+                p.points,
+                f"{case.instruction.text}  ->  {', '.join(case.prompts)}",
+                out_dir / f"example-{name}-{case.index}.png",
+            )
+        )
     return paths
 
 
@@ -54,12 +60,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda[:N]")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--no-progress", action="store_true")
-    parser.add_argument("--split", choices=("eval", "validation"), default="eval",
-                        help="validation: scenes for choosing settings, never the evaluation set")
+    parser.add_argument(
+        "--split",
+        choices=("eval", "validation"),
+        default="eval",
+        help="validation: scenes for choosing settings, never the evaluation set",
+    )
     parser.add_argument("--score-threshold", type=float, help="override the checkpoint's score threshold")
-    parser.add_argument("--diagnose", action="store_true",
-                        help="decompose the errors instead (masks, classes given true masks, thresholds, "
-                             "linear probes: pmp_ros/eval/diagnose.py); writes diagnosis-<name>.md/.json")
+    parser.add_argument(
+        "--diagnose",
+        action="store_true",
+        help="decompose the errors instead (masks, classes given true masks, thresholds, "
+        "linear probes: pmp_ros/eval/diagnose.py); writes diagnosis-<name>.md/.json",
+    )
     parser.add_argument("--probe-train-scenes", type=int, default=200, help="--diagnose: 0 skips the probes")
     parser.add_argument("--probe-steps", type=int, default=300)
     args = parser.parse_args(argv)
@@ -76,16 +89,31 @@ def main(argv: list[str] | None = None) -> int:
             model_cfg.inference = dataclasses.replace(model_cfg.inference, score_threshold=args.score_threshold)
             predictor.cfg = model_cfg.inference
         if args.diagnose:
-            result = diagnose(predictor, args.scenes, args.split, args.cluttered_fraction, args.probe_train_scenes,
-                              args.probe_steps, not args.no_progress)
+            result = diagnose(
+                predictor,
+                args.scenes,
+                args.split,
+                args.cluttered_fraction,
+                args.probe_train_scenes,
+                args.probe_steps,
+                not args.no_progress,
+            )
             result["command"], result["weights"] = command, _weights_info(path)
             (args.out / f"diagnosis-{name}.json").write_text(json.dumps(result, indent=1))
             report = args.out / f"diagnosis-{name}.md"
             report.write_text(format_diagnosis(result, f"{name} ({path})") + f"\nCommand: `{command}`\n")
             print(f"diagnosis: {report}")
             continue
-        results[name] = evaluate(predictor.segmenter, model_cfg, args.scenes, args.cluttered_fraction,
-                                 str(predictor.device), not args.no_progress, args.batch_size, args.split)
+        results[name] = evaluate(
+            predictor.segmenter,
+            model_cfg,
+            args.scenes,
+            args.cluttered_fraction,
+            str(predictor.device),
+            not args.no_progress,
+            args.batch_size,
+            args.split,
+        )
         weights[name] = _weights_info(path)
         examples[name] = write_examples(predictor, args.examples, args.cluttered_fraction, args.out, name)
     if args.diagnose:

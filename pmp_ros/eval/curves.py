@@ -1,6 +1,6 @@
 """Training curves of one or more runs (their log.jsonl) in one PNG.
 
-    python -m pmp_ros.eval.curves runs/pmp_s0 runs/twin_s0 runs/pmp_s1 runs/twin_s1 --out curves.png
+python -m pmp_ros.eval.curves runs/pmp_s0 runs/twin_s0 runs/pmp_s1 runs/twin_s1 --out curves.png
 """
 
 from __future__ import annotations
@@ -22,8 +22,10 @@ def plot_curves(runs: list[Path], out: Path, smooth: int = 5) -> Path:
         records = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
         steps = [r["step"] for r in records]
         losses = [r["loss"] for r in records]
-        averaged = [sum(losses[max(0, i - smooth + 1):i + 1]) / len(losses[max(0, i - smooth + 1):i + 1])
-                    for i in range(len(losses))]
+        averaged = [
+            sum(losses[max(0, i - smooth + 1) : i + 1]) / len(losses[max(0, i - smooth + 1) : i + 1])
+            for i in range(len(losses))
+        ]
         ax.plot(steps, averaged, label=run.name, linestyle="-" if "twin" not in run.name else "--")
     ax.set_xlabel("step")
     ax.set_ylabel(f"total loss (moving average of {smooth} logs)")

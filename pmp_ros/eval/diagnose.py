@@ -54,7 +54,8 @@ def _forward_with_features(predictor: Predictor, images: list[np.ndarray], text)
     """The model's own forward pass, and its backbone's features and input (captured by a forward hook)."""
     captured: dict = {}
     hook = predictor.segmenter.backbone.register_forward_hook(
-        lambda _m, inputs, out: captured.update(out, model_input=inputs[0]))
+        lambda _m, inputs, out: captured.update(out, model_input=inputs[0])
+    )
     try:
         out = predictor.forward(images, text)
     finally:
@@ -67,8 +68,7 @@ def _case_outputs(predictor: Predictor, cases: Sequence[EvalCase], names: tuple[
     segmenter = predictor.segmenter
     text = predictor.encode_text(names, [c.prompts for c in cases])
     out, captured = _forward_with_features(predictor, [c.scene.rgb for c in cases], text)
-    out["classifier"] = torch.cat([text.class_embeddings,
-                                   F.normalize(segmenter.void_embedding.weight, dim=-1)]).float()
+    out["classifier"] = torch.cat([text.class_embeddings, F.normalize(segmenter.void_embedding.weight, dim=-1)]).float()
     out["num_templates"], out["seen_mask"] = text.num_templates, text.seen_mask
     return out, captured
 
@@ -79,8 +79,13 @@ def _attribute_hits(predicted: int, truth: int, classes: Sequence[str]) -> tuple
 
 
 @torch.inference_mode()
-def diagnose_outputs(predictor: Predictor, cases: Sequence[EvalCase], thresholds: Sequence[float] = THRESHOLDS,
-                     batch_size: int = 8, progress: bool = True) -> dict:
+def diagnose_outputs(
+    predictor: Predictor,
+    cases: Sequence[EvalCase],
+    thresholds: Sequence[float] = THRESHOLDS,
+    batch_size: int = 8,
+    progress: bool = True,
+) -> dict:
     """Masks-alone, classes-given-true-mask and threshold sweeps over `cases` (module docstring)."""
     cfg, segmenter = predictor.cfg, predictor.segmenter
     vocab = vocabulary.all_classes()
@@ -110,24 +115,36 @@ def diagnose_outputs(predictor: Predictor, cases: Sequence[EvalCase], thresholds
             pooled_masks = _true_masks_at_dense_grid(truth_masks, cfg.size, dense.shape[-2:])
             weights = pooled_masks / pooled_masks.sum((1, 2), keepdim=True).clamp(min=1e-6)
             pooled = torch.einsum("chw,nhw->nc", dense[i], weights)
-            out_vocab = classification_logits(segmenter.backbone.visual_prediction(pooled[None]),
-                                              out["classifier"], segmenter.backbone.logit_scale,
-                                              out["num_templates"])[0].float()
+            out_vocab = classification_logits(
+                segmenter.backbone.visual_prediction(pooled[None]),
+                out["classifier"],
+                segmenter.backbone.logit_scale,
+                out["num_templates"],
+            )[0].float()
             crop_logits = _true_mask_crop_logits(segmenter, features["model_input"][i], truth_masks, cfg.size, out)
             in_vocab = out["pred_logits"][i].float()[best_query]
             ensemble_cfg = segmenter.cfg.ensemble
-            given_mask = geometric_ensemble(in_vocab[None], out_vocab[None], out["seen_mask"],
-                                            ensemble_cfg.alpha, ensemble_cfg.beta)[0]
+            given_mask = geometric_ensemble(
+                in_vocab[None], out_vocab[None], out["seen_mask"], ensemble_cfg.alpha, ensemble_cfg.beta
+            )[0]
             own = out["class_log_probs"][i].float()[best_query]
             targets = set(case.instruction.all_target_ids)
             for k, obj in enumerate(objects):
                 truth = column[obj.class_name]
-                row = {"split": "unseen" if vocabulary.is_unseen(obj.class_name) else "seen",
-                       "area": obj.visible_area, "target": obj.id in targets, "best_iou": float(best_iou[k])}
+                row = {
+                    "split": "unseen" if vocabulary.is_unseen(obj.class_name) else "seen",
+                    "area": obj.visible_area,
+                    "target": obj.id in targets,
+                    "best_iou": float(best_iou[k]),
+                }
                 mask_rows.append(row)
-                for path, logits in (("in_vocabulary", in_vocab[k]), ("clip_true_mask", out_vocab[k]),
-                                     ("clip_crop_true_mask", crop_logits[k]),
-                                     ("ensemble_true_mask", given_mask[k]), ("model_ensemble", own[k])):
+                for path, logits in (
+                    ("in_vocabulary", in_vocab[k]),
+                    ("clip_true_mask", out_vocab[k]),
+                    ("clip_crop_true_mask", crop_logits[k]),
+                    ("ensemble_true_mask", given_mask[k]),
+                    ("model_ensemble", own[k]),
+                ):
                     hit = _attribute_hits(int(logits[:-1].argmax()), truth, vocab)
                     class_rows.append({**row, "path": path, "correct": hit[0], "colour": hit[1], "shape": hit[2]})
             # Calibration: the model's own post-processing at every threshold (Predictor layout).
@@ -135,19 +152,23 @@ def diagnose_outputs(predictor: Predictor, cases: Sequence[EvalCase], thresholds
             log_probs = out["class_log_probs"][i].float()[:, order + [len(vocab)]]
             truth_frame = frame_truth(case)
             for threshold in thresholds:
-                found = instances_from_queries(log_probs, mask_logits, len(case.prompts), size,
-                                               dataclasses.replace(cfg, score_threshold=threshold))
-                prediction = frame_prediction(case, {k: v.numpy() for k, v in found.items()},
-                                              [vocab[j] for j in order])
+                found = instances_from_queries(
+                    log_probs, mask_logits, len(case.prompts), size, dataclasses.replace(cfg, score_threshold=threshold)
+                )
+                prediction = frame_prediction(case, {k: v.numpy() for k, v in found.items()}, [vocab[j] for j in order])
                 sweep_records[threshold].append(instruction_frame_metrics(prediction, truth_frame))
         bar.update(len(chunk))
     bar.close()
-    return {"masks": _summarise_masks(mask_rows), "classes": _summarise_classes(class_rows),
-            "thresholds": _summarise_sweep(sweep_records, cfg.score_threshold)}
+    return {
+        "masks": _summarise_masks(mask_rows),
+        "classes": _summarise_classes(class_rows),
+        "thresholds": _summarise_sweep(sweep_records, cfg.score_threshold),
+    }
 
 
-def _true_mask_crop_logits(segmenter, model_input: torch.Tensor, masks: torch.Tensor, size: Sequence[int],
-                           out: dict) -> torch.Tensor:
+def _true_mask_crop_logits(
+    segmenter, model_input: torch.Tensor, masks: torch.Tensor, size: Sequence[int], out: dict
+) -> torch.Tensor:
     """CLIP logits [N,C+1] of the tower run on a crop around each TRUE mask of the model input (the "crop"
     out-of-vocabulary path of EnsembleConfig, given perfect masks)."""
     resized = F.interpolate(masks[:, None].float(), size=tuple(size), mode="area")[:, 0]
@@ -156,8 +177,9 @@ def _true_mask_crop_logits(segmenter, model_input: torch.Tensor, masks: torch.Te
     boxes, _ = mask_crop_boxes(logits, 1, crop_size)
     crops = crop_images(model_input[None].float(), boxes, crop_size)
     embeddings = segmenter.backbone.encode_crops(crops)[None]
-    return classification_logits(embeddings, out["classifier"], segmenter.backbone.logit_scale,
-                                 out["num_templates"])[0].float()
+    return classification_logits(embeddings, out["classifier"], segmenter.backbone.logit_scale, out["num_templates"])[
+        0
+    ].float()
 
 
 def _true_masks_at_dense_grid(masks: torch.Tensor, size: Sequence[int], grid: Sequence[int]) -> torch.Tensor:
@@ -178,9 +200,11 @@ def _summarise_masks(rows: list[dict]) -> dict:
             for lo, hi in ((0, 10**9), *AREA_BUCKETS):
                 chosen = [r["best_iou"] for r in scoped if split in ("all", r["split"]) and lo <= r["area"] < hi]
                 key = f"{scope} / {split} / {'any size' if hi >= 10**9 and lo == 0 else _bucket_name(lo, hi)}"
-                out[key] = {"count": len(chosen),
-                            "mean_best_iou": float(np.mean(chosen)) if chosen else None,
-                            "covered_at_0.5": float(np.mean(np.array(chosen) >= 0.5)) if chosen else None}
+                out[key] = {
+                    "count": len(chosen),
+                    "mean_best_iou": float(np.mean(chosen)) if chosen else None,
+                    "covered_at_0.5": float(np.mean(np.array(chosen) >= 0.5)) if chosen else None,
+                }
     return out
 
 
@@ -189,12 +213,20 @@ def _summarise_classes(rows: list[dict]) -> dict:
     for path in dict.fromkeys(r["path"] for r in rows):
         for split in ("all", "seen", "unseen"):
             for size in ("any size", "covered"):
-                chosen = [r for r in rows if r["path"] == path and split in ("all", r["split"])
-                          and (size == "any size" or r["best_iou"] >= 0.5)]
+                chosen = [
+                    r
+                    for r in rows
+                    if r["path"] == path
+                    and split in ("all", r["split"])
+                    and (size == "any size" or r["best_iou"] >= 0.5)
+                ]
                 out[f"{path} / {split} / {size}"] = {
                     "count": len(chosen),
-                    **{k: (float(np.mean([r[k] for r in chosen])) if chosen else None)
-                       for k in ("correct", "colour", "shape")}}
+                    **{
+                        k: (float(np.mean([r[k] for r in chosen])) if chosen else None)
+                        for k in ("correct", "colour", "shape")
+                    },
+                }
     return out
 
 
@@ -202,19 +234,23 @@ def _summarise_sweep(records: dict[float, list[dict]], current: float) -> dict:
     rows = {}
     for threshold, recs in sorted(records.items()):
         agg = aggregate_instruction_metrics(recs)
-        rows[str(threshold)] = {s: {"f1": agg[s]["f1"], "precision": agg[s]["precision"], "recall": agg[s]["recall"]}
-                                for s in ("all", "seen", "unseen")}
+        rows[str(threshold)] = {
+            s: {"f1": agg[s]["f1"], "precision": agg[s]["precision"], "recall": agg[s]["recall"]}
+            for s in ("all", "seen", "unseen")
+        }
     best = max(rows, key=lambda t: rows[t]["all"]["f1"] or 0.0) if rows else None
-    return {"by_threshold": rows, "best_threshold": None if best is None else float(best),
-            "current_threshold": current}
+    return {"by_threshold": rows, "best_threshold": None if best is None else float(best), "current_threshold": current}
 
 
 # --- linear probes of the frozen features ------------------------------------------------------------------
 
+
 def _padded(size: Sequence[int]) -> tuple[int, int]:
     """The model input's size after the segmenter pads it to its stride."""
-    return (math.ceil(size[0] / SIZE_DIVISIBILITY) * SIZE_DIVISIBILITY,
-            math.ceil(size[1] / SIZE_DIVISIBILITY) * SIZE_DIVISIBILITY)
+    return (
+        math.ceil(size[0] / SIZE_DIVISIBILITY) * SIZE_DIVISIBILITY,
+        math.ceil(size[1] / SIZE_DIVISIBILITY) * SIZE_DIVISIBILITY,
+    )
 
 
 def _probe_features(predictor: Predictor, scenes: list, levels: Sequence[str]) -> tuple[dict, torch.Tensor]:
@@ -224,7 +260,7 @@ def _probe_features(predictor: Predictor, scenes: list, levels: Sequence[str]) -
     text = predictor.encode_text(vocabulary.all_classes())
     feats: dict[str, list] = {level: [] for level in levels}
     labels = []
-    for chunk in (scenes[i:i + 16] for i in range(0, len(scenes), 16)):
+    for chunk in (scenes[i : i + 16] for i in range(0, len(scenes), 16)):
         _, captured = _forward_with_features(predictor, [s.rgb for s in chunk], text)
         for level in levels:
             feats[level].append(captured[level].float().clone())  # a normal tensor: probes train on it
@@ -237,7 +273,7 @@ def _to_label_grid(logits: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
     """Probe logits over the padded input -> the label grid at 1/4 of the unpadded input [B,K,H/4,W/4]."""
     padded = _padded(size)
     up = F.interpolate(logits, size=(padded[0] // 4, padded[1] // 4), mode="bilinear", align_corners=False)
-    return up[..., :size[0] // 4, :size[1] // 4]
+    return up[..., : size[0] // 4, : size[1] // 4]
 
 
 def _attribute_index(vocab: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -252,8 +288,14 @@ def _attribute_index(vocab: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.tensor(colours), torch.tensor(shapes)
 
 
-def linear_probes(predictor: Predictor, train_scenes: int, test_cases: Sequence[EvalCase], steps: int = 300,
-                  levels: Sequence[str] = PROBE_LEVELS, seed: int = 0) -> dict:
+def linear_probes(
+    predictor: Predictor,
+    train_scenes: int,
+    test_cases: Sequence[EvalCase],
+    steps: int = 300,
+    levels: Sequence[str] = PROBE_LEVELS,
+    seed: int = 0,
+) -> dict:
     """Per level: a 1x1 conv to 101 classes (background + vocabulary) trained with Adam on `train_scenes`
     PMP_TRAIN scenes (ordinary and cluttered alternating, from the end of the range: never the first
     scenes training used), tested on the cases' scenes."""
@@ -279,10 +321,14 @@ def linear_probes(predictor: Predictor, train_scenes: int, test_cases: Sequence[
             loss.backward()
             optimizer.step()
         with torch.no_grad():
-            predicted = torch.cat([_to_label_grid(probe(x), predictor.cfg.size).argmax(1) - 1
-                                   for x in x_test.split(32)])
-        out[level] = {"channels": int(x_train.shape[1]), "stride": _padded(predictor.cfg.size)[0] // x_train.shape[-2],
-                      **_probe_scores(predicted, y_test, colours, shapes)}
+            predicted = torch.cat(
+                [_to_label_grid(probe(x), predictor.cfg.size).argmax(1) - 1 for x in x_test.split(32)]
+            )
+        out[level] = {
+            "channels": int(x_train.shape[1]),
+            "stride": _padded(predictor.cfg.size)[0] // x_train.shape[-2],
+            **_probe_scores(predicted, y_test, colours, shapes),
+        }
     return out
 
 
@@ -294,48 +340,101 @@ def _probe_scores(predicted: torch.Tensor, truth: torch.Tensor, colours: torch.T
     both = objects_true & objects_pred
     t, p = truth[both], predicted[both]
     if not t.numel():
-        return {"object_iou": inter / max(union, 1), "class_accuracy": None, "colour_accuracy": None,
-                "shape_accuracy": None}
-    return {"object_iou": inter / max(union, 1), "class_accuracy": float((t == p).float().mean()),
-            "colour_accuracy": float((colours[t] == colours[p]).float().mean()),
-            "shape_accuracy": float((shapes[t] == shapes[p]).float().mean())}
+        return {
+            "object_iou": inter / max(union, 1),
+            "class_accuracy": None,
+            "colour_accuracy": None,
+            "shape_accuracy": None,
+        }
+    return {
+        "object_iou": inter / max(union, 1),
+        "class_accuracy": float((t == p).float().mean()),
+        "colour_accuracy": float((colours[t] == colours[p]).float().mean()),
+        "shape_accuracy": float((shapes[t] == shapes[p]).float().mean()),
+    }
 
 
-def diagnose(predictor: Predictor, num_scenes: int = 100, split: str = "validation", cluttered_fraction: float = 0.5,
-             probe_train_scenes: int = 200, probe_steps: int = 300, progress: bool = True) -> dict:
+def diagnose(
+    predictor: Predictor,
+    num_scenes: int = 100,
+    split: str = "validation",
+    cluttered_fraction: float = 0.5,
+    probe_train_scenes: int = 200,
+    probe_steps: int = 300,
+    progress: bool = True,
+) -> dict:
     """All four decompositions on the first `num_scenes` scenes of `split` (JSON-able dict)."""
     cases = list(eval_cases(num_scenes, cluttered_fraction, split=split))
     result = diagnose_outputs(predictor, cases, progress=progress)
     with torch.enable_grad():
-        result["linear_probes"] = linear_probes(predictor, probe_train_scenes, cases, probe_steps) \
-            if probe_train_scenes else {}
-    result["setup"] = {"split": split, "num_scenes": num_scenes, "cluttered_fraction": cluttered_fraction,
-                       "probe_train_scenes": probe_train_scenes, "probe_steps": probe_steps,
-                       "score_threshold": predictor.cfg.score_threshold}
+        result["linear_probes"] = (
+            linear_probes(predictor, probe_train_scenes, cases, probe_steps) if probe_train_scenes else {}
+        )
+    result["setup"] = {
+        "split": split,
+        "num_scenes": num_scenes,
+        "cluttered_fraction": cluttered_fraction,
+        "probe_train_scenes": probe_train_scenes,
+        "probe_steps": probe_steps,
+        "score_threshold": predictor.cfg.score_threshold,
+    }
     return result
 
 
 def format_diagnosis(result: dict, title: str) -> str:
     """The diagnosis as Markdown tables."""
-    lines = [f"# Diagnosis: {title}", "", f"Setup: `{result['setup']}`", "",
-             "## Masks alone (best IoU of any query, oracle assignment)", "",
-             "| objects / classes / size | count | mean best IoU | covered at IoU 0.5 |", "|---|---|---|---|"]
-    lines += [f"| {k} | {v['count']} | {format_value(v['mean_best_iou'])} | {format_value(v['covered_at_0.5'])} |"
-              for k, v in result["masks"].items()]
-    lines += ["", "## Classes given the true mask (query: the best-IoU one)", "",
-              "| path / classes / objects | count | class | colour | shape |", "|---|---|---|---|---|"]
-    lines += [f"| {k} | {v['count']} | {format_value(v['correct'])} | {format_value(v['colour'])} | {format_value(v['shape'])} |"
-              for k, v in result["classes"].items()]
+    lines = [
+        f"# Diagnosis: {title}",
+        "",
+        f"Setup: `{result['setup']}`",
+        "",
+        "## Masks alone (best IoU of any query, oracle assignment)",
+        "",
+        "| objects / classes / size | count | mean best IoU | covered at IoU 0.5 |",
+        "|---|---|---|---|",
+    ]
+    lines += [
+        f"| {k} | {v['count']} | {format_value(v['mean_best_iou'])} | {format_value(v['covered_at_0.5'])} |"
+        for k, v in result["masks"].items()
+    ]
+    lines += [
+        "",
+        "## Classes given the true mask (query: the best-IoU one)",
+        "",
+        "| path / classes / objects | count | class | colour | shape |",
+        "|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {k} | {v['count']} | {format_value(v['correct'])} | "
+        f"{format_value(v['colour'])} | {format_value(v['shape'])} |"
+        for k, v in result["classes"].items()
+    ]
     sweep = result["thresholds"]
-    lines += ["", f"## Calibration (current threshold {sweep['current_threshold']}, best {sweep['best_threshold']})", "",
-              "| score threshold | F1 | precision | recall | F1 seen | F1 unseen |", "|---|---|---|---|---|---|"]
-    lines += [f"| {t} | {format_value(v['all']['f1'])} | {format_value(v['all']['precision'])} | {format_value(v['all']['recall'])} | "
-              f"{format_value(v['seen']['f1'])} | {format_value(v['unseen']['f1'])} |" for t, v in sweep["by_threshold"].items()]
+    lines += [
+        "",
+        f"## Calibration (current threshold {sweep['current_threshold']}, best {sweep['best_threshold']})",
+        "",
+        "| score threshold | F1 | precision | recall | F1 seen | F1 unseen |",
+        "|---|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {t} | {format_value(v['all']['f1'])} | "
+        f"{format_value(v['all']['precision'])} | {format_value(v['all']['recall'])} | "
+        f"{format_value(v['seen']['f1'])} | {format_value(v['unseen']['f1'])} |"
+        for t, v in sweep["by_threshold"].items()
+    ]
     if result["linear_probes"]:
-        lines += ["", "## Linear probes of the frozen CLIP levels (per-pixel class map)", "",
-                  "| level | channels | stride | object IoU | class acc | colour acc | shape acc |",
-                  "|---|---|---|---|---|---|---|"]
-        lines += [f"| {k} | {v['channels']} | {v['stride']} | {format_value(v['object_iou'])} | {format_value(v['class_accuracy'])} | "
-                  f"{format_value(v['colour_accuracy'])} | {format_value(v['shape_accuracy'])} |"
-                  for k, v in result["linear_probes"].items()]
+        lines += [
+            "",
+            "## Linear probes of the frozen CLIP levels (per-pixel class map)",
+            "",
+            "| level | channels | stride | object IoU | class acc | colour acc | shape acc |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        lines += [
+            f"| {k} | {v['channels']} | {v['stride']} | "
+            f"{format_value(v['object_iou'])} | {format_value(v['class_accuracy'])} | "
+            f"{format_value(v['colour_accuracy'])} | {format_value(v['shape_accuracy'])} |"
+            for k, v in result["linear_probes"].items()
+        ]
     return "\n".join(lines) + "\n"

@@ -80,8 +80,9 @@ def is_cluttered(index: int, fraction: float) -> bool:
 SPLITS = {"eval": splits.EVAL, "validation": splits.VALIDATION}
 
 
-def eval_cases(num_scenes: int, cluttered_fraction: float = 0.5, offset: int = 0,
-               split: str = "eval") -> Iterator[EvalCase]:
+def eval_cases(
+    num_scenes: int, cluttered_fraction: float = 0.5, offset: int = 0, split: str = "eval"
+) -> Iterator[EvalCase]:
     """Cases offset .. offset+num_scenes-1 of the evaluation set (or the validation set), rendered lazily."""
     width, height = IMAGE_SIZE
     worlds = {False: TabletopWorld(width, height), True: TabletopWorld(width, height, WorldConfig.cluttered())}
@@ -131,8 +132,7 @@ def predict_instructions(predictor: Predictor, cases: Sequence[EvalCase]) -> lis
     return outputs
 
 
-def _predict_group(predictor: Predictor, cases: Sequence[EvalCase], names: tuple[str, ...]
-                   ) -> list[InstructionOutput]:
+def _predict_group(predictor: Predictor, cases: Sequence[EvalCase], names: tuple[str, ...]) -> list[InstructionOutput]:
     cfg = predictor.cfg
     column = {n: i for i, n in enumerate(names)}
     # The Predictor's own resizing and autocast, so inputs match its predict() bit for bit.
@@ -146,11 +146,15 @@ def _predict_group(predictor: Predictor, cases: Sequence[EvalCase], names: tuple
             # Predictor layout: prompts, then the other classes in order, void last.
             order = [column[p] for p in case.prompts]
             order += [j for j in range(len(names)) if names[j] not in case.prompts]
-            found = instances_from_queries(log_probs[:, order + [len(names)]], mask_logits, len(case.prompts), size,
-                                           cfg)
-            results.append(InstructionOutput(
-                frame_prediction(case, {k: v.cpu().numpy() for k, v in found.items()}, [names[j] for j in order]),
-                _proposal_ranks(case, log_probs, mask_logits, column)))
+            found = instances_from_queries(
+                log_probs[:, order + [len(names)]], mask_logits, len(case.prompts), size, cfg
+            )
+            results.append(
+                InstructionOutput(
+                    frame_prediction(case, {k: v.cpu().numpy() for k, v in found.items()}, [names[j] for j in order]),
+                    _proposal_ranks(case, log_probs, mask_logits, column),
+                )
+            )
     return results
 
 
@@ -158,16 +162,18 @@ def frame_prediction(case: EvalCase, found: dict[str, np.ndarray], names: list[s
     """FramePrediction from a host copy of instances_from_queries' fields, with points located as the node
     does (geometry.locate_instances on the scene's depth and K)."""
     label_image = found["label_image"].astype(np.uint16)
-    instances = [(int(found["ids"][k]), names[int(found["labels"][k])], float(found["scores"][k]))
-                 for k in np.flatnonzero(found["ids"] > 0)]
-    estimates = locate_instances([label_image == i for i, _, _ in instances], case.scene.depth,
-                                 case.scene.K.matrix())
+    instances = [
+        (int(found["ids"][k]), names[int(found["labels"][k])], float(found["scores"][k]))
+        for k in np.flatnonzero(found["ids"] > 0)
+    ]
+    estimates = locate_instances([label_image == i for i, _, _ in instances], case.scene.depth, case.scene.K.matrix())
     points = [(i, e.u, e.v, e.position) for (i, _, _), e in zip(instances, estimates)]
     return FramePrediction(label_image, instances, points)
 
 
-def _proposal_ranks(case: EvalCase, log_probs: torch.Tensor, mask_logits: torch.Tensor,
-                    column: dict[str, int]) -> dict[int, int]:
+def _proposal_ranks(
+    case: EvalCase, log_probs: torch.Tensor, mask_logits: torch.Tensor, column: dict[str, int]
+) -> dict[int, int]:
     wanted = set(case.instruction.all_target_ids) if case.instruction else set()
     targets = [o for o in case.scene.objects if o.id in wanted and o.visible_area > 0]
     if not targets:
@@ -188,9 +194,15 @@ def _instruction_record(case: EvalCase, output: InstructionOutput | None) -> dic
     record = instruction_frame_metrics(output.prediction, truth)
     for target in record["targets"]:
         target["proposal_rank"] = output.proposal_ranks.get(target["id"], -1)
-    record.update(seed=case.scene.seed, index=case.index, cluttered=case.cluttered,
-                  num_objects=len(case.scene.objects), text=case.instruction.text,
-                  parsed_prompts=list(case.prompts), parse_error=case.parse_error)
+    record.update(
+        seed=case.scene.seed,
+        index=case.index,
+        cluttered=case.cluttered,
+        num_objects=len(case.scene.objects),
+        text=case.instruction.text,
+        parsed_prompts=list(case.prompts),
+        parse_error=case.parse_error,
+    )
     return record
 
 
@@ -200,14 +212,14 @@ def difficulty_splits(records: list[dict]) -> dict:
     out = {}
     for lo, hi in OBJECT_BINS:
         frames = [r for r in records if lo <= r["num_objects"] <= hi]
-        out[f"objects <={hi}" if lo == 0 else f"objects {lo}-{hi}"] = summarise_targets([t for r in frames for t in r["targets"]],
-                                                      [p for r in frames for p in r["predictions"]])
+        out[f"objects <={hi}" if lo == 0 else f"objects {lo}-{hi}"] = summarise_targets(
+            [t for r in frames for t in r["targets"]], [p for r in frames for p in r["predictions"]]
+        )
     targets = [t for r in records for t in r["targets"]]
     out[f"small (<{SMALL_AREA} px)"] = summarise_targets([t for t in targets if t["area"] < SMALL_AREA], [])
     out[f"large (>={SMALL_AREA} px)"] = summarise_targets([t for t in targets if t["area"] >= SMALL_AREA], [])
     out[f"occluded (>{OCCLUDED})"] = summarise_targets([t for t in targets if (t["occlusion"] or 0) > OCCLUDED], [])
-    out[f"unoccluded (<={OCCLUDED})"] = summarise_targets(
-        [t for t in targets if (t["occlusion"] or 0) <= OCCLUDED], [])
+    out[f"unoccluded (<={OCCLUDED})"] = summarise_targets([t for t in targets if (t["occlusion"] or 0) <= OCCLUDED], [])
     return out
 
 
@@ -223,8 +235,16 @@ def proposal_summary(records: list[dict], num_queries: int) -> dict:
     return out
 
 
-def evaluate(segmenter, model_cfg, num_scenes: int = 500, cluttered_fraction: float = 0.5, device: str = "cpu",
-             progress: bool = True, batch_size: int = 8, split: str = "eval") -> dict:
+def evaluate(
+    segmenter,
+    model_cfg,
+    num_scenes: int = 500,
+    cluttered_fraction: float = 0.5,
+    device: str = "cpu",
+    progress: bool = True,
+    batch_size: int = 8,
+    split: str = "eval",
+) -> dict:
     """Evaluate a segmenter (PMPSegmenter API) on the first num_scenes scenes of the evaluation set.
 
     Returns a JSON-able dict: setup, semantic (semantic.semantic_metrics), instruction
@@ -243,8 +263,7 @@ def evaluate(segmenter, model_cfg, num_scenes: int = 500, cluttered_fraction: fl
         for case, pred in zip(chunk, predictor.predict([c.scene.rgb for c in chunk])):
             accumulate_confusion(confusion, case.scene.semantic, pred.semantic)
         runnable = [c for c in chunk if c.prompts]
-        outputs = dict(zip((c.index for c in runnable), predict_instructions(predictor, runnable))) \
-            if runnable else {}
+        outputs = dict(zip((c.index for c in runnable), predict_instructions(predictor, runnable))) if runnable else {}
         for case in chunk:
             if case.instruction is None:
                 counts["no_instruction"] += 1
@@ -256,13 +275,18 @@ def evaluate(segmenter, model_cfg, num_scenes: int = 500, cluttered_fraction: fl
     seconds = time.perf_counter() - start
     first = SPLITS[split][0]
     return {
-        "setup": {"split": split, "num_scenes": num_scenes, "seeds": [first, first + num_scenes - 1],
-                  "cluttered_fraction": cluttered_fraction,
-                  "cluttered_scenes": sum(is_cluttered(i, cluttered_fraction) for i in range(num_scenes)),
-                  "image_size": list(IMAGE_SIZE), "absent_prob": ABSENT_PROB,
-                  "inference": {k: (list(v) if isinstance(v, tuple) else v)
-                                for k, v in vars(model_cfg.inference).items()},
-                  "device": str(predictor.device), **counts},
+        "setup": {
+            "split": split,
+            "num_scenes": num_scenes,
+            "seeds": [first, first + num_scenes - 1],
+            "cluttered_fraction": cluttered_fraction,
+            "cluttered_scenes": sum(is_cluttered(i, cluttered_fraction) for i in range(num_scenes)),
+            "image_size": list(IMAGE_SIZE),
+            "absent_prob": ABSENT_PROB,
+            "inference": {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(model_cfg.inference).items()},
+            "device": str(predictor.device),
+            **counts,
+        },
         "semantic": semantic_metrics(confusion),
         "instruction": aggregate_instruction_metrics(records),
         "difficulty": difficulty_splits(records),

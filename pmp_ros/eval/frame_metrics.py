@@ -57,7 +57,7 @@ class FramePrediction:
 
 
 def class_split(name: str | None) -> str:
-    """"seen" / "unseen" for a vocabulary class, "other" for anything else (open phrase, unknown)."""
+    """ "seen" / "unseen" for a vocabulary class, "other" for anything else (open phrase, unknown)."""
     if name is None:
         return "other"
     try:
@@ -67,20 +67,21 @@ def class_split(name: str | None) -> str:
     return "unseen" if vocabulary.is_unseen(name) else "seen"
 
 
-def _iou_matrix(pred: np.ndarray, truth: np.ndarray, pred_ids: list[int], true_ids: list[int]
-                ) -> tuple[np.ndarray, np.ndarray]:
+def _iou_matrix(
+    pred: np.ndarray, truth: np.ndarray, pred_ids: list[int], true_ids: list[int]
+) -> tuple[np.ndarray, np.ndarray]:
     """IoU float64 [P,T] between the given predicted and true ids, and the true ids' areas int64 [T].
 
     One joint histogram over compact indices (0 = any other value) instead of P x T mask comparisons.
     """
+
     def compact(image: np.ndarray, ids: list[int]) -> np.ndarray:
         table = np.zeros(max(int(image.max(initial=0)), *ids, 0) + 1, dtype=np.int64)
         table[ids] = np.arange(1, len(ids) + 1)
         return table[image]
 
     p, t = compact(pred, pred_ids), compact(truth, true_ids)
-    joint = np.bincount((p * (len(true_ids) + 1) + t).ravel(),
-                        minlength=(len(pred_ids) + 1) * (len(true_ids) + 1))
+    joint = np.bincount((p * (len(true_ids) + 1) + t).ravel(), minlength=(len(pred_ids) + 1) * (len(true_ids) + 1))
     joint = joint.reshape(len(pred_ids) + 1, len(true_ids) + 1)
     inter = joint[1:, 1:]
     pred_area, true_area = joint[1:].sum(1), joint[:, 1:].sum(0)
@@ -143,18 +144,38 @@ def instruction_frame_metrics(pred: FramePrediction, truth: FrameTruth, iou_thre
         name = truth.class_names.get(tid)
         occlusion = truth.occlusions.get(tid)
         inside, total, errors = per_target[tid]
-        targets.append({
-            "id": tid, "class": name, "split": class_split(name), "area": int(areas[visible][col]),
-            "occlusion": None if occlusion is None else float(occlusion),
-            "best_iou": float(iou[:, col].max(initial=0.0)), "matched": tid in matched_targets,
-            "points_inside": inside, "points_total": total, "errors_3d": errors})
-    predictions = [{"id": int(i), "label": str(label), "split": class_split(str(label)), "score": float(score),
-                    "matched_target": target_of_pred.get(int(i))} for i, label, score in pred.instances]
+        targets.append(
+            {
+                "id": tid,
+                "class": name,
+                "split": class_split(name),
+                "area": int(areas[visible][col]),
+                "occlusion": None if occlusion is None else float(occlusion),
+                "best_iou": float(iou[:, col].max(initial=0.0)),
+                "matched": tid in matched_targets,
+                "points_inside": inside,
+                "points_total": total,
+                "errors_3d": errors,
+            }
+        )
+    predictions = [
+        {
+            "id": int(i),
+            "label": str(label),
+            "split": class_split(str(label)),
+            "score": float(score),
+            "matched_target": target_of_pred.get(int(i)),
+        }
+        for i, label, score in pred.instances
+    ]
 
     tp = len(match)
     return {
-        "tp": tp, "fp": len(pred_ids) - tp, "fn": len(targets_vis) - tp,
-        "targets": targets, "predictions": predictions,
+        "tp": tp,
+        "fp": len(pred_ids) - tp,
+        "fn": len(targets_vis) - tp,
+        "targets": targets,
+        "predictions": predictions,
         "invisible_targets": [t for t, v in zip(target_ids, visible) if not v],
         "points_inside": sum(t["points_inside"] for t in targets),
         "points_total": sum(t["points_total"] for t in targets),
@@ -175,8 +196,12 @@ def _distribution(values: list[float]) -> dict:
     if not values:
         return {"count": 0, "median": None, "mean": None, "p90": None}
     a = np.asarray(values, dtype=np.float64)
-    return {"count": int(a.size), "median": float(np.median(a)), "mean": float(a.mean()),
-            "p90": float(np.percentile(a, 90))}
+    return {
+        "count": int(a.size),
+        "median": float(np.median(a)),
+        "mean": float(a.mean()),
+        "p90": float(np.percentile(a, 90)),
+    }
 
 
 def summarise_targets(targets: list[dict], predictions: list[dict]) -> dict:
@@ -205,9 +230,13 @@ def aggregate_instruction_metrics(records: list[dict]) -> dict:
     """
     targets = [t for r in records for t in r["targets"]]
     predictions = [p for r in records for p in r["predictions"]]
-    out = {s: summarise_targets([t for t in targets if s == "all" or t["split"] == s],
-                                [p for p in predictions if s == "all" or p["split"] == s])
-           for s in ("all", *SPLITS)}
+    out = {
+        s: summarise_targets(
+            [t for t in targets if s == "all" or t["split"] == s],
+            [p for p in predictions if s == "all" or p["split"] == s],
+        )
+        for s in ("all", *SPLITS)
+    }
     empty = [r for r in records if not r["targets"]]
     out["frames"] = len(records)
     out["frames_without_targets"] = len(empty)

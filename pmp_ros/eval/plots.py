@@ -27,8 +27,9 @@ def plot_per_class_iou(result: dict, path: Path, title: str) -> Path:
     ax.set_ylim(0, 1)
     ax.set_ylabel("IoU")
     ax.set_title(title)
-    ax.legend(handles=[plt.Rectangle((0, 0), 1, 1, color=c) for c in (SEEN_COLOUR, UNSEEN_COLOUR)],
-              labels=["seen", "unseen"])
+    ax.legend(
+        handles=[plt.Rectangle((0, 0), 1, 1, color=c) for c in (SEEN_COLOUR, UNSEEN_COLOUR)], labels=["seen", "unseen"]
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -53,9 +54,14 @@ def plot_proposal_recall(results: dict[str, dict], path: Path) -> Path:
     return path
 
 
-def plot_example(rgb: np.ndarray, label_image: np.ndarray, instances: list[tuple[int, str, float]],
-                 points: list[tuple[int, int, int, tuple[float, float, float] | None]], text: str,
-                 path: Path) -> Path:
+def plot_example(
+    rgb: np.ndarray,
+    label_image: np.ndarray,
+    instances: list[tuple[int, str, float]],
+    points: list[tuple[int, int, int, tuple[float, float, float] | None]],
+    text: str,
+    path: Path,
+) -> Path:
     """The image with predicted masks tinted, each instance's point and label, and the instruction.
 
     rgb: uint8 [H,W,3]; label_image: uint16 [H,W]; instances / points as in FramePrediction."""
@@ -71,8 +77,14 @@ def plot_example(rgb: np.ndarray, label_image: np.ndarray, instances: list[tuple
         label, score = names[instance_id]
         depth = f" z={xyz[2]:.2f}m" if xyz is not None else ""
         ax.plot(u, v, marker="+", color="white", markersize=10, mew=2)
-        ax.text(u + 3, v - 3, f"{label} {score:.2f}{depth}", color="white", fontsize=7,
-                bbox={"facecolor": "black", "alpha": 0.6, "pad": 1})
+        ax.text(
+            u + 3,
+            v - 3,
+            f"{label} {score:.2f}{depth}",
+            color="white",
+            fontsize=7,
+            bbox={"facecolor": "black", "alpha": 0.6, "pad": 1},
+        )
     ax.set_title(text, fontsize=9)
     ax.axis("off")
     fig.tight_layout()

@@ -24,8 +24,9 @@ def binarise_queries(mask_logits: torch.Tensor, size: tuple[int, int]) -> np.nda
     return (up > 0).cpu().numpy()
 
 
-def covering_ranks(proposals: np.ndarray, target_masks: np.ndarray, target_scores: np.ndarray,
-                   iou_threshold: float = 0.5) -> np.ndarray:
+def covering_ranks(
+    proposals: np.ndarray, target_masks: np.ndarray, target_scores: np.ndarray, iou_threshold: float = 0.5
+) -> np.ndarray:
     """int64 [T]: per target, the 0-based rank (by decreasing score) of the first proposal with
     IoU >= iou_threshold, or NOT_COVERED.
 

@@ -21,9 +21,10 @@ def latency_summary(latencies_s: list[float]) -> dict:
     if not latencies_s:
         return {f"p{p}": None for p in PERCENTILES} | {"mean": None, "max": None}
     ms = np.asarray(latencies_s) * 1e3
-    return {f"p{p}": float(np.percentile(ms, p)) for p in PERCENTILES} | {"mean": float(ms.mean()),
-                                                                            "max": float(ms.max())}
-
+    return {f"p{p}": float(np.percentile(ms, p)) for p in PERCENTILES} | {
+        "mean": float(ms.mean()),
+        "max": float(ms.max()),
+    }
 
 
 def format_value(value, digits: int = 3) -> str:
@@ -44,9 +45,19 @@ def _table(header: Sequence[str], rows: Sequence[Sequence]) -> list[str]:
 def _model_sections(name: str, result: dict, examples: Sequence[Path]) -> list[str]:
     sem, ins, prop = result["semantic"], result["instruction"], result["proposals"]
     out = [f"## {name}", "", "### Semantic segmentation (prompts = all 100 classes)", ""]
-    out += _table(["mIoU seen", "mIoU unseen", "hmean", "mIoU all", "classes seen / unseen", "pixel acc."],
-                  [[sem["miou_seen"], sem["miou_unseen"], sem["hmean"], sem["miou"],
-                    f"{sem['classes_seen']} / {sem['classes_unseen']}", sem["pixel_accuracy"]]])
+    out += _table(
+        ["mIoU seen", "mIoU unseen", "hmean", "mIoU all", "classes seen / unseen", "pixel acc."],
+        [
+            [
+                sem["miou_seen"],
+                sem["miou_unseen"],
+                sem["hmean"],
+                sem["miou"],
+                f"{sem['classes_seen']} / {sem['classes_unseen']}",
+                sem["pixel_accuracy"],
+            ]
+        ],
+    )
     if sem["absent_classes"]:
         out += [f"Classes absent from the evaluation set (excluded): {', '.join(sem['absent_classes'])}.", ""]
     out += ["### Instruction following (IoU >= 0.5)", ""]
@@ -54,21 +65,55 @@ def _model_sections(name: str, result: dict, examples: Sequence[Path]) -> list[s
     for split in ("all", "seen", "unseen"):
         s = ins[split]
         e = s["error_3d_m"]
-        rows.append([split, s["targets"], s["precision"], s["recall"], s["f1"], s["mean_target_iou"],
-                     s["points_inside_share"], e["median"], e["mean"], e["p90"]])
-    out += _table(["targets", "n", "precision", "recall", "F1", "mean target IoU", "points inside",
-                   "3D err median (m)", "3D err mean (m)", "3D err p90 (m)"], rows)
-    out += [f"Frames: {ins['frames']}; without targets: {ins['frames_without_targets']} "
-            f"(false alarms in {ins['false_alarm_frames']}); scenes with nothing to name: "
-            f"{result['setup']['no_instruction']}; parse errors: {result['setup']['parse_errors']}.", ""]
+        rows.append(
+            [
+                split,
+                s["targets"],
+                s["precision"],
+                s["recall"],
+                s["f1"],
+                s["mean_target_iou"],
+                s["points_inside_share"],
+                e["median"],
+                e["mean"],
+                e["p90"],
+            ]
+        )
+    out += _table(
+        [
+            "targets",
+            "n",
+            "precision",
+            "recall",
+            "F1",
+            "mean target IoU",
+            "points inside",
+            "3D err median (m)",
+            "3D err mean (m)",
+            "3D err p90 (m)",
+        ],
+        rows,
+    )
+    out += [
+        f"Frames: {ins['frames']}; without targets: {ins['frames_without_targets']} "
+        f"(false alarms in {ins['false_alarm_frames']}); scenes with nothing to name: "
+        f"{result['setup']['no_instruction']}; parse errors: {result['setup']['parse_errors']}.",
+        "",
+    ]
     out += ["### Proposal recall (targets covered at IoU >= 0.5 by the top-K queries)", ""]
     ks = list(prop["all"]["recall"])
-    out += _table(["targets", "n", *[f"R@{k}" if k != "all" else f"R@all ({prop['num_queries']})" for k in ks]],
-                  [[s, prop[s]["targets"], *prop[s]["recall"].values()] for s in ("all", "seen", "unseen")])
+    out += _table(
+        ["targets", "n", *[f"R@{k}" if k != "all" else f"R@all ({prop['num_queries']})" for k in ks]],
+        [[s, prop[s]["targets"], *prop[s]["recall"].values()] for s in ("all", "seen", "unseen")],
+    )
     out += ["### Difficulty", ""]
-    out += _table(["subset", "targets", "precision", "recall", "mean target IoU", "points inside"],
-                  [[k, v["targets"], v["precision"], v["recall"], v["mean_target_iou"], v["points_inside_share"]]
-                   for k, v in result["difficulty"].items()])
+    out += _table(
+        ["subset", "targets", "precision", "recall", "mean target IoU", "points inside"],
+        [
+            [k, v["targets"], v["precision"], v["recall"], v["mean_target_iou"], v["points_inside_share"]]
+            for k, v in result["difficulty"].items()
+        ],
+    )
     out += [f"![per-class IoU](per_class_iou-{name}.png)", ""]
     out += [f"![example]({p.name})" for p in examples] + [""]
     return out
@@ -78,12 +123,37 @@ def _comparison(results: dict[str, dict]) -> list[str]:
     rows = []
     for name, r in results.items():
         ins, sem = r["instruction"], r["semantic"]
-        rows.append([name, sem["miou_seen"], sem["miou_unseen"], sem["hmean"], ins["all"]["f1"], ins["seen"]["f1"],
-                     ins["unseen"]["f1"], ins["all"]["mean_target_iou"], r["proposals"]["all"]["recall"]["1"],
-                     ins["all"]["points_inside_share"], ins["all"]["error_3d_m"]["median"]])
+        rows.append(
+            [
+                name,
+                sem["miou_seen"],
+                sem["miou_unseen"],
+                sem["hmean"],
+                ins["all"]["f1"],
+                ins["seen"]["f1"],
+                ins["unseen"]["f1"],
+                ins["all"]["mean_target_iou"],
+                r["proposals"]["all"]["recall"]["1"],
+                ins["all"]["points_inside_share"],
+                ins["all"]["error_3d_m"]["median"],
+            ]
+        )
     return ["## Comparison", ""] + _table(
-        ["model", "mIoU seen", "mIoU unseen", "hmean", "F1", "F1 seen", "F1 unseen", "mean target IoU",
-         "proposal R@1", "points inside", "3D err median (m)"], rows)
+        [
+            "model",
+            "mIoU seen",
+            "mIoU unseen",
+            "hmean",
+            "F1",
+            "F1 seen",
+            "F1 unseen",
+            "mean target IoU",
+            "proposal R@1",
+            "points inside",
+            "3D err median (m)",
+        ],
+        rows,
+    )
 
 
 _SEED_SUFFIX = re.compile(r"^(?P<variant>.+)_s(?P<seed>\d+)$")
@@ -117,23 +187,35 @@ def _seed_summary(results: dict[str, dict]) -> list[str]:
             cells.append(f"{sum(values) / len(values):.3f} [{min(values):.3f}, {max(values):.3f}]" if values else "–")
         rows.append([variant, len(runs), *cells])
     return ["## Over seeds (mean [min, max])", ""] + _table(
-        ["variant", "seeds", *[label for label, _ in _SUMMARY_METRICS]], rows)
+        ["variant", "seeds", *[label for label, _ in _SUMMARY_METRICS]], rows
+    )
 
 
-def markdown_report(results: dict[str, dict], command: str, weights: dict[str, dict],
-                    examples: dict[str, list[Path]] | None = None) -> str:
+def markdown_report(
+    results: dict[str, dict], command: str, weights: dict[str, dict], examples: dict[str, list[Path]] | None = None
+) -> str:
     """report.md text. results: model name -> evaluate() result; weights: name -> {path, sha256, bytes};
     examples: name -> overlay images (in the report's folder) shown under the model's section."""
     setup = next(iter(results.values()))["setup"]
-    lines = ["# PMP evaluation report", "", f"Command: `{command}`", "",
-             f"Data: {setup.get('split', 'eval')} split, {setup['num_scenes']} scenes (seeds {setup['seeds'][0]}..{setup['seeds'][1]}), "
-             f"{setup['image_size'][0]}x{setup['image_size'][1]}, cluttered fraction "
-             f"{setup['cluttered_fraction']} ({setup['cluttered_scenes']} cluttered scenes), one instruction per "
-             f"scene, absent-class probability {setup['absent_prob']}; definitions in docs/evaluation.md.", "",
-             "Weights:", ""]
-    lines += [f"- {name}: `{w['path']}` (sha256 {w['sha256']}, {w['bytes']} bytes), "
-              f"{results[name]['timing']['scenes_per_minute']:.0f} scenes/min on {results[name]['setup']['device']}"
-              for name, w in weights.items()]
+    lines = [
+        "# PMP evaluation report",
+        "",
+        f"Command: `{command}`",
+        "",
+        f"Data: {setup.get('split', 'eval')} split, "
+        f"{setup['num_scenes']} scenes (seeds {setup['seeds'][0]}..{setup['seeds'][1]}), "
+        f"{setup['image_size'][0]}x{setup['image_size'][1]}, cluttered fraction "
+        f"{setup['cluttered_fraction']} ({setup['cluttered_scenes']} cluttered scenes), one instruction per "
+        f"scene, absent-class probability {setup['absent_prob']}; definitions in docs/evaluation.md.",
+        "",
+        "Weights:",
+        "",
+    ]
+    lines += [
+        f"- {name}: `{w['path']}` (sha256 {w['sha256']}, {w['bytes']} bytes), "
+        f"{results[name]['timing']['scenes_per_minute']:.0f} scenes/min on {results[name]['setup']['device']}"
+        for name, w in weights.items()
+    ]
     lines += ["", "![proposal recall](proposal_recall.png)", ""]
     if len(results) > 1:
         lines += _comparison(results) + _seed_summary(results)
@@ -142,47 +224,70 @@ def markdown_report(results: dict[str, dict], command: str, weights: dict[str, d
     return "\n".join(lines)
 
 
-def write_report(out_dir: Path, results: dict[str, dict], command: str, weights: dict[str, dict],
-                 examples: dict[str, list[Path]] | None = None) -> dict:
+def write_report(
+    out_dir: Path,
+    results: dict[str, dict],
+    command: str,
+    weights: dict[str, dict],
+    examples: dict[str, list[Path]] | None = None,
+) -> dict:
     """Write metrics.json (everything but per-frame records), records-<name>.json, report.md and the
     per-class IoU / proposal recall plots into out_dir; returns {what: path}."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    paths = {"metrics": out_dir / "metrics.json", "report": out_dir / "report.md",
-             "proposal_recall": plots.plot_proposal_recall(results, out_dir / "proposal_recall.png")}
-    summary = {"command": command, "weights": weights,
-               "models": {n: {k: v for k, v in r.items() if k != "records"} for n, r in results.items()}}
+    paths = {
+        "metrics": out_dir / "metrics.json",
+        "report": out_dir / "report.md",
+        "proposal_recall": plots.plot_proposal_recall(results, out_dir / "proposal_recall.png"),
+    }
+    summary = {
+        "command": command,
+        "weights": weights,
+        "models": {n: {k: v for k, v in r.items() if k != "records"} for n, r in results.items()},
+    }
     paths["metrics"].write_text(json.dumps(summary, indent=1))
     for name, result in results.items():
         paths[f"records-{name}"] = out_dir / f"records-{name}.json"
         paths[f"records-{name}"].write_text(json.dumps(result["records"]))
         paths[f"per_class_iou-{name}"] = plots.plot_per_class_iou(
-            result, out_dir / f"per_class_iou-{name}.png", f"{name}: semantic IoU per class")
+            result, out_dir / f"per_class_iou-{name}.png", f"{name}: semantic IoU per class"
+        )
     paths["report"].write_text(markdown_report(results, command, weights, examples))
     return paths
 
 
 # --- bag evaluation (pmp-eval-bag) ------------------------------------------------------------------
 
+
 def bag_markdown(report: dict) -> str:
     """The human-readable summary of one bag's evaluation (pmp-eval-bag)."""
     lat, acc = report["latency_ms"], report.get("accuracy")
-    lines = [f"# Evaluation of `{report['bag']}`", "",
-             f"Mode: **{report['mode']}**; model `{report['model']}`; {report['frames']} frames published, "
-             f"{report['results']} results, **{report['dropped']} dropped** ({format_value(report['drop_rate'])}).", "",
-             "| figure | value |", "|---|---|",
-             f"| latency p50 / p90 / p99 (ms) | {format_value(lat['p50'], 1)} / {format_value(lat['p90'], 1)} / {format_value(lat['p99'], 1)} |",
-             f"| latency max (ms) | {format_value(lat['max'], 1)} |",
-             f"| input rate (frames/s) | {format_value(report['input_rate_hz'], 2)} |",
-             f"| throughput (results/s) | {format_value(report['throughput_hz'], 2)} |",
-             f"| resent images (lockstep) | {report['resends']} |"]
+    lines = [
+        f"# Evaluation of `{report['bag']}`",
+        "",
+        f"Mode: **{report['mode']}**; model `{report['model']}`; {report['frames']} frames published, "
+        f"{report['results']} results, **{report['dropped']} dropped** ({format_value(report['drop_rate'])}).",
+        "",
+        "| figure | value |",
+        "|---|---|",
+        f"| latency p50 / p90 / p99 (ms) | "
+        f"{format_value(lat['p50'], 1)} / {format_value(lat['p90'], 1)} / {format_value(lat['p99'], 1)} |",
+        f"| latency max (ms) | {format_value(lat['max'], 1)} |",
+        f"| input rate (frames/s) | {format_value(report['input_rate_hz'], 2)} |",
+        f"| throughput (results/s) | {format_value(report['throughput_hz'], 2)} |",
+        f"| resent images (lockstep) | {report['resends']} |",
+    ]
     if acc:
         a = acc["all"]
-        lines += [f"| instruction precision / recall / F1 (IoU 0.5) | {format_value(a['precision'])} / {format_value(a['recall'])} / "
-                  f"{format_value(a['f1'])} |",
-                  f"| mean target IoU | {format_value(a['mean_target_iou'])} |",
-                  f"| points inside the target | {format_value(a['points_inside_share'])} ({a['points_total']} points) |",
-                  f"| 3D error median (m) | {format_value(a['error_3d_m']['median'], 4)} ({a['error_3d_m']['count']} points) |",
-                  f"| frames evaluated (with ground truth and result) | {acc['frames']} |"]
+        lines += [
+            f"| instruction precision / recall / F1 (IoU 0.5) | "
+            f"{format_value(a['precision'])} / {format_value(a['recall'])} / "
+            f"{format_value(a['f1'])} |",
+            f"| mean target IoU | {format_value(a['mean_target_iou'])} |",
+            f"| points inside the target | {format_value(a['points_inside_share'])} ({a['points_total']} points) |",
+            f"| 3D error median (m) | "
+            f"{format_value(a['error_3d_m']['median'], 4)} ({a['error_3d_m']['count']} points) |",
+            f"| frames evaluated (with ground truth and result) | {acc['frames']} |",
+        ]
         for split in ("seen", "unseen", "other"):
             if acc[split]["targets"] or acc[split]["fp"]:
                 s = acc[split]
@@ -191,8 +296,12 @@ def bag_markdown(report: dict) -> str:
         lines += ["", f"Accuracy not measured: {report.get('accuracy_note', 'no ground truth')}."]
     if report["problems"]:
         lines += ["", "## Problems", ""] + [f"- {p}" for p in report["problems"]]
-    lines += ["", "Latency = result received - image published (same clock, this machine). Dropped = published "
-              "images without a result (the node keeps only the newest frame).", ""]
+    lines += [
+        "",
+        "Latency = result received - image published (same clock, this machine). Dropped = published "
+        "images without a result (the node keeps only the newest frame).",
+        "",
+    ]
     return "\n".join(lines)
 
 

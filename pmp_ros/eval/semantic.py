@@ -58,8 +58,12 @@ def semantic_metrics(confusion: np.ndarray, class_names: Sequence[str] | None = 
         hmean = 2 * miou_seen * miou_unseen / (miou_seen + miou_unseen) if miou_seen + miou_unseen > 0 else 0.0
     total = confusion.sum()
     return {
-        "miou": _mean(seen + unseen), "miou_seen": miou_seen, "miou_unseen": miou_unseen, "hmean": hmean,
-        "classes_seen": len(seen), "classes_unseen": len(unseen),
+        "miou": _mean(seen + unseen),
+        "miou_seen": miou_seen,
+        "miou_unseen": miou_unseen,
+        "hmean": hmean,
+        "classes_seen": len(seen),
+        "classes_unseen": len(unseen),
         "absent_classes": [n for n, v in per_class.items() if v is None],
         "pixel_accuracy": float(np.trace(confusion) / total) if total else None,
         "per_class_iou": per_class,

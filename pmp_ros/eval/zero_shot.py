@@ -22,10 +22,14 @@ def evaluate_zero_shot(model, tokenizer, templates: Sequence[str], num_scenes: i
     """Accuracy of argmax over all classes' template-averaged text embeddings, on crops of CLIP_EVAL scenes."""
     model.eval()
     classes = vocabulary.all_classes()
-    text = torch.stack([
-        F.normalize(F.normalize(model.encode_text(tokenizer([t.format(c) for t in templates])), dim=-1).mean(0),
-                    dim=-1)
-        for c in classes])
+    text = torch.stack(
+        [
+            F.normalize(
+                F.normalize(model.encode_text(tokenizer([t.format(c) for t in templates])), dim=-1).mean(0), dim=-1
+            )
+            for c in classes
+        ]
+    )
     world, rng = TabletopWorld(), np.random.default_rng(0)
     crops, names = [], []
     for seed in splits.seeds(splits.CLIP_EVAL, num_scenes):
@@ -41,11 +45,15 @@ def evaluate_zero_shot(model, tokenizer, templates: Sequence[str], num_scenes: i
     unseen = np.array([vocabulary.is_unseen(n) for n in names])
     correct = predicted == truth
     colours, shapes = (np.array([vocabulary.split_class(c)[i] for c in classes]) for i in (0, 1))
-    return {"crops": len(names), "accuracy": float(correct.mean()),
-            "colour_accuracy": float((colours[predicted] == colours[truth]).mean()),
-            "shape_accuracy": float((shapes[predicted] == shapes[truth]).mean()),
-            "seen_accuracy": float(correct[~unseen].mean()), "unseen_accuracy": float(correct[unseen].mean()),
-            "unseen_crops": int(unseen.sum())}
+    return {
+        "crops": len(names),
+        "accuracy": float(correct.mean()),
+        "colour_accuracy": float((colours[predicted] == colours[truth]).mean()),
+        "shape_accuracy": float((shapes[predicted] == shapes[truth]).mean()),
+        "seen_accuracy": float(correct[~unseen].mean()),
+        "unseen_accuracy": float(correct[unseen].mean()),
+        "unseen_crops": int(unseen.sum()),
+    }
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -3,7 +3,7 @@ void appended), mask pooling, and the in-/out-of-vocabulary geometric ensemble."
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -152,8 +152,9 @@ def crop_images(images: Tensor, boxes: Tensor, crop_size: int) -> Tensor:
     pad = max(0, min(pad, 4 * max(images.shape[-2:])))
     padded = F.pad(images, (pad, pad, pad, pad), mode="replicate") if pad else images
     shifted = (boxes + pad).reshape(b * q, 4).to(padded.dtype)
-    rois = torch.cat([torch.arange(b, device=boxes.device).repeat_interleave(q)[:, None].to(padded.dtype),
-                      shifted], dim=1)
+    rois = torch.cat(
+        [torch.arange(b, device=boxes.device).repeat_interleave(q)[:, None].to(padded.dtype), shifted], dim=1
+    )
     # sampling_ratio -1: one sample per output pixel at native scale (an exact cut), several when shrinking.
     return roi_align(padded, rois, output_size=crop_size, spatial_scale=1.0, sampling_ratio=-1, aligned=True)
 

@@ -10,6 +10,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from pmp_ros import settings
+
 # VILD-style prompt templates, shortened; FC-CLIP averages the text embedding over templates like these.
 DEFAULT_TEMPLATES: tuple[str, ...] = (
     "a photo of a {}.",
@@ -138,25 +140,6 @@ class ModelConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "ModelConfig":
+    def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
         """Build from a (possibly partial) nested dict; unknown keys raise ValueError naming them."""
-        return _from_dict(cls, data, path="")
-
-
-def _from_dict(cls: type, data: dict[str, Any], path: str) -> Any:
-    if not isinstance(data, dict):
-        raise ValueError(f"config{path or ''}: expected a mapping, got {type(data).__name__}")
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - set(fields))
-    if unknown:
-        raise ValueError(f"config{path}: unknown key(s) {unknown}; known: {sorted(fields)}")
-    kwargs: dict[str, Any] = {}
-    for name, value in data.items():
-        default = getattr(cls(), name)
-        if dataclasses.is_dataclass(default):
-            kwargs[name] = _from_dict(type(default), value, f"{path}.{name}")
-        elif isinstance(default, tuple) and value is not None:
-            kwargs[name] = tuple(value)
-        else:
-            kwargs[name] = value
-    return cls(**kwargs)
+        return settings.from_dict(cls, data)

@@ -8,7 +8,7 @@ applied to every earlier decoder prediction (``aux_outputs``), each with its own
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.distributed as dist
@@ -35,15 +35,15 @@ def dice_loss(logits: torch.Tensor, targets: torch.Tensor, num_masks: float) -> 
 
 class SetCriterion(nn.Module):
     """Args:
-        num_classes: C, or None when the vocabulary changes from batch to batch (open vocabulary): the
-            void class is then always the last column of ``pred_logits``.
-        matcher: assigns queries to targets.
-        weight_dict: loss weights by base name (``loss_ce``, ``loss_mask``, ``loss_dice``); auxiliary
-            losses ``<name>_<i>`` use their base name's weight.
-        eos_coef: cross-entropy weight of the void (no object) class.
-        losses: which of "labels", "masks" to compute.
-        num_points, oversample_ratio, importance_sample_ratio: point sampling for the mask losses.
-        deep_supervision: also apply the losses to ``aux_outputs``.
+    num_classes: C, or None when the vocabulary changes from batch to batch (open vocabulary): the
+        void class is then always the last column of ``pred_logits``.
+    matcher: assigns queries to targets.
+    weight_dict: loss weights by base name (``loss_ce``, ``loss_mask``, ``loss_dice``); auxiliary
+        losses ``<name>_<i>`` use their base name's weight.
+    eos_coef: cross-entropy weight of the void (no object) class.
+    losses: which of "labels", "masks" to compute.
+    num_points, oversample_ratio, importance_sample_ratio: point sampling for the mask losses.
+    deep_supervision: also apply the losses to ``aux_outputs``.
     """
 
     def __init__(
@@ -73,13 +73,20 @@ class SetCriterion(nn.Module):
         self.deep_supervision = deep_supervision
 
     @classmethod
-    def from_config(cls, cfg: LossConfig, num_classes: int | None = None) -> "SetCriterion":
+    def from_config(cls, cfg: LossConfig, num_classes: int | None = None) -> SetCriterion:
         """Mask2Former's setup: matching costs equal the loss weights."""
         matcher = HungarianMatcher(cfg.class_weight, cfg.mask_weight, cfg.dice_weight, cfg.num_points)
         weights = {"loss_ce": cfg.class_weight, "loss_mask": cfg.mask_weight, "loss_dice": cfg.dice_weight}
         return cls(
-            num_classes, matcher, weights, cfg.no_object_weight, ("labels", "masks"), cfg.num_points,
-            cfg.oversample_ratio, cfg.importance_sample_ratio, cfg.deep_supervision,
+            num_classes,
+            matcher,
+            weights,
+            cfg.no_object_weight,
+            ("labels", "masks"),
+            cfg.num_points,
+            cfg.oversample_ratio,
+            cfg.importance_sample_ratio,
+            cfg.deep_supervision,
         )
 
     def forward(self, outputs: dict, targets: list[dict]) -> dict[str, torch.Tensor]:

@@ -126,7 +126,7 @@ def infer_config(
 
 
 def _count_layers(sd: Mapping[str, Tensor], prefix: str) -> int:
-    ids = {int(k[len(prefix):].split(".")[0]) for k in sd if k.startswith(prefix)}
+    ids = {int(k[len(prefix) :].split(".")[0]) for k in sd if k.startswith(prefix)}
     if not ids:
         raise KeyError(prefix + "0")
     return max(ids) + 1

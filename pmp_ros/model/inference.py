@@ -13,9 +13,10 @@ from __future__ import annotations
 import math
 import os
 import threading
+from collections.abc import Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, replace
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -52,8 +53,9 @@ class Prediction:
     semantic: np.ndarray | None
 
 
-def instance_scores(class_log_probs: Tensor, mask_logits: Tensor, num_prompts: int,
-                    mask_threshold: float) -> tuple[Tensor, Tensor]:
+def instance_scores(
+    class_log_probs: Tensor, mask_logits: Tensor, num_prompts: int, mask_threshold: float
+) -> tuple[Tensor, Tensor]:
     """Per query: (score [Q], class [Q] int64), class = argmax over the C real classes (void excluded; a
     void-dominated query scores low anyway), score = p(class) x mean sigmoid inside its binarised mask.
     Queries whose class is not a prompt score -1, so they never pass a threshold.
@@ -121,8 +123,9 @@ def instance_geometry(label: Tensor, ids: Tensor) -> tuple[Tensor, Tensor]:
     return boxes, area[index].float() * present
 
 
-def instances_from_queries(class_log_probs: Tensor, mask_logits: Tensor, num_prompts: int,
-                           out_size: tuple[int, int], cfg: InferenceConfig) -> dict[str, Tensor]:
+def instances_from_queries(
+    class_log_probs: Tensor, mask_logits: Tensor, num_prompts: int, out_size: tuple[int, int], cfg: InferenceConfig
+) -> dict[str, Tensor]:
     """One image's queries -> its instances at out_size (H, W), as named fields.
 
     class_log_probs: [Q,C+1]; mask_logits: [Q,h,w] logits at the model's mask resolution. Scores are
@@ -140,19 +143,26 @@ def instances_from_queries(class_log_probs: Tensor, mask_logits: Tensor, num_pro
         passing = int((top_scores >= cfg.score_threshold).sum())
         top_scores, top = top_scores[:passing], top[:passing]
     if top.numel():
-        logits = F.interpolate(mask_logits[top].float().unsqueeze(0), size=out_size, mode="bilinear",
-                               align_corners=False)[0]
+        logits = F.interpolate(
+            mask_logits[top].float().unsqueeze(0), size=out_size, mode="bilinear", align_corners=False
+        )[0]
     else:  # interpolate refuses an empty batch
         logits = mask_logits.new_zeros((0, *out_size), dtype=torch.float32)
-    label, ids = resolve_overlaps(logits > _logit(cfg.mask_threshold), top_scores >= cfg.score_threshold,
-                                  cfg.overlap_threshold)
+    label, ids = resolve_overlaps(
+        logits > _logit(cfg.mask_threshold), top_scores >= cfg.score_threshold, cfg.overlap_threshold
+    )
     boxes, areas = instance_geometry(label, ids)
-    return {"label_image": label, "ids": ids, "scores": top_scores.float(), "labels": classes[top],
-            "boxes": boxes, "areas": areas}
+    return {
+        "label_image": label,
+        "ids": ids,
+        "scores": top_scores.float(),
+        "labels": classes[top],
+        "boxes": boxes,
+        "areas": areas,
+    }
 
 
-def semantic_map(class_log_probs: Tensor, mask_logits: Tensor, out_size: tuple[int, int],
-                 threshold: float) -> Tensor:
+def semantic_map(class_log_probs: Tensor, mask_logits: Tensor, out_size: tuple[int, int], threshold: float) -> Tensor:
     """int32 [H,W] at out_size: argmax over the C real classes of sum_q p(class|q) * sigmoid(mask_q),
     -1 where no class reaches `threshold`.
 
@@ -164,8 +174,9 @@ def semantic_map(class_log_probs: Tensor, mask_logits: Tensor, out_size: tuple[i
     best = torch.full(out_size, -1.0, device=per_class.device)
     best_class = torch.full(out_size, -1, dtype=torch.int32, device=per_class.device)
     for start in range(0, per_class.shape[0], _SEMANTIC_CHUNK):
-        chunk = F.interpolate(per_class[None, start:start + _SEMANTIC_CHUNK], size=out_size, mode="bilinear",
-                              align_corners=False)[0]
+        chunk = F.interpolate(
+            per_class[None, start : start + _SEMANTIC_CHUNK], size=out_size, mode="bilinear", align_corners=False
+        )[0]
         value, index = chunk.max(0)
         better = value > best
         best = torch.where(better, value, best)
@@ -179,7 +190,7 @@ def _logit(p: float) -> float:
 
 
 def resolve_device(device: str) -> torch.device:
-    """"auto" -> CUDA when available, else CPU; "cuda[:N]" without CUDA raises ValueError."""
+    """ "auto" -> CUDA when available, else CPU; "cuda[:N]" without CUDA raises ValueError."""
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     resolved = torch.device(device)
@@ -189,7 +200,7 @@ def resolve_device(device: str) -> torch.device:
 
 
 def resolve_precision(precision: str, device: torch.device) -> torch.dtype:
-    """"auto" -> bf16 (fp16 where bf16 is unsupported) on CUDA, fp32 on CPU. fp16 needs CUDA."""
+    """ "auto" -> bf16 (fp16 where bf16 is unsupported) on CUDA, fp32 on CPU. fp16 needs CUDA."""
     if precision == "auto":
         if device.type != "cuda":
             return torch.float32
@@ -216,8 +227,9 @@ class Predictor:
     set when it started.
     """
 
-    def __init__(self, segmenter: torch.nn.Module, inference_cfg: InferenceConfig, device: str = "auto",
-                 precision: str = "auto"):
+    def __init__(
+        self, segmenter: torch.nn.Module, inference_cfg: InferenceConfig, device: str = "auto", precision: str = "auto"
+    ):
         self.device = resolve_device(device)
         self.dtype = resolve_precision(precision, self.device)
         self.segmenter = segmenter.to(self.device).eval()
@@ -228,31 +240,36 @@ class Predictor:
         self.class_names: tuple[str, ...] = ()
 
     @classmethod
-    def from_checkpoint(cls, path: str | os.PathLike, device: str = "auto", precision: str = "auto",
-                        **inference_overrides: Any) -> tuple["Predictor", Any]:
+    def from_checkpoint(
+        cls, path: str | os.PathLike, device: str = "auto", precision: str = "auto", **inference_overrides: Any
+    ) -> tuple[Predictor, Any]:
         """Load a checkpoint (the one place that imports the segmenter loader); returns (predictor,
         ModelConfig). inference_overrides replace fields of the checkpoint's InferenceConfig."""
         from pmp_ros.model.segmenter import load_segmenter
 
         resolved = resolve_device(device)
         segmenter, model_cfg = load_segmenter(path, resolved)
-        return cls(segmenter, replace(model_cfg.inference, **inference_overrides), str(resolved), precision), \
-            model_cfg
+        return cls(segmenter, replace(model_cfg.inference, **inference_overrides), str(resolved), precision), model_cfg
 
     def _autocast(self):
         if self.dtype == torch.float32:
             return nullcontext()
         return torch.autocast(self.device.type, dtype=self.dtype)
 
-    def encode_text(self, class_names: Sequence[str], prompts: Sequence[str] | Sequence[Sequence[str]] = (),
-                    templates: Sequence[str] | None = None) -> Any:
+    def encode_text(
+        self,
+        class_names: Sequence[str],
+        prompts: Sequence[str] | Sequence[Sequence[str]] = (),
+        templates: Sequence[str] | None = None,
+    ) -> Any:
         """The segmenter's TextFeatures for class_names and prompts (one list shared by a batch, or one list
         per image), at the Predictor's precision. Does not change the prompts set by set_prompts."""
         nested = bool(prompts) and not isinstance(prompts[0], str)
         prompt_lists = [list(p) for p in prompts] if nested else list(prompts)
         with torch.inference_mode(), self._autocast():
-            return self.segmenter.encode_text(list(class_names), prompt_lists,
-                                              None if templates is None else list(templates))
+            return self.segmenter.encode_text(
+                list(class_names), prompt_lists, None if templates is None else list(templates)
+            )
 
     def forward(self, images: Sequence[np.ndarray], text: Any) -> dict[str, Tensor]:
         """The model's raw outputs for a batch: images uint8 [H,W,3] RGB (sizes may differ), each resized to
@@ -265,8 +282,9 @@ class Predictor:
             with self._autocast():
                 return self.segmenter(batch, text)
 
-    def set_prompts(self, prompts: Sequence[str], context: Sequence[str] = (),
-                    templates: Sequence[str] | None = None) -> None:
+    def set_prompts(
+        self, prompts: Sequence[str], context: Sequence[str] = (), templates: Sequence[str] | None = None
+    ) -> None:
         """Encode and cache the text for prompts + context (context entries equal to a prompt are dropped,
         so a prompt never competes with itself). templates: None = the model's own."""
         prompts = tuple(prompts)
@@ -300,8 +318,15 @@ class Predictor:
         height, width = self.cfg.size
         self._predict([np.zeros((height, width, 3), np.uint8)], text, prompts, names, self.cfg)
 
-    def _predict(self, images: Sequence[np.ndarray], text: Any, prompts: tuple[str, ...],
-                 names: tuple[str, ...], cfg: InferenceConfig, semantic: bool = True) -> list[Prediction]:
+    def _predict(
+        self,
+        images: Sequence[np.ndarray],
+        text: Any,
+        prompts: tuple[str, ...],
+        names: tuple[str, ...],
+        cfg: InferenceConfig,
+        semantic: bool = True,
+    ) -> list[Prediction]:
         if not images:
             return []
         out = self.forward(images, text)
@@ -310,12 +335,18 @@ class Predictor:
             for i, image in enumerate(images):
                 log_probs, masks = out["class_log_probs"][i].float(), out["pred_masks"][i].float()
                 found = instances_from_queries(log_probs, masks, len(prompts), image.shape[:2], cfg)
-                fields.append(found | ({"semantic": semantic_map(log_probs, masks, image.shape[:2],
-                                                                   cfg.mask_threshold)} if semantic else {}))
+                fields.append(
+                    found
+                    | (
+                        {"semantic": semantic_map(log_probs, masks, image.shape[:2], cfg.mask_threshold)}
+                        if semantic
+                        else {}
+                    )
+                )
             flat = _to_host([t for f in fields for t in f.values()])
         results, offset = [], 0
         for f in fields:
-            host = dict(zip(f, flat[offset:offset + len(f)]))
+            host = dict(zip(f, flat[offset : offset + len(f)]))
             offset += len(f)
             results.append(_prediction(host, names))
         return results
@@ -328,10 +359,17 @@ class Predictor:
 
 
 def _check_image(image: np.ndarray) -> tuple[int, int]:
-    if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3 \
-            or 0 in image.shape:
-        raise ValueError(f"expected a uint8 [H,W,3] RGB image, got {getattr(image, 'dtype', type(image))} "
-                         f"{getattr(image, 'shape', '')}")
+    if (
+        not isinstance(image, np.ndarray)
+        or image.dtype != np.uint8
+        or image.ndim != 3
+        or image.shape[2] != 3
+        or 0 in image.shape
+    ):
+        raise ValueError(
+            f"expected a uint8 [H,W,3] RGB image, got {getattr(image, 'dtype', type(image))} "
+            f"{getattr(image, 'shape', '')}"
+        )
     return image.shape[0], image.shape[1]
 
 
@@ -341,7 +379,7 @@ def _to_host(tensors: list[Tensor]) -> list[np.ndarray]:
     host = torch.cat(flat).cpu().numpy()
     out, offset = [], 0
     for t in tensors:
-        part = host[offset:offset + t.numel()].reshape(tuple(t.shape))
+        part = host[offset : offset + t.numel()].reshape(tuple(t.shape))
         out.append(part.view(np.float32) if t.dtype == torch.float32 else part)
         offset += t.numel()
     return out
@@ -354,9 +392,18 @@ def _prediction(found: dict[str, np.ndarray], names: tuple[str, ...]) -> Predict
     for k in np.flatnonzero(found["ids"] > 0):
         instance_id, label = int(found["ids"][k]), int(found["labels"][k])
         x0, y0, x1, y1 = (int(v) for v in found["boxes"][k])
-        instances.append(Instance(id=instance_id, label=names[label], prompt_index=label,
-                                  score=float(found["scores"][k]), box=(x0, y0, x1, y1), area=int(found["areas"][k]),
-                                  mask=label_image == instance_id))
+        instances.append(
+            Instance(
+                id=instance_id,
+                label=names[label],
+                prompt_index=label,
+                score=float(found["scores"][k]),
+                box=(x0, y0, x1, y1),
+                area=int(found["areas"][k]),
+                mask=label_image == instance_id,
+            )
+        )
     semantic = found.get("semantic")
-    return Prediction(label_image=label_image, instances=instances,
-                      semantic=None if semantic is None else semantic.astype(np.int32))
+    return Prediction(
+        label_image=label_image, instances=instances, semantic=None if semantic is None else semantic.astype(np.int32)
+    )

@@ -42,9 +42,7 @@ class PositionEmbeddingSine(nn.Module):
         dim_t = self.temperature ** (2 * torch.div(dim_t, 2, rounding_mode="floor") / self.num_pos_feats)
         pos_y = _interleave_sin_cos(y[:, None] / dim_t)  # [H, F]
         pos_x = _interleave_sin_cos(xs[:, None] / dim_t)  # [W, F]
-        pos = torch.cat(
-            (pos_y[:, None, :].expand(h, w, -1), pos_x[None, :, :].expand(h, w, -1)), dim=-1
-        )  # [H, W, 2F]
+        pos = torch.cat((pos_y[:, None, :].expand(h, w, -1), pos_x[None, :, :].expand(h, w, -1)), dim=-1)  # [H, W, 2F]
         return pos.permute(2, 0, 1).unsqueeze(0).expand(b, -1, -1, -1)
 
 

@@ -78,15 +78,20 @@ class PMPSegmenter(nn.Module):
 
     # --- text ------------------------------------------------------------------------------------------
 
-    def encode_text(self, class_names: Sequence[str], prompts: Sequence[str] | Sequence[Sequence[str]] = (),
-                    templates: Sequence[str] | None = None) -> TextFeatures:
+    def encode_text(
+        self,
+        class_names: Sequence[str],
+        prompts: Sequence[str] | Sequence[Sequence[str]] = (),
+        templates: Sequence[str] | None = None,
+    ) -> TextFeatures:
         """class_names (C, each maybe "syn1, syn2"); prompts: one list shared by the batch, or one list per
         image (training); templates: None = the model's own. Runs the (cached) text tower."""
         synonyms = [split_synonyms(name) for name in class_names]
         flat = [s for group in synonyms for s in group]
         embeddings = self.text_encoder.class_embeddings(flat, templates)
-        seen = torch.tensor([float(any(s in self._train_classes for s in group)) for group in synonyms],
-                            device=embeddings.device)
+        seen = torch.tensor(
+            [float(any(s in self._train_classes for s in group)) for group in synonyms], device=embeddings.device
+        )
         per_image = [list(p) for p in prompts] if prompts and not isinstance(prompts[0], str) else [list(prompts)]
         tokens, padding = self.prompt_tokens(per_image)
         return TextFeatures(embeddings, tuple(len(g) for g in synonyms), seen, tokens, padding)
@@ -100,14 +105,18 @@ class PMPSegmenter(nn.Module):
         unique = list(dict.fromkeys(p for prompts in prompts_per_image for p in prompts))
         tokens, valid = self.text_encoder.prompt_tokens(unique)  # [P,L,W_t], [P,L]
         index = {p: i for i, p in enumerate(unique)}
-        sequences = [tokens[[index[p] for p in prompts]][valid[[index[p] for p in prompts]]]
-                     if prompts else tokens.new_zeros(0, tokens.shape[-1]) for prompts in prompts_per_image]
+        sequences = [
+            tokens[[index[p] for p in prompts]][valid[[index[p] for p in prompts]]]
+            if prompts
+            else tokens.new_zeros(0, tokens.shape[-1])
+            for prompts in prompts_per_image
+        ]
         length = max(1, max(len(s) for s in sequences))
         out = tokens.new_zeros(len(sequences), length, tokens.shape[-1])
         padding = torch.ones(len(sequences), length, dtype=torch.bool, device=tokens.device)
         for i, sequence in enumerate(sequences):
-            out[i, :len(sequence)] = sequence
-            padding[i, :len(sequence)] = False
+            out[i, : len(sequence)] = sequence
+            padding[i, : len(sequence)] = False
         return out, padding
 
     # --- images ----------------------------------------------------------------------------------------
@@ -135,14 +144,32 @@ class PMPSegmenter(nn.Module):
             settings = self.cfg.ensemble
             if settings.out_vocabulary == "crop":
                 ensemble = crop_ensemble(
-                    out["pred_logits"], out["pred_masks"], x, self.backbone.encode_crops, classifier,
-                    self.backbone.logit_scale, text.num_templates, text.seen_mask, settings.alpha, settings.beta,
-                    settings.crop_size)
+                    out["pred_logits"],
+                    out["pred_masks"],
+                    x,
+                    self.backbone.encode_crops,
+                    classifier,
+                    self.backbone.logit_scale,
+                    text.num_templates,
+                    text.seen_mask,
+                    settings.alpha,
+                    settings.beta,
+                    settings.crop_size,
+                )
             else:
                 ensemble = fcclip_ensemble(
-                    out["pred_logits"], out["pred_masks"], features["clip_vis_dense"],
-                    self.backbone.visual_prediction, classifier, self.backbone.logit_scale, text.num_templates,
-                    text.seen_mask, settings.alpha, settings.beta, settings.on_valid_mask)
+                    out["pred_logits"],
+                    out["pred_masks"],
+                    features["clip_vis_dense"],
+                    self.backbone.visual_prediction,
+                    classifier,
+                    self.backbone.logit_scale,
+                    text.num_templates,
+                    text.seen_mask,
+                    settings.alpha,
+                    settings.beta,
+                    settings.on_valid_mask,
+                )
             out["class_log_probs"] = ensemble["class_log_probs"]
         mask_h, mask_w = math.ceil(height / 4), math.ceil(width / 4)
         out["pred_masks"] = out["pred_masks"][..., :mask_h, :mask_w]

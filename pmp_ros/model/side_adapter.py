@@ -20,8 +20,12 @@ def _down(in_channels: int, out_channels: int) -> nn.Sequential:
     """3x3 stride-2 conv -> GroupNorm -> ReLU, then a 3x3 conv block: halves the resolution."""
     down = nn.Conv2d(in_channels, out_channels, 3, stride=2, padding=1, bias=False)
     nn.init.kaiming_uniform_(down.weight, a=1)
-    return nn.Sequential(down, nn.GroupNorm(min(8, out_channels), out_channels), nn.ReLU(),
-                         ConvNorm(out_channels, out_channels, 3, activation=nn.ReLU()))
+    return nn.Sequential(
+        down,
+        nn.GroupNorm(min(8, out_channels), out_channels),
+        nn.ReLU(),
+        ConvNorm(out_channels, out_channels, 3, activation=nn.ReLU()),
+    )
 
 
 class SideAdapter(nn.Module):

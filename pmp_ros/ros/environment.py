@@ -9,7 +9,9 @@ chose a profile: an explicit FASTDDS_DEFAULT_PROFILES_FILE always wins.
 from __future__ import annotations
 
 import os
+import random
 from collections.abc import MutableMapping
+from pathlib import Path
 
 from pmp_ros.paths import config_file
 
@@ -25,3 +27,31 @@ def configure_dds_environment(environ: MutableMapping[str, str] | None = None) -
         if profile.is_file():
             environ[PROFILE_VARIABLE] = str(profile)
     return environ.get(PROFILE_VARIABLE)
+
+
+def isolate_environment(
+    run_dir: Path,
+    domain_id: int | None = None,
+    package_profile: bool = False,
+    environ: MutableMapping[str, str] | None = None,
+) -> int:
+    """Give this process (and the nodes it starts) a DDS domain of its own (random in 1..101, valid on every
+    platform; 0 is everyone's default), discovery on this machine only, and a ROS home and log folder in
+    `run_dir`, so parallel runs never see each other and nothing is written to ~/.ros. package_profile:
+    always the package's Fast DDS profile (as the node uses), even if the user set another. Returns the
+    domain id."""
+    environ = os.environ if environ is None else environ
+    domain = domain_id if domain_id is not None else random.SystemRandom().randint(1, 101)
+    environ.update(
+        {
+            "ROS_DOMAIN_ID": str(domain),
+            "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST",
+            "ROS_HOME": str(Path(run_dir) / "ros_home"),
+            "ROS_LOG_DIR": str(Path(run_dir) / "ros_log"),
+        }
+    )
+    environ.pop("ROS_STATIC_PEERS", None)
+    if package_profile:
+        environ.pop(PROFILE_VARIABLE, None)
+    configure_dds_environment(environ)
+    return domain

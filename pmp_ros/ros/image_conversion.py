@@ -55,8 +55,9 @@ def image_to_array(msg: Image, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarr
     # The last row needs only its pixels, not its padding.
     needed = (height - 1) * step + width * pixel_bytes
     if len(msg.data) < needed:
-        raise ImageConversionError(f"truncated data: {len(msg.data)} bytes, {width}x{height} {msg.encoding} "
-                                   f"with step {step} needs {needed}")
+        raise ImageConversionError(
+            f"truncated data: {len(msg.data)} bytes, {width}x{height} {msg.encoding} with step {step} needs {needed}"
+        )
     if msg.is_bigendian and dtype.itemsize > 1:
         dtype = dtype.newbyteorder(">")
     shape = (height, width, channels) if channels > 1 else (height, width)
@@ -94,8 +95,9 @@ def compressed_to_rgb8(msg: Any, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.nda
     """sensor_msgs/CompressedImage (jpeg, png, ...) -> uint8 [H,W,3] RGB."""
     if len(msg.data) == 0:
         raise ImageConversionError("empty compressed image")
-    data = np.frombuffer(msg.data if isinstance(msg.data, (bytes, bytearray)) else memoryview(msg.data).cast("B"),
-                         np.uint8)
+    data = np.frombuffer(
+        msg.data if isinstance(msg.data, (bytes, bytearray)) else memoryview(msg.data).cast("B"), np.uint8
+    )
     bgr = cv2.imdecode(data, cv2.IMREAD_COLOR)
     if bgr is None:
         raise ImageConversionError(f"cannot decode compressed image (format {msg.format!r}, {data.size} bytes)")
@@ -108,8 +110,7 @@ def depth_to_array(msg: Image, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarr
     """A depth image: uint16 [H,W] millimetres (16UC1, mono16) or float32 [H,W] metres (32FC1), native
     byte order (geometry.depth_in_metres converts)."""
     if msg.encoding not in DEPTH_ENCODINGS:
-        raise ImageConversionError(f"depth encoding must be one of {', '.join(DEPTH_ENCODINGS)}, "
-                                   f"got {msg.encoding!r}")
+        raise ImageConversionError(f"depth encoding must be one of {', '.join(DEPTH_ENCODINGS)}, got {msg.encoding!r}")
     array = image_to_array(msg, max_pixels)
     return array if array.dtype.isnative else array.astype(array.dtype.newbyteorder("="))
 
@@ -119,11 +120,15 @@ def array_to_image(array: np.ndarray, encoding: str, header: Any = None) -> Imag
     dtype, channels = ENCODINGS[encoding]
     expected = array.shape[:2] + ((channels,) if channels > 1 else ())
     if array.shape != expected or array.dtype != dtype:
-        raise ImageConversionError(f"{encoding} needs {dtype} {expected}-shaped data, got {array.dtype} "
-                                   f"{array.shape}")
+        raise ImageConversionError(f"{encoding} needs {dtype} {expected}-shaped data, got {array.dtype} {array.shape}")
     array = np.ascontiguousarray(array)
-    msg = Image(height=array.shape[0], width=array.shape[1], encoding=encoding,
-                is_bigendian=int(sys.byteorder == "big"), step=array.shape[1] * dtype.itemsize * channels)
+    msg = Image(
+        height=array.shape[0],
+        width=array.shape[1],
+        encoding=encoding,
+        is_bigendian=int(sys.byteorder == "big"),
+        step=array.shape[1] * dtype.itemsize * channels,
+    )
     if header is not None:
         msg.header = header
     msg.data = array.tobytes()

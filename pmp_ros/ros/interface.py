@@ -70,35 +70,104 @@ class Parameter:
 
 PARAMETERS: tuple[Parameter, ...] = (
     Parameter("model_path", "", "PMP checkpoint (.safetensors); empty = the shipped model in share/pmp_ros/models"),
-    Parameter("device", "auto", "Where the model runs: auto (CUDA when available), cuda, cuda:N or cpu",
-              pattern=r"auto|cpu|cuda(:\d+)?"),
-    Parameter("precision", "auto", "Compute precision: auto (bf16/fp16 autocast on CUDA, fp32 on CPU), fp32, "
-              "bf16, fp16", choices=("auto", "fp32", "bf16", "fp16")),
-    Parameter("inference_width", 0, "Width the image is resized to before inference (pixels, multiple of 32 "
-              "is best); 0 = the checkpoint's", min_value=32, max_value=4096, from_checkpoint=0),
-    Parameter("inference_height", 0, "Height the image is resized to before inference (pixels); 0 = the "
-              "checkpoint's", min_value=32, max_value=4096, from_checkpoint=0),
-    Parameter("score_threshold", -1.0, "Minimum instance score (class probability x mask quality) to publish; "
-              "-1 = the checkpoint's", min_value=0.0, max_value=1.0, dynamic=True, from_checkpoint=-1.0),
-    Parameter("mask_threshold", -1.0, "Mask probability above which a pixel belongs to an instance; -1 = the "
-              "checkpoint's", min_value=0.0, max_value=1.0, dynamic=True, from_checkpoint=-1.0),
-    Parameter("max_instances", 0, "Most instances published per image; 0 = the checkpoint's", min_value=1,
-              max_value=255, dynamic=True, from_checkpoint=0),
-    Parameter("context_vocabulary", [""], "Extra class names competing with the prompts (reduces false "
-              "positives); [''] = the model's training vocabulary", dynamic=True),
-    Parameter("prompt_templates", [""], "Templates for class text embeddings, with {} for the class name; "
-              "[''] = the model's own", dynamic=True),
-    Parameter("image_transport", "raw", "raw (sensor_msgs/Image) or compressed (CompressedImage on "
-              "<image>/compressed)", choices=("raw", "compressed")),
-    Parameter("image_reliability", "best_effort", "QoS reliability of the image subscriptions",
-              choices=("best_effort", "reliable")),
+    Parameter(
+        "device",
+        "auto",
+        "Where the model runs: auto (CUDA when available), cuda, cuda:N or cpu",
+        pattern=r"auto|cpu|cuda(:\d+)?",
+    ),
+    Parameter(
+        "precision",
+        "auto",
+        "Compute precision: auto (bf16/fp16 autocast on CUDA, fp32 on CPU), fp32, bf16, fp16",
+        choices=("auto", "fp32", "bf16", "fp16"),
+    ),
+    Parameter(
+        "inference_width",
+        0,
+        "Width the image is resized to before inference (pixels, multiple of 32 is best); 0 = the checkpoint's",
+        min_value=32,
+        max_value=4096,
+        from_checkpoint=0,
+    ),
+    Parameter(
+        "inference_height",
+        0,
+        "Height the image is resized to before inference (pixels); 0 = the checkpoint's",
+        min_value=32,
+        max_value=4096,
+        from_checkpoint=0,
+    ),
+    Parameter(
+        "score_threshold",
+        -1.0,
+        "Minimum instance score (class probability x mask quality) to publish; -1 = the checkpoint's",
+        min_value=0.0,
+        max_value=1.0,
+        dynamic=True,
+        from_checkpoint=-1.0,
+    ),
+    Parameter(
+        "mask_threshold",
+        -1.0,
+        "Mask probability above which a pixel belongs to an instance; -1 = the checkpoint's",
+        min_value=0.0,
+        max_value=1.0,
+        dynamic=True,
+        from_checkpoint=-1.0,
+    ),
+    Parameter(
+        "max_instances",
+        0,
+        "Most instances published per image; 0 = the checkpoint's",
+        min_value=1,
+        max_value=255,
+        dynamic=True,
+        from_checkpoint=0,
+    ),
+    Parameter(
+        "context_vocabulary",
+        [""],
+        "Extra class names competing with the prompts (reduces false "
+        "positives); [''] = the model's training vocabulary",
+        dynamic=True,
+    ),
+    Parameter(
+        "prompt_templates",
+        [""],
+        "Templates for class text embeddings, with {} for the class name; [''] = the model's own",
+        dynamic=True,
+    ),
+    Parameter(
+        "image_transport",
+        "raw",
+        "raw (sensor_msgs/Image) or compressed (CompressedImage on <image>/compressed)",
+        choices=("raw", "compressed"),
+    ),
+    Parameter(
+        "image_reliability",
+        "best_effort",
+        "QoS reliability of the image subscriptions",
+        choices=("best_effort", "reliable"),
+    ),
     Parameter("use_depth", False, "Subscribe to depth and camera info, and publish 3D labelled points"),
-    Parameter("depth_max_age", 0.05, "Largest stamp difference (s) between a colour image and the depth "
-              "image used with it", min_value=0.0, max_value=1.0, dynamic=True),
-    Parameter("max_instruction_length", 500, "Longer instructions are rejected (characters)",
-              min_value=1, max_value=100000, dynamic=True),
-    Parameter("cpu_threads", 0, "torch intra-op threads on CPU; 0 = torch's default", min_value=0,
-              max_value=256),
+    Parameter(
+        "depth_max_age",
+        0.05,
+        "Largest stamp difference (s) between a colour image and the depth image used with it",
+        min_value=0.0,
+        max_value=1.0,
+        dynamic=True,
+    ),
+    Parameter(
+        "max_instruction_length",
+        500,
+        "Longer instructions are rejected (characters)",
+        min_value=1,
+        max_value=100000,
+        dynamic=True,
+    ),
+    Parameter("cpu_threads", 0, "torch intra-op threads on CPU; 0 = torch's default", min_value=0, max_value=256),
 )
 
 PARAMETERS_BY_NAME = {parameter.name: parameter for parameter in PARAMETERS}

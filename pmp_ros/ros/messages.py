@@ -29,35 +29,56 @@ def instance_colour(instance_id: int) -> tuple[int, int, int]:
     return tuple(int(c) for c in cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)[0, 0])
 
 
-def segmentation_result(header: Header, instruction: str, prompts: Sequence[str],
-                        prediction: Prediction) -> SegmentationResult:
+def segmentation_result(
+    header: Header, instruction: str, prompts: Sequence[str], prediction: Prediction
+) -> SegmentationResult:
     """SegmentationResult for one frame; header is the input image's (stamp and frame identify it)."""
     instances = [
-        Instance(id=i.id, label=i.label, prompt_index=i.prompt_index, score=float(i.score),
-                 roi=RegionOfInterest(x_offset=i.box[0], y_offset=i.box[1], width=i.box[2] - i.box[0] + 1,
-                                      height=i.box[3] - i.box[1] + 1),
-                 area=i.area)
+        Instance(
+            id=i.id,
+            label=i.label,
+            prompt_index=i.prompt_index,
+            score=float(i.score),
+            roi=RegionOfInterest(
+                x_offset=i.box[0], y_offset=i.box[1], width=i.box[2] - i.box[0] + 1, height=i.box[3] - i.box[1] + 1
+            ),
+            area=i.area,
+        )
         for i in prediction.instances
     ]
-    return SegmentationResult(header=header, instruction=instruction, prompts=list(prompts),
-                              label_image=label_image_to_msg(prediction.label_image, header), instances=instances)
+    return SegmentationResult(
+        header=header,
+        instruction=instruction,
+        prompts=list(prompts),
+        label_image=label_image_to_msg(prediction.label_image, header),
+        instances=instances,
+    )
 
 
-def labelled_points(header: Header, instruction: str, prediction: Prediction,
-                    points: Sequence[PointEstimate]) -> LabelledPointArray:
+def labelled_points(
+    header: Header, instruction: str, prediction: Prediction, points: Sequence[PointEstimate]
+) -> LabelledPointArray:
     """One LabelledPoint per instance (points[i] belongs to prediction.instances[i])."""
     out = []
     for instance, point in zip(prediction.instances, points, strict=True):
-        position = Point() if point.position is None else Point(x=point.position[0], y=point.position[1],
-                                                                z=point.position[2])
-        out.append(LabelledPoint(instance_id=instance.id, label=instance.label, score=float(instance.score),
-                                 u=point.u, v=point.v, position=position,
-                                 position_valid=point.position is not None))
+        position = (
+            Point() if point.position is None else Point(x=point.position[0], y=point.position[1], z=point.position[2])
+        )
+        out.append(
+            LabelledPoint(
+                instance_id=instance.id,
+                label=instance.label,
+                score=float(instance.score),
+                u=point.u,
+                v=point.v,
+                position=position,
+                position_valid=point.position is not None,
+            )
+        )
     return LabelledPointArray(header=header, instruction=instruction, points=out)
 
 
-def overlay_image(rgb: np.ndarray, prediction: Prediction, points: Sequence[PointEstimate],
-                  header: Header) -> Image:
+def overlay_image(rgb: np.ndarray, prediction: Prediction, points: Sequence[PointEstimate], header: Header) -> Image:
     """rgb8 image: instance masks blended in their colours, "label score" drawn at each interior point."""
     palette = np.zeros((int(prediction.label_image.max()) + 1, 3), np.float32)
     for instance in prediction.instances:
@@ -68,8 +89,16 @@ def overlay_image(rgb: np.ndarray, prediction: Prediction, points: Sequence[Poin
     canvas = np.ascontiguousarray(canvas.astype(np.uint8))
     for instance, point in zip(prediction.instances, points, strict=True):
         cv2.circle(canvas, (point.u, point.v), 3, (255, 255, 255), -1)
-        cv2.putText(canvas, f"{instance.label} {instance.score:.2f}", (point.u + 5, point.v),
-                    cv2.FONT_HERSHEY_SIMPLEX, 0.4, (255, 255, 255), 1, cv2.LINE_AA)
+        cv2.putText(
+            canvas,
+            f"{instance.label} {instance.score:.2f}",
+            (point.u + 5, point.v),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            0.4,
+            (255, 255, 255),
+            1,
+            cv2.LINE_AA,
+        )
     return array_to_image(canvas, "rgb8", header)
 
 
@@ -82,14 +111,19 @@ def target_markers(header: Header, prediction: Prediction, points: Sequence[Poin
             continue
         r, g, b = (c / 255.0 for c in instance_colour(instance.id))
         position = Point(x=point.position[0], y=point.position[1], z=point.position[2])
-        sphere = Marker(header=header, ns=MARKER_NAMESPACE, id=2 * instance.id, type=Marker.SPHERE,
-                        action=Marker.ADD)
+        sphere = Marker(header=header, ns=MARKER_NAMESPACE, id=2 * instance.id, type=Marker.SPHERE, action=Marker.ADD)
         sphere.pose.position = position
         sphere.pose.orientation.w = 1.0
         sphere.scale.x = sphere.scale.y = sphere.scale.z = MARKER_DIAMETER_M
         sphere.color = ColorRGBA(r=r, g=g, b=b, a=1.0)
-        text = Marker(header=header, ns=MARKER_NAMESPACE, id=2 * instance.id + 1, type=Marker.TEXT_VIEW_FACING,
-                      action=Marker.ADD, text=f"{instance.label} {instance.score:.2f}")
+        text = Marker(
+            header=header,
+            ns=MARKER_NAMESPACE,
+            id=2 * instance.id + 1,
+            type=Marker.TEXT_VIEW_FACING,
+            action=Marker.ADD,
+            text=f"{instance.label} {instance.score:.2f}",
+        )
         text.pose.position = Point(x=position.x, y=position.y - 2 * MARKER_DIAMETER_M, z=position.z)
         text.pose.orientation.w = 1.0
         text.scale.z = MARKER_DIAMETER_M
@@ -98,9 +132,15 @@ def target_markers(header: Header, prediction: Prediction, points: Sequence[Poin
     return MarkerArray(markers=markers)
 
 
-def diagnostics(stamp, name: str, hardware_id: str, level: bytes, message: str,
-                values: Mapping[str, object]) -> DiagnosticArray:
+def diagnostics(
+    stamp, name: str, hardware_id: str, level: bytes, message: str, values: Mapping[str, object]
+) -> DiagnosticArray:
     """A DiagnosticArray with one status; level is DiagnosticStatus.OK / WARN / ERROR (bytes)."""
-    status = DiagnosticStatus(level=level, name=name, message=message, hardware_id=hardware_id,
-                              values=[KeyValue(key=k, value=str(v)) for k, v in values.items()])
+    status = DiagnosticStatus(
+        level=level,
+        name=name,
+        message=message,
+        hardware_id=hardware_id,
+        values=[KeyValue(key=k, value=str(v)) for k, v in values.items()],
+    )
     return DiagnosticArray(header=Header(stamp=stamp), status=[status])

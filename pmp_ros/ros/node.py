@@ -14,12 +14,11 @@ from dataclasses import replace
 from pathlib import Path
 
 import rclpy
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
 from rclpy.exceptions import ParameterException
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.node import Node
-from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
-from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import String
 from visualization_msgs.msg import MarkerArray
@@ -27,12 +26,10 @@ from visualization_msgs.msg import MarkerArray
 from pmp_ros import paths
 from pmp_ros.data.instructions import InstructionParseError, parse_instruction
 from pmp_ros.geometry import has_intrinsics, locate_instances
-from pmp_ros.ros import interface, messages
+from pmp_ros.ros import interface, messages, qos
 from pmp_ros.ros.environment import configure_dds_environment
-from pmp_ros.ros.image_conversion import (ImageConversionError, compressed_to_rgb8, depth_to_array,
-                                          image_to_rgb8)
-from pmp_ros.ros.pipeline import (ArrivalCounter, DepthCache, Frame, FrameSlot, RollingStats, Target,
-                                  instruction_problem)
+from pmp_ros.ros.image_conversion import ImageConversionError, compressed_to_rgb8, depth_to_array, image_to_rgb8
+from pmp_ros.ros.pipeline import ArrivalCounter, DepthCache, Frame, FrameSlot, RollingStats, Target, instruction_problem
 from pmp_ros_msgs.msg import LabelledPointArray, SegmentationResult
 
 DEFAULT_MODEL = "pmp_default.safetensors"
@@ -63,22 +60,16 @@ def _descriptor(spec: interface.Parameter) -> ParameterDescriptor:
     if spec.from_checkpoint is not None:
         pass  # the "checkpoint's value" default lies outside the range: spec.validate checks both
     elif isinstance(spec.default, float):
-        descriptor.floating_point_range = [FloatingPointRange(from_value=float(spec.min_value),
-                                                              to_value=float(spec.max_value), step=0.0)]
+        descriptor.floating_point_range = [
+            FloatingPointRange(from_value=float(spec.min_value), to_value=float(spec.max_value), step=0.0)
+        ]
     elif isinstance(spec.default, int) and not isinstance(spec.default, bool) and spec.min_value is not None:
-        descriptor.integer_range = [IntegerRange(from_value=int(spec.min_value), to_value=int(spec.max_value),
-                                                 step=1)]
+        descriptor.integer_range = [IntegerRange(from_value=int(spec.min_value), to_value=int(spec.max_value), step=1)]
     if spec.choices:
         descriptor.additional_constraints = f"one of {list(spec.choices)}"
     elif spec.pattern:
         descriptor.additional_constraints = f"matches {spec.pattern}"
     return descriptor
-
-
-def _qos(depth: int, reliable: bool, transient_local: bool = False) -> QoSProfile:
-    return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=depth,
-                      reliability=ReliabilityPolicy.RELIABLE if reliable else ReliabilityPolicy.BEST_EFFORT,
-                      durability=DurabilityPolicy.TRANSIENT_LOCAL if transient_local else DurabilityPolicy.VOLATILE)
 
 
 def _stamp_seconds(stamp) -> float:
@@ -105,9 +96,11 @@ class SegmenterNode(Node):
         self.add_post_set_parameters_callback(self._apply_parameters)
         self._worker = threading.Thread(target=self._work, name="pmp_inference", daemon=True)
         self._worker.start()
-        self.get_logger().info(f"{READY_TEXT}: model {self.model_path} (all weights from the checkpoint) on "
-                               f"{self.predictor.device} ({str(self.predictor.dtype).removeprefix('torch.')}); "
-                               f"inference settings: {self._describe_inference()}")
+        self.get_logger().info(
+            f"{READY_TEXT}: model {self.model_path} (all weights from the checkpoint) on "
+            f"{self.predictor.device} ({str(self.predictor.dtype).removeprefix('torch.')}); "
+            f"inference settings: {self._describe_inference()}"
+        )
 
     # -- startup -------------------------------------------------------------------------------------
     def _declare_parameters(self) -> dict:
@@ -151,26 +144,31 @@ class SegmenterNode(Node):
     def _create_interfaces(self) -> None:
         p = self.params
         best_effort = p["image_reliability"] == "best_effort"
-        image_qos = _qos(1, not best_effort)
+        image_qos = qos.profile(1, reliable=not best_effort)
         if p["image_transport"] == "compressed":
             self.image_subscription = self.create_subscription(
-                CompressedImage, interface.IMAGE_TOPIC + "/compressed", lambda msg: self._on_image(msg, True),
-                image_qos)
+                CompressedImage, interface.IMAGE_TOPIC + "/compressed", lambda msg: self._on_image(msg, True), image_qos
+            )
         else:
             self.image_subscription = self.create_subscription(
-                Image, interface.IMAGE_TOPIC, lambda msg: self._on_image(msg, False), image_qos)
+                Image, interface.IMAGE_TOPIC, lambda msg: self._on_image(msg, False), image_qos
+            )
             if best_effort:
                 self.get_logger().warning(
                     f"image_reliability best_effort: raw frames larger than about {BEST_EFFORT_MAX_FRAME_MB} MB "
                     f"(4000x3000 rgb8 is 36 MB) arrive sometimes or never over best-effort DDS with "
                     f"config/fastdds.xml, and nothing reports it; for such cameras set "
-                    f"image_reliability:=reliable (docs/node.md)")
-        self.create_subscription(String, interface.INSTRUCTION_TOPIC, self._on_instruction, _qos(1, True, True))
+                    f"image_reliability:=reliable (docs/node.md)"
+                )
+        self.create_subscription(String, interface.INSTRUCTION_TOPIC, self._on_instruction, qos.INSTRUCTION)
         if p["use_depth"]:
-            self.create_subscription(Image, interface.DEPTH_TOPIC,
-                                     lambda msg: self.depth_cache.add(_stamp_seconds(msg.header.stamp), msg),
-                                     image_qos)
-            self.create_subscription(CameraInfo, interface.DEPTH_INFO_TOPIC, self._on_camera_info, _qos(1, True))
+            self.create_subscription(
+                Image,
+                interface.DEPTH_TOPIC,
+                lambda msg: self.depth_cache.add(_stamp_seconds(msg.header.stamp), msg),
+                image_qos,
+            )
+            self.create_subscription(CameraInfo, interface.DEPTH_INFO_TOPIC, self._on_camera_info, qos.profile(1))
         self.segmentation_pub = self.create_publisher(SegmentationResult, interface.SEGMENTATION_TOPIC, 5)
         self.points_pub = self.create_publisher(LabelledPointArray, interface.POINTS_TOPIC, 5)
         self.overlay_pub = self.create_publisher(Image, interface.OVERLAY_TOPIC, 2)
@@ -213,8 +211,9 @@ class SegmenterNode(Node):
             return "checkpoint" if all(specs[n].is_unset(p[n]) for n in names) else "parameter"
 
         parts = [f"{name} {getattr(cfg, name)} ({source(name)})" for name in INFERENCE_PARAMETERS]
-        return ", ".join([f"size {cfg.size[1]}x{cfg.size[0]} ({source('inference_width', 'inference_height')})",
-                          *parts])
+        return ", ".join(
+            [f"size {cfg.size[1]}x{cfg.size[0]} ({source('inference_width', 'inference_height')})", *parts]
+        )
 
     def _text_settings(self) -> tuple[tuple[str, ...], tuple[str, ...] | None]:
         """(context classes, templates or None = the model's own) from the parameters ([''] = default)."""
@@ -231,7 +230,8 @@ class SegmenterNode(Node):
                 f"{self.arrivals.missing} image(s) missing so far: the camera's stamps "
                 f"({self.arrivals.rate_hz():.1f} Hz) imply {self.arrivals.received + self.arrivals.missing}, "
                 f"{self.arrivals.received} arrived (frames too large for best-effort QoS, or a lossy network)",
-                throttle_duration_sec=LOG_THROTTLE_S)
+                throttle_duration_sec=LOG_THROTTLE_S,
+            )
 
     def _on_camera_info(self, msg: CameraInfo) -> None:
         if has_intrinsics(msg.k):
@@ -240,9 +240,11 @@ class SegmenterNode(Node):
         # The last camera info is what the points use: an uncalibrated one means no 3D until a good one.
         self.camera_info = None
         self.bad_camera_info += 1
-        self.get_logger().warning(f"camera info without a calibration (k = {list(msg.k)}; fx and fy must be > 0): "
-                                  f"no 3D positions until a calibrated one arrives",
-                                  throttle_duration_sec=LOG_THROTTLE_S)
+        self.get_logger().warning(
+            f"camera info without a calibration (k = {list(msg.k)}; fx and fy must be > 0): "
+            f"no 3D positions until a calibrated one arrives",
+            throttle_duration_sec=LOG_THROTTLE_S,
+        )
 
     def _on_instruction(self, msg: String) -> None:
         text = msg.data
@@ -263,8 +265,10 @@ class SegmenterNode(Node):
         if problem:
             self.slot.set_target(text, None)
             self.bad_instructions += 1
-            self.get_logger().warning(f"rejected instruction {text[:60]!r}{'...' if len(text) > 60 else ''}: "
-                                      f"{problem}; target cleared", throttle_duration_sec=LOG_THROTTLE_S)
+            self.get_logger().warning(
+                f"rejected instruction {text[:60]!r}{'...' if len(text) > 60 else ''}: {problem}; target cleared",
+                throttle_duration_sec=LOG_THROTTLE_S,
+            )
             return
         self.slot.set_target(text, prompts)
         self.get_logger().info(f"instruction {text!r} -> prompts {list(prompts)}")
@@ -279,8 +283,10 @@ class SegmenterNode(Node):
         try:
             depth = depth_to_array(depth_msg)
             if depth.shape != shape:
-                raise ImageConversionError(f"depth image {depth.shape[1]}x{depth.shape[0]} does not match the "
-                                           f"colour image {shape[1]}x{shape[0]}")
+                raise ImageConversionError(
+                    f"depth image {depth.shape[1]}x{depth.shape[0]} does not match the "
+                    f"colour image {shape[1]}x{shape[0]}"
+                )
         except ImageConversionError as error:
             self._bad_input("depth image", error)
             return None, None
@@ -308,8 +314,9 @@ class SegmenterNode(Node):
             except Exception as error:  # keep serving frames; the diagnostics report the error count
                 self.errors += 1
                 encoded = None
-                self.get_logger().error(f"frame failed: {type(error).__name__}: {error}",
-                                        throttle_duration_sec=LOG_THROTTLE_S)
+                self.get_logger().error(
+                    f"frame failed: {type(error).__name__}: {error}", throttle_duration_sec=LOG_THROTTLE_S
+                )
 
     def _process(self, frame: Frame, target: Target) -> None:
         msg = frame.msg
@@ -319,9 +326,13 @@ class SegmenterNode(Node):
         prediction = self.predictor.predict([rgb], semantic=False)[0]
         inference_s = time.monotonic() - start
         points = locate_instances([i.mask for i in prediction.instances], depth, k, DEPTH_WINDOW)
-        outputs = [(self.segmentation_pub, messages.segmentation_result(msg.header, target.instruction,
-                                                                        target.prompts, prediction)),
-                   (self.points_pub, messages.labelled_points(msg.header, target.instruction, prediction, points))]
+        outputs = [
+            (
+                self.segmentation_pub,
+                messages.segmentation_result(msg.header, target.instruction, target.prompts, prediction),
+            ),
+            (self.points_pub, messages.labelled_points(msg.header, target.instruction, prediction, points)),
+        ]
         if self.overlay_pub.get_subscription_count():
             outputs.append((self.overlay_pub, messages.overlay_image(rgb, prediction, points, msg.header)))
         if self.markers_pub.get_subscription_count():
@@ -349,11 +360,15 @@ class SegmenterNode(Node):
         self._received_at_last_check = received
         if self._silent_since is None or now - self._silent_since < NO_IMAGE_WARNING_S:
             return None
-        reason = (f"{publishers} publisher(s) on {self.image_subscription.topic_name} but no image for "
-                  f"{now - self._silent_since:.0f} s")
+        reason = (
+            f"{publishers} publisher(s) on {self.image_subscription.topic_name} but no image for "
+            f"{now - self._silent_since:.0f} s"
+        )
         if self.params["image_reliability"] == "best_effort" and self.params["image_transport"] == "raw":
-            reason += (f"; if the camera is streaming, its frames may be larger than best-effort QoS carries "
-                       f"(about {BEST_EFFORT_MAX_FRAME_MB} MB): set image_reliability:=reliable")
+            reason += (
+                f"; if the camera is streaming, its frames may be larger than best-effort QoS carries "
+                f"(about {BEST_EFFORT_MAX_FRAME_MB} MB): set image_reliability:=reliable"
+            )
         else:
             reason += "; is the camera streaming?"
         return reason
@@ -362,24 +377,39 @@ class SegmenterNode(Node):
         summary = self.stats.summary()
         target = self.slot.target
         silence = self._image_silence()
-        values = {"rate_hz": f"{summary['rate']:.2f}", "latency_p50_ms": f"{summary['latency_p50_ms']:.1f}",
-                  "inference_p50_ms": f"{summary['inference_p50_ms']:.1f}", "dropped_frames": self.slot.dropped,
-                  "images_received": self.arrivals.received, "images_missing": self.arrivals.missing,
-                  "camera_rate_hz": f"{self.arrivals.rate_hz():.2f}", "bad_images": self.bad_images,
-                  "bad_camera_info": self.bad_camera_info, "bad_instructions": self.bad_instructions,
-                  "stale_results": self.stale_results, "errors": self.errors, "model": self.model_name,
-                  **{name: getattr(self.predictor.cfg, name) for name in INFERENCE_PARAMETERS},
-                  "inference_size": f"{self.predictor.cfg.size[1]}x{self.predictor.cfg.size[0]}",
-                  "device": self.predictor.device, "instruction": target.instruction}
+        values = {
+            "rate_hz": f"{summary['rate']:.2f}",
+            "latency_p50_ms": f"{summary['latency_p50_ms']:.1f}",
+            "inference_p50_ms": f"{summary['inference_p50_ms']:.1f}",
+            "dropped_frames": self.slot.dropped,
+            "images_received": self.arrivals.received,
+            "images_missing": self.arrivals.missing,
+            "camera_rate_hz": f"{self.arrivals.rate_hz():.2f}",
+            "bad_images": self.bad_images,
+            "bad_camera_info": self.bad_camera_info,
+            "bad_instructions": self.bad_instructions,
+            "stale_results": self.stale_results,
+            "errors": self.errors,
+            "model": self.model_name,
+            **{name: getattr(self.predictor.cfg, name) for name in INFERENCE_PARAMETERS},
+            "inference_size": f"{self.predictor.cfg.size[1]}x{self.predictor.cfg.size[0]}",
+            "device": self.predictor.device,
+            "instruction": target.instruction,
+        }
         problems = ([] if target.prompts else ["waiting for a valid instruction"]) + ([silence] if silence else [])
         if silence:
             self.get_logger().warning(silence, throttle_duration_sec=LOG_THROTTLE_S)
         level = DiagnosticStatus.WARN if problems else DiagnosticStatus.OK
-        self.diagnostics_pub.publish(messages.diagnostics(self.get_clock().now().to_msg(),
-                                                          interface.diagnostics_status_name(
-                                                              self.get_fully_qualified_name()),
-                                                          str(self.predictor.device), level,
-                                                          "; ".join(problems) or "segmenting", values))
+        self.diagnostics_pub.publish(
+            messages.diagnostics(
+                self.get_clock().now().to_msg(),
+                interface.diagnostics_status_name(self.get_fully_qualified_name()),
+                str(self.predictor.device),
+                level,
+                "; ".join(problems) or "segmenting",
+                values,
+            )
+        )
 
     def close(self) -> None:
         self.slot.close()
@@ -407,8 +437,9 @@ def _check_device(device: str, precision: str) -> None:
     try:
         resolved = resolve_device(device)
         if resolved.type == "cuda" and (resolved.index or 0) >= torch.cuda.device_count():
-            raise ValueError(f"device {device!r} requested but this machine has {torch.cuda.device_count()} "
-                             f"CUDA device(s)")
+            raise ValueError(
+                f"device {device!r} requested but this machine has {torch.cuda.device_count()} CUDA device(s)"
+            )
         resolve_precision(precision, resolved)
     except ValueError as error:
         raise StartupError(str(error)) from None

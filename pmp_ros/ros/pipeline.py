@@ -139,8 +139,11 @@ class RollingStats:
             return {"rate": 0.0, "latency_p50_ms": 0.0, "inference_p50_ms": 0.0}
         latencies = np.array([e[1] for e in events])
         inference = np.array([e[2] for e in events])
-        return {"rate": len(events) / self.window_s, "latency_p50_ms": float(np.median(latencies) * 1e3),
-                "inference_p50_ms": float(np.median(inference) * 1e3)}
+        return {
+            "rate": len(events) / self.window_s,
+            "latency_p50_ms": float(np.median(latencies) * 1e3),
+            "inference_p50_ms": float(np.median(inference) * 1e3),
+        }
 
     def _trim(self, now: float) -> None:
         while self._events and self._events[0][0] < now - self.window_s:

@@ -12,7 +12,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from pmp_ros.ros.environment import configure_dds_environment
@@ -39,57 +39,93 @@ def ros_environment(domain_id: int) -> dict[str, str]:
     return env
 
 
-class NodeProcess:
-    """with NodeProcess({"model_path": ..., "device": "cpu"}, domain_id, log_path) as node: node.wait_ready()"""
+class ChildProcess:
+    """A program in its own process (own session, output to a log file), always stopped on exit: SIGINT
+    (clean shutdown), then SIGTERM, then SIGKILL.
 
-    def __init__(self, params: Mapping[str, object], domain_id: int, log_path: Path):
-        args = [x for name, value in params.items() for x in ("-p", f"{name}:={_ros_value(value)}")]
-        self.argv = [sys.executable, "-m", "pmp_ros.ros.node", "--ros-args", *args]
-        self.env = ros_environment(domain_id)
-        self.log_path = Path(log_path)
+    with ChildProcess([sys.executable, "-m", "pmp_ros.ros.node", ...], env, log_path) as proc:
+        proc.wait_for_output("ready", 60)
+    """
+
+    def __init__(self, argv: Sequence[str], env: Mapping[str, str], log_path: Path, name: str = "process"):
+        self.argv, self.env, self.log_path, self.name = list(argv), dict(env), Path(log_path), name
         self.process: subprocess.Popen | None = None
 
-    def __enter__(self) -> "NodeProcess":
+    def __enter__(self) -> ChildProcess:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log = open(self.log_path, "wb")
-        self.process = subprocess.Popen(self.argv, stdout=self._log, stderr=subprocess.STDOUT, env=self.env,
-                                        start_new_session=True)
+        self.process = subprocess.Popen(
+            self.argv, stdout=self._log, stderr=subprocess.STDOUT, env=self.env, start_new_session=True
+        )
         return self
 
     def __exit__(self, *exc_info) -> None:
         self.stop()
 
+    @property
+    def returncode(self) -> int | None:
+        return None if self.process is None else self.process.poll()
+
     def output(self) -> str:
-        self._log.flush()
+        """Everything it printed so far (readable after stop() too)."""
+        if not self._log.closed:
+            self._log.flush()
         return self.log_path.read_text(errors="replace")
 
-    def wait_ready(self, timeout: float = STARTUP_TIMEOUT_S) -> float:
-        """Seconds until the node printed its ready line; RuntimeError with its last output if it exits or
-        takes longer than `timeout`."""
+    def wait_for_output(self, text: str, timeout: float) -> float:
+        """Seconds until `text` appeared in its output; RuntimeError with its last lines if it exits first
+        or takes longer than `timeout`."""
         start = time.monotonic()
-        while READY_TEXT not in self.output():
-            if self.process.poll() is not None or time.monotonic() - start > timeout:
-                reason = f"exited with code {self.process.returncode}" if self.process.poll() is not None \
-                    else f"not ready after {timeout:.0f} s"
-                tail = "\n".join(self.output().strip().splitlines()[-5:])
-                raise RuntimeError(f"the node {reason} (log {self.log_path}):\n{tail}")
-            time.sleep(0.1)
+        while text not in self.output():
+            if self.returncode is not None or time.monotonic() - start > timeout:
+                reason = (
+                    f"exited with code {self.returncode}"
+                    if self.returncode is not None
+                    else f"did not print {text!r} within {timeout:.0f} s"
+                )
+                tail = "\n".join(self.output().strip().splitlines()[-20:])
+                raise RuntimeError(f"{self.name} {reason} (log {self.log_path}):\n{tail}")
+            time.sleep(0.05)
         return time.monotonic() - start
 
-    def stop(self) -> int | None:
-        """SIGINT (clean shutdown), then SIGTERM, then SIGKILL; returns the exit code."""
+    def stop(self, timeout: float = 10.0) -> int | None:
+        """SIGINT, then SIGTERM, then SIGKILL (timeout s for the clean shutdown); returns the exit code."""
         if self.process is None:
             return None
-        for sig, wait_s in ((signal.SIGINT, 10.0), (signal.SIGTERM, 3.0), (signal.SIGKILL, 3.0)):
+        for sig, wait_s in ((signal.SIGINT, timeout), (signal.SIGTERM, 3.0), (signal.SIGKILL, 3.0)):
             if self.process.poll() is not None:
                 break
-            self.process.send_signal(sig)
+            try:
+                self.process.send_signal(sig)
+            except ProcessLookupError:
+                break
             try:
                 self.process.wait(wait_s)
             except subprocess.TimeoutExpired:
                 continue
-        self._log.close()
+        if not self._log.closed:
+            self._log.close()
         return self.process.poll()
+
+
+class NodeProcess(ChildProcess):
+    """The pmp_segmenter node with `params` in `domain_id`, logging to `log_path`.
+
+    with NodeProcess({"model_path": ..., "device": "cpu"}, domain_id, log_path) as node: node.wait_ready()
+    """
+
+    def __init__(self, params: Mapping[str, object], domain_id: int, log_path: Path):
+        args = [x for name, value in params.items() for x in ("-p", f"{name}:={_ros_value(value)}")]
+        super().__init__(
+            [sys.executable, "-m", "pmp_ros.ros.node", "--ros-args", *args],
+            ros_environment(domain_id),
+            log_path,
+            name="the node",
+        )
+
+    def wait_ready(self, timeout: float = STARTUP_TIMEOUT_S) -> float:
+        """Seconds until the node printed its ready line (RuntimeError if it exits or takes too long)."""
+        return self.wait_for_output(READY_TEXT, timeout)
 
 
 def _ros_value(value: object) -> str:

@@ -36,13 +36,14 @@ import torch.nn.functional as F
 from safetensors.torch import save_file
 from tqdm import tqdm
 
+from pmp_ros import settings
 from pmp_ros.data import splits, vocabulary
+from pmp_ros.data.crops import BalancedCropStream
 from pmp_ros.data.world import TabletopWorld, WorldConfig
+from pmp_ros.eval.zero_shot import evaluate_zero_shot
 from pmp_ros.model.clip.backbone import ClipBackbone
 from pmp_ros.model.clip.registry import create_clip
 from pmp_ros.model.config import DEFAULT_TEMPLATES, ClipConfig
-from pmp_ros.data.crops import BalancedCropStream
-from pmp_ros.eval.zero_shot import evaluate_zero_shot
 
 
 @dataclass
@@ -92,23 +93,25 @@ def train(cfg: ClipPretrainConfig, out: Path, resume: bool = False) -> dict:
     mean, std = model.visual.image_mean, model.visual.image_std
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "embedding" not in n]
     no_decay = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "embedding" not in n)]
-    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
-                                   {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr)
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / cfg.warmup_steps)
-                                                 * 0.5 * (1 + math.cos(math.pi * min(s, cfg.steps) / cfg.steps)))
+    optimizer = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr
+    )
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer,
+        lambda s: min(1.0, (s + 1) / cfg.warmup_steps) * 0.5 * (1 + math.cos(math.pi * min(s, cfg.steps) / cfg.steps)),
+    )
     backbone = ClipBackbone(model, frozen=False)  # the dense path, sharing the model's weights
     classes = vocabulary.all_classes()
     class_index = {name: i for i, name in enumerate(classes)}
     world = TabletopWorld(config=WorldConfig(num_objects=(cfg.min_objects, cfg.max_objects), small_prob=cfg.small_prob))
-    crop_stream = BalancedCropStream(world, splits.CLIP_TRAIN.start, cfg.crop_size, seed=cfg.seed,
-                                     jitter=cfg.jitter)
+    crop_stream = BalancedCropStream(world, splits.CLIP_TRAIN.start, cfg.crop_size, seed=cfg.seed, jitter=cfg.jitter)
     stream = crop_stream.batches(cfg.batch_size)
     rng = np.random.default_rng(cfg.seed)
     history, first_step, elapsed = [], 0, 0.0
     if resume:
         state = torch.load(state_path(out), weights_only=False)
-        changed = sorted(k for k in state["config"] if state["config"][k] != asdict(cfg).get(k)
-                         and k not in RESUMABLE_CHANGES)
+        saved = asdict(settings.from_dict(ClipPretrainConfig, state["config"], "saved run"))
+        changed = sorted(k for k, value in saved.items() if value != asdict(cfg)[k] and k not in RESUMABLE_CHANGES)
         if changed:
             raise SystemExit(f"--resume: settings differ from the saved run's ({', '.join(changed)})")
         model.load_state_dict(state["model"])
@@ -124,8 +127,10 @@ def train(cfg: ClipPretrainConfig, out: Path, resume: bool = False) -> dict:
     for step in progress:
         crops, names = next(stream)
         images = crops_to_tensor(crops, mean, std, torch.from_numpy(rng.random(len(names)) < 0.5))
-        captions = [DEFAULT_TEMPLATES[i].format(name)
-                    for i, name in zip(rng.integers(len(DEFAULT_TEMPLATES), size=len(classes)), classes)]
+        captions = [
+            DEFAULT_TEMPLATES[i].format(name)
+            for i, name in zip(rng.integers(len(DEFAULT_TEMPLATES), size=len(classes)), classes)
+        ]
         text = F.normalize(model.encode_text(tokenizer(captions)), dim=-1)  # [100, D]
         pooled = F.normalize(model.encode_image(images), dim=-1)  # [B, D]
         dense = backbone(images)["clip_vis_dense"].mean(dim=(2, 3))[:, None]  # [B, 1, C]
@@ -143,27 +148,56 @@ def train(cfg: ClipPretrainConfig, out: Path, resume: bool = False) -> dict:
             history.append({"step": step, "loss": round(loss.item(), 4), "time_s": round(time.time() - start, 1)})
             progress.set_postfix(loss=f"{loss.item():.3f}")
         if (step + 1) % cfg.checkpoint_every == 0 and step + 1 < cfg.steps:
-            _save_state(state_path(out), model, optimizer, schedule, rng, crop_stream, cfg, history, step + 1,
-                        time.time() - start)
+            _save_state(
+                state_path(out),
+                model,
+                optimizer,
+                schedule,
+                rng,
+                crop_stream,
+                cfg,
+                history,
+                step + 1,
+                time.time() - start,
+            )
 
     state = {k: v.detach().to(torch.float16).contiguous() for k, v in model.state_dict().items()}
     out.parent.mkdir(parents=True, exist_ok=True)
-    save_file(state, str(out), metadata={"format": "open_clip", "model_name": cfg.model_name,
-                                         "training": json.dumps(asdict(cfg))})
+    save_file(
+        state,
+        str(out),
+        metadata={"format": "open_clip", "model_name": cfg.model_name, "training": json.dumps(asdict(cfg))},
+    )
     # Evaluate exactly what was saved: reload through open_clip's own loading path.
     saved, tokenizer = create_clip(ClipConfig(model_name=cfg.model_name, pretrained=str(out)))
     metrics = evaluate_zero_shot(saved, tokenizer, DEFAULT_TEMPLATES, cfg.eval_scenes, cfg.crop_size)
-    return {"config": asdict(cfg), "history": history, "zero_shot": metrics,
-            "train_time_s": round(time.time() - start, 1)}
+    return {
+        "config": asdict(cfg),
+        "history": history,
+        "zero_shot": metrics,
+        "train_time_s": round(time.time() - start, 1),
+    }
 
 
 def _save_state(path: Path, model, optimizer, schedule, rng, crop_stream, cfg, history, step, elapsed) -> None:
     """Atomically writes everything `--resume` needs to continue at `step`."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
-    torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
-                "rng": rng.bit_generator.state, "stream": crop_stream.state(), "torch_rng": torch.get_rng_state(),
-                "config": asdict(cfg), "history": history, "step": step, "elapsed_s": elapsed}, tmp)
+    torch.save(
+        {
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "schedule": schedule.state_dict(),
+            "rng": rng.bit_generator.state,
+            "stream": crop_stream.state(),
+            "torch_rng": torch.get_rng_state(),
+            "config": asdict(cfg),
+            "history": history,
+            "step": step,
+            "elapsed_s": elapsed,
+        },
+        tmp,
+    )
     tmp.replace(path)
 
 
@@ -180,8 +214,10 @@ def main(argv: list[str] | None = None) -> None:
     report_path = out.with_suffix(".json")
     report_path.write_text(json.dumps(report, indent=1))
     zs = report["zero_shot"]
-    print(f"saved {out}; zero-shot crop accuracy: seen {zs['seen_accuracy']:.3f}, unseen "
-          f"{zs['unseen_accuracy']:.3f} ({zs['crops']} crops); report {report_path}")
+    print(
+        f"saved {out}; zero-shot crop accuracy: seen {zs['seen_accuracy']:.3f}, unseen "
+        f"{zs['unseen_accuracy']:.3f} ({zs['crops']} crops); report {report_path}"
+    )
 
 
 if __name__ == "__main__":

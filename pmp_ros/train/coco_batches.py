@@ -28,14 +28,26 @@ class CocoBatches:
         for index in range(first, first + self.cfg.batch_size):
             rng = np.random.default_rng([self.cfg.seed, index])
             rgb, instances = self.dataset[index % len(self.dataset)]
-            instances = [(name, mask) for name, mask in instances if name in self.class_index][:self.num_queries]
+            instances = [(name, mask) for name, mask in instances if name in self.class_index][: self.num_queries]
             rgb = cv2.resize(rgb, (width, height), interpolation=cv2.INTER_AREA)
-            masks = np.stack([cv2.resize(m.astype(np.uint8), (width, height), interpolation=cv2.INTER_NEAREST)
-                              for _, m in instances]).astype(bool) if instances else np.zeros((0, height, width), bool)
+            masks = (
+                np.stack(
+                    [
+                        cv2.resize(m.astype(np.uint8), (width, height), interpolation=cv2.INTER_NEAREST)
+                        for _, m in instances
+                    ]
+                ).astype(bool)
+                if instances
+                else np.zeros((0, height, width), bool)
+            )
             present = sorted({name for name, _ in instances})
             count = int(rng.integers(1, min(self.cfg.max_targets, len(present)) + 1)) if present else 0
             images.append(torch.from_numpy(rgb).permute(2, 0, 1).float().div_(255.0))
-            targets.append({"labels": torch.tensor([self.class_index[n] for n, _ in instances], dtype=torch.int64),
-                            "masks": torch.from_numpy(masks)})
+            targets.append(
+                {
+                    "labels": torch.tensor([self.class_index[n] for n, _ in instances], dtype=torch.int64),
+                    "masks": torch.from_numpy(masks),
+                }
+            )
             prompts.append([str(p) for p in rng.choice(present, size=count, replace=False)] if count else [])
         return torch.stack(images), targets, prompts

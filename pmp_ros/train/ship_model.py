@@ -39,8 +39,13 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("source", type=Path)
     parser.add_argument("target", type=Path)
-    parser.add_argument("--set", nargs="+", required=True, metavar="SECTION.KEY=VALUE",
-                        help="e.g. inference.score_threshold=0.15 ensemble.out_vocabulary=crop")
+    parser.add_argument(
+        "--set",
+        nargs="+",
+        required=True,
+        metavar="SECTION.KEY=VALUE",
+        help="e.g. inference.score_threshold=0.15 ensemble.out_vocabulary=crop",
+    )
     args = parser.parse_args(argv)
     model, cfg = load_segmenter(args.source)
     cfg = with_settings(cfg, args.set)

@@ -32,6 +32,7 @@ import yaml
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
+from pmp_ros import settings
 from pmp_ros.data import splits, vocabulary
 from pmp_ros.data.dataset import TabletopDataset
 from pmp_ros.data.world import TabletopWorld, WorldConfig
@@ -75,16 +76,12 @@ def load_config(path: str | os.PathLike) -> tuple[ModelConfig, TrainConfig]:
 
 
 def train_config(values: dict) -> TrainConfig:
-    known = TrainConfig.__dataclass_fields__
-    bad = set(values) - set(known)
-    if bad:
-        raise ValueError(f"unknown train key(s) {sorted(bad)}; known: {sorted(known)}")
-    if values.get("coco_image_size") is not None:
-        values = {**values, "coco_image_size": tuple(values["coco_image_size"])}
-    return TrainConfig(**values)
+    """A TrainConfig from the `train` section (strict: unknown keys are an error)."""
+    return settings.from_dict(TrainConfig, values, "train")
 
 
 # --- data ------------------------------------------------------------------------------------------------
+
 
 class WorldBatches:
     """Batches of (image [3,H,W] float in [0,1], targets, prompts) from procedural-world seeds.
@@ -99,8 +96,10 @@ class WorldBatches:
         self.class_index = {name: i for i, name in enumerate(self.classes)}
         self.num_queries = num_queries
         simple, cluttered = WorldConfig(), WorldConfig.cluttered()
-        self.datasets = [TabletopDataset(TabletopWorld(config=c), splits.PMP_TRAIN, seen_only=True,
-                                         max_targets=cfg.max_targets) for c in (simple, cluttered)]
+        self.datasets = [
+            TabletopDataset(TabletopWorld(config=c), splits.PMP_TRAIN, seen_only=True, max_targets=cfg.max_targets)
+            for c in (simple, cluttered)
+        ]
 
     def batch(self, step: int) -> tuple[torch.Tensor, list[dict], list[list[str]]]:
         first = (step * self.world_size + self.rank) * self.cfg.batch_size
@@ -112,10 +111,12 @@ class WorldBatches:
             named = sorted({k for ks in sample.instruction_targets for k in ks})
             keep = _budgeted_targets(len(sample.class_names), named, self.num_queries, rng)
             images.append(torch.from_numpy(sample.rgb).permute(2, 0, 1).float().div_(255.0))
-            targets.append({
-                "labels": torch.tensor([self.class_index[sample.class_names[k]] for k in keep], dtype=torch.int64),
-                "masks": torch.from_numpy(sample.masks[keep]),
-            })
+            targets.append(
+                {
+                    "labels": torch.tensor([self.class_index[sample.class_names[k]] for k in keep], dtype=torch.int64),
+                    "masks": torch.from_numpy(sample.masks[keep]),
+                }
+            )
             prompts.append(list(sample.instruction.prompts) if sample.instruction else [])
         return torch.stack(images), targets, prompts
 
@@ -130,6 +131,7 @@ def _budgeted_targets(count: int, named: list[int], budget: int, rng: np.random.
 
 
 # --- training --------------------------------------------------------------------------------------------
+
 
 def _distributed() -> tuple[int, int]:
     """(rank, world size); initialises the process group when started by torchrun."""
@@ -162,8 +164,10 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, out: Path, resume: bool = Fa
     model = model.to(device).train()
     trainable = _select_trainable(model, cfg.train_only)
     optimizer = torch.optim.AdamW(trainable, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / cfg.warmup_steps)
-                                                 * 0.5 * (1 + math.cos(math.pi * min(s, cfg.steps) / cfg.steps)))
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer,
+        lambda s: min(1.0, (s + 1) / cfg.warmup_steps) * 0.5 * (1 + math.cos(math.pi * min(s, cfg.steps) / cfg.steps)),
+    )
     start_step = 0
     state_path = out / "last.pt"
     if resume and state_path.is_file():
@@ -179,11 +183,18 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, out: Path, resume: bool = Fa
     is_main = rank == 0
     if is_main:
         out.mkdir(parents=True, exist_ok=True)
-        (out / "config.yaml").write_text(yaml.safe_dump({"model": model_cfg.to_dict(), "train": asdict(cfg)},
-                                                         sort_keys=False))
+        (out / "config.yaml").write_text(
+            yaml.safe_dump({"model": model_cfg.to_dict(), "train": asdict(cfg)}, sort_keys=False)
+        )
     log = open(out / "log.jsonl", "a") if is_main else None
-    progress = tqdm(range(start_step, cfg.steps), desc="pmp", disable=not is_main, mininterval=5,
-                    initial=start_step, total=cfg.steps)
+    progress = tqdm(
+        range(start_step, cfg.steps),
+        desc="pmp",
+        disable=not is_main,
+        mininterval=5,
+        initial=start_step,
+        total=cfg.steps,
+    )
     started = time.time()
     for step in progress:
         images, targets, prompts = data.batch(step)
@@ -201,20 +212,35 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, out: Path, resume: bool = Fa
         schedule.step()
         done = step + 1
         if is_main and (step % cfg.log_every == 0 or done == cfg.steps):
-            record = {"step": step, "loss": round(total.item(), 4), "lr": schedule.get_last_lr()[0],
-                      "time_s": round(time.time() - started, 1),
-                      **{k: round(v.item(), 4) for k, v in losses.items() if not k[-1].isdigit()}}
+            record = {
+                "step": step,
+                "loss": round(total.item(), 4),
+                "lr": schedule.get_last_lr()[0],
+                "time_s": round(time.time() - started, 1),
+                **{k: round(v.item(), 4) for k, v in losses.items() if not k[-1].isdigit()},
+            }
             log.write(json.dumps(record) + "\n")
             log.flush()
             progress.set_postfix(loss=f"{record['loss']:.3f}")
         if is_main and (done % cfg.checkpoint_every == 0 or done == cfg.steps):
-            torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                        "schedule": schedule.state_dict(), "step": done}, state_path)
+            torch.save(
+                {
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "schedule": schedule.state_dict(),
+                    "step": done,
+                },
+                state_path,
+            )
     final = out / "model.safetensors"
     if is_main:
         log.close()
-        save_checkpoint(final, model, model_cfg, {"training": asdict(cfg), "steps": cfg.steps,
-                                                  "world_size": world_size, "data": _data_name(cfg)})
+        save_checkpoint(
+            final,
+            model,
+            model_cfg,
+            {"training": asdict(cfg), "steps": cfg.steps, "world_size": world_size, "data": _data_name(cfg)},
+        )
     if world_size > 1:
         dist.barrier()
         dist.destroy_process_group()
@@ -256,8 +282,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--config", required=True, type=Path, help="YAML with 'model' and 'train' sections")
     parser.add_argument("--out", required=True, type=Path, help="run folder")
     parser.add_argument("--resume", action="store_true", help="continue from <out>/last.pt")
-    parser.add_argument("--set", nargs="*", default=[], metavar="SECTION.KEY=VALUE",
-                        help="override config entries, e.g. train.steps=10 model.decoder.pmp=false")
+    parser.add_argument(
+        "--set",
+        nargs="*",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="override config entries, e.g. train.steps=10 model.decoder.pmp=false",
+    )
     args = parser.parse_args(argv)
     model_cfg, cfg = load_config(args.config)
     model_cfg, cfg = apply_overrides(model_cfg, cfg, args.set)

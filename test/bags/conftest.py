@@ -9,6 +9,7 @@ from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 def write_odd_bag():
     """write(path): a bag whose depth topic has an unknown type and whose image topic a wrong one, as a
     misconfigured robot recording."""
+
     def write(path):
         store = get_typestore(Stores.ROS2_KILTED)
         store.register(get_types_from_msg("int32 x", "foo_msgs/msg/Bar"))

@@ -9,13 +9,14 @@ import pytest
 from mcap.reader import make_reader
 from mcap.writer import CompressionType, Writer
 
-from pmp_ros.data.world import TabletopWorld
-from pmp_ros.bags.storage import inspect_bag
-from pmp_ros.bags.writer import main as write_bag_main, write_bag
 from pmp_ros.bags.messages import BagTopics, deserialize, header_stamp, truth_from_message
 from pmp_ros.bags.salvage import salvage_mcap
+from pmp_ros.bags.storage import inspect_bag
+from pmp_ros.bags.writer import main as write_bag_main
+from pmp_ros.bags.writer import write_bag
 from pmp_ros.data.photos import photo_stream
 from pmp_ros.data.streams import SequenceConfig, procedural_stream
+from pmp_ros.data.world import TabletopWorld
 
 SMALL = SequenceConfig(width=96, height=72, seconds=0.3, instruction_seconds=0.1, scene_seconds=0.2)
 
@@ -59,8 +60,22 @@ def test_written_bag_reads_back_with_exact_ground_truth(tmp_path, storage):
 
 def test_photo_bag_has_real_sizes_and_ground_truth_where_masks_exist(tmp_path):
     frames = list(photo_stream(fps=4.0, seconds_per_photo=0.5))
-    assert write_bag_main([str(tmp_path / "photos"), "--source", "photos", "--fps", "4",
-                           "--seconds-per-photo", "0.5", "--storage", "sqlite3"]) == 0
+    assert (
+        write_bag_main(
+            [
+                str(tmp_path / "photos"),
+                "--source",
+                "photos",
+                "--fps",
+                "4",
+                "--seconds-per-photo",
+                "0.5",
+                "--storage",
+                "sqlite3",
+            ]
+        )
+        == 0
+    )
     contents, source = inspect_bag(tmp_path / "photos", BagTopics())
     sizes = {(f.rgb.shape[1], f.rgb.shape[0]) for f in frames}
     assert sizes == {(500, 375), (640, 480)} and contents.counts["image"] == len(frames) == 4
@@ -87,7 +102,7 @@ def test_truncated_mcap_is_read_up_to_the_damage(tmp_path):
     assert 0 < len(images) < len(frames)
     assert any("cannot open bag" in p for p in contents.problems)
     assert any("record by record" in p for p in contents.problems)
-    assert [header_stamp(m.data) for m in images] == [divmod(f.stamp_ns, 10**9) for f in frames[:len(images)]]
+    assert [header_stamp(m.data) for m in images] == [divmod(f.stamp_ns, 10**9) for f in frames[: len(images)]]
 
 
 def _chunks(path):
@@ -111,7 +126,7 @@ def test_mcap_cut_in_the_middle_of_a_chunk_keeps_that_chunks_first_messages(tmp_
     messages = list(source())
     images = [m for m in messages if m.role == "image"]
     assert any("is cut off: read its first" in p for p in contents.problems)
-    assert [header_stamp(m.data) for m in images] == [divmod(f.stamp_ns, 10**9) for f in frames[:len(images)]]
+    assert [header_stamp(m.data) for m in images] == [divmod(f.stamp_ns, 10**9) for f in frames[: len(images)]]
     assert sum(contents.counts.values()) == len(messages)
     _, before = inspect_bag(tmp_path / "at_chunk", BagTopics())
     assert len(messages) > len(list(before()))

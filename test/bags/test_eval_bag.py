@@ -9,14 +9,19 @@ import numpy as np
 import pytest
 import torch
 
-from pmp_ros.eval.frame_metrics import (FramePrediction, FrameTruth, aggregate_instruction_metrics,
-                                        instruction_frame_metrics)
 from pmp_ros.bags import evaluate as eval_bag
+from pmp_ros.bags.evaluate import EvalOptions, evaluate_bags
+from pmp_ros.bags.messages import BagTopics, frame_messages
 from pmp_ros.bags.storage import BagWriter
 from pmp_ros.bags.writer import write_bag
-from pmp_ros.bags.messages import BagTopics, frame_messages
-from pmp_ros.bags.evaluate import EvalOptions, evaluate_bags
 from pmp_ros.data.streams import SequenceConfig, procedural_stream
+from pmp_ros.eval.frame_metrics import (
+    FramePrediction,
+    FrameTruth,
+    aggregate_instruction_metrics,
+    instruction_frame_metrics,
+)
+
 from ros_harness import NodeProcess, python_module
 
 # 12 frames, two scenes, an instruction change every 3 frames; small images keep the node fast.
@@ -24,8 +29,13 @@ STREAM = SequenceConfig(width=160, height=120, seconds=0.4, instruction_seconds=
 # A random model labels nearly every query with a training class, and those never become instances; one
 # made-up context class leaves the prompts in charge, so frames have instances to score.
 CONTEXT = ("table",)
-NODE_PARAMS = {"cpu_threads": "1", "score_threshold": "0.0", "context_vocabulary": "['table']",
-               "inference_width": "320", "inference_height": "240"}
+NODE_PARAMS = {
+    "cpu_threads": "1",
+    "score_threshold": "0.0",
+    "context_vocabulary": "['table']",
+    "inference_width": "320",
+    "inference_height": "240",
+}
 
 
 @pytest.fixture(scope="module")
@@ -56,17 +66,26 @@ def direct_evaluation(model_file, frames):
     from pmp_ros.ros.node import DEPTH_WINDOW
 
     torch.set_num_threads(1)
-    predictor, _ = Predictor.from_checkpoint(model_file, "cpu", "fp32", size=(240, 320), score_threshold=0.0,
-                                             mask_threshold=0.5, max_instances=20)
+    predictor, _ = Predictor.from_checkpoint(
+        model_file, "cpu", "fp32", size=(240, 320), score_threshold=0.0, mask_threshold=0.5, max_instances=20
+    )
     records = []
     for frame in frames:
         predictor.set_prompts(parse_instruction(frame.instruction).prompts, CONTEXT)
         prediction = predictor.predict([frame.rgb])[0]
         points = locate_instances([i.mask for i in prediction.instances], frame.depth_mm, frame.k, DEPTH_WINDOW)
-        pred = FramePrediction(prediction.label_image, [(i.id, i.label, i.score) for i in prediction.instances],
-                               [(i.id, p.u, p.v, p.position) for i, p in zip(prediction.instances, points)])
-        truth = FrameTruth(frame.instance, {o.id: o.label for o in frame.objects}, frame.target_ids,
-                           {o.id: o.centre for o in frame.objects}, frame.prompts)
+        pred = FramePrediction(
+            prediction.label_image,
+            [(i.id, i.label, i.score) for i in prediction.instances],
+            [(i.id, p.u, p.v, p.position) for i, p in zip(prediction.instances, points)],
+        )
+        truth = FrameTruth(
+            frame.instance,
+            {o.id: o.label for o in frame.objects},
+            frame.target_ids,
+            {o.id: o.centre for o in frame.objects},
+            frame.prompts,
+        )
         records.append(instruction_frame_metrics(pred, truth))
     return records
 
@@ -83,7 +102,9 @@ def test_lockstep_accuracy_equals_direct_evaluation_for_mcap_and_sqlite3(tmp_pat
         assert report["frames"] == report["results"] == len(frames) and report["dropped"] == 0
         assert report["accuracy"] == expected
         saved = json.loads((tmp_path / "out" / name / "report.json").read_text())
-        assert [(f["tp"], f["fp"], f["fn"]) for f in saved["per_frame"]] == [(r["tp"], r["fp"], r["fn"]) for r in records]
+        assert [(f["tp"], f["fp"], f["fn"]) for f in saved["per_frame"]] == [
+            (r["tp"], r["fp"], r["fn"]) for r in records
+        ]
         assert all(f["latency_ms"] > 0 for f in saved["per_frame"])
         for file in ("report.md", "latency_hist.png", "latency_timeline.png"):
             assert (tmp_path / "out" / name / file).stat().st_size > 0
@@ -93,8 +114,11 @@ def test_lockstep_accuracy_equals_direct_evaluation_for_mcap_and_sqlite3(tmp_pat
 def test_timed_playback_reports_drops_honestly(tmp_path, model_file):
     # 60 frames at twice real time: 60 frames/s for 1 s, faster than the model, so the node must drop frames;
     # long enough that the instruction reaches the node while frames still come.
-    frames = list(procedural_stream(SequenceConfig(width=160, height=120, seconds=2.0, instruction_seconds=0.5,
-                                                   scene_seconds=1.0)))
+    frames = list(
+        procedural_stream(
+            SequenceConfig(width=160, height=120, seconds=2.0, instruction_seconds=0.5, scene_seconds=1.0)
+        )
+    )
     write_bag(tmp_path / "timed", frames, "mcap")
     options = EvalOptions(model=str(model_file), rate=2.0, device="cpu", node_params=NODE_PARAMS, progress=False)
     (report,) = evaluate_bags([tmp_path / "timed"], options, tmp_path / "out")
@@ -117,8 +141,9 @@ def _write_without(path, frames, *roles):
             instruction = frame.instruction
 
 
-def test_damaged_and_incomplete_bags_give_clear_messages_and_partial_results(tmp_path, model_file, frames,
-                                                                            write_odd_bag):
+def test_damaged_and_incomplete_bags_give_clear_messages_and_partial_results(
+    tmp_path, model_file, frames, write_odd_bag
+):
     _write_without(tmp_path / "no_gt", frames, "gt")
     _write_without(tmp_path / "no_instruction", frames, "instruction")
     big = list(procedural_stream(SequenceConfig(seconds=0.4)))  # 320x240: many chunks, so truncation keeps some
@@ -130,14 +155,30 @@ def test_damaged_and_incomplete_bags_give_clear_messages_and_partial_results(tmp
     (db,) = (tmp_path / "corrupt").glob("*.db3")
     os.truncate(db, db.stat().st_size // 2)
 
-    argv = [f"{k}:={v}" for k, v in {"model_path": model_file, "device": "cpu", "use_depth": "true",
-                                     "image_reliability": "reliable", **NODE_PARAMS}.items()]
+    argv = [
+        f"{k}:={v}"
+        for k, v in {
+            "model_path": model_file,
+            "device": "cpu",
+            "use_depth": "true",
+            "image_reliability": "reliable",
+            **NODE_PARAMS,
+        }.items()
+    ]
     node_argv = python_module("pmp_ros.ros.node", "--ros-args", *[x for a in argv for x in ("-p", a)])
     names = ("no_gt", "no_instruction", "truncated", "odd", "corrupt")
     with NodeProcess(node_argv, name="running_node") as node:
         node.wait_for_output("pmp_segmenter ready", 180)
-        code = eval_bag.main(["--use-running-node", "--lockstep", "--no-progress", "--out", str(tmp_path / "out"),
-                              *[str(tmp_path / n) for n in names]])
+        code = eval_bag.main(
+            [
+                "--use-running-node",
+                "--lockstep",
+                "--no-progress",
+                "--out",
+                str(tmp_path / "out"),
+                *[str(tmp_path / n) for n in names],
+            ]
+        )
     assert code == 1  # two bags had nothing to play; the others were measured
     reports = dict(zip(names, json.loads((tmp_path / "out" / "summary.json").read_text())["bags"]))
 
@@ -156,8 +197,10 @@ def test_damaged_and_incomplete_bags_give_clear_messages_and_partial_results(tmp
     odd = reports["odd"]
     assert odd["frames"] == 0 and "nothing to play without images" in odd["problems"]
     # The topics the bag has, so that the user can name the image topic (--image-topic).
-    assert "topics in the bag: /depth/image (foo_msgs/msg/Bar), /image (std_msgs/msg/String); --image-topic " \
-           "names the colour image topic" in odd["problems"]
+    assert (
+        "topics in the bag: /depth/image (foo_msgs/msg/Bar), /image (std_msgs/msg/String); --image-topic "
+        "names the colour image topic" in odd["problems"]
+    )
     assert any("foo_msgs/msg/Bar" in p for p in odd["problems"])
 
     corrupt = reports["corrupt"]
@@ -169,15 +212,26 @@ def test_damaged_and_incomplete_bags_give_clear_messages_and_partial_results(tmp
 
 def test_a_bag_without_any_instruction_fails_at_once(tmp_path, model_file, frames, capsys):
     _write_without(tmp_path / "silent", frames, "instruction", "gt")
-    args = [str(tmp_path / "silent"), "--model", str(model_file), "--device", "cpu", "--lockstep", "--no-progress",
-            *[x for k, v in NODE_PARAMS.items() for x in ("--node-param", f"{k}:={v}")]]
+    args = [
+        str(tmp_path / "silent"),
+        "--model",
+        str(model_file),
+        "--device",
+        "cpu",
+        "--lockstep",
+        "--no-progress",
+        *[x for k, v in NODE_PARAMS.items() for x in ("--node-param", f"{k}:={v}")],
+    ]
     # Nothing could tell the node what to segment: every frame would wait out its timeout, then count as
     # dropped. Known from the bag's topics alone, so no node starts.
     code = eval_bag.main([*args, "--frame-timeout", "1", "--out", str(tmp_path / "refused")])
     err = capsys.readouterr().err
     assert code == 2, err
-    assert err.count("\n") == 1 and "no instruction topic /instruction, no ground truth topic /ground_truth and no " \
-        "--instruction" in err and str(tmp_path / "silent") in err
+    assert (
+        err.count("\n") == 1
+        and "no instruction topic /instruction, no ground truth topic /ground_truth and no --instruction" in err
+        and str(tmp_path / "silent") in err
+    )
     assert not (tmp_path / "refused").exists()
 
     assert eval_bag.main([*args, "--instruction", "pick up the red star", "--out", str(tmp_path / "out")]) == 0

@@ -16,25 +16,60 @@ pytestmark = pytest.mark.slow
 
 
 def run(script, *args, timeout=400):
-    result = subprocess.run([sys.executable, str(REPO / "bench" / script), *args], cwd=REPO, timeout=timeout,
-                            capture_output=True, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    result = subprocess.run(
+        [sys.executable, str(REPO / "bench" / script), *args],
+        cwd=REPO,
+        timeout=timeout,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "machine: cpu=" in result.stdout or script == "gpu_bench.py", result.stdout
     return result.stdout
 
 
 def test_bench_model(tmp_path):
-    out = run("bench_model.py", "--random-model", "--iterations", "2", "--warmup", "1", "--sizes", "320x240",
-              "--json", str(tmp_path / "model.json"))
+    out = run(
+        "bench_model.py",
+        "--random-model",
+        "--iterations",
+        "2",
+        "--warmup",
+        "1",
+        "--sizes",
+        "320x240",
+        "--json",
+        str(tmp_path / "model.json"),
+    )
     assert "parameters per module" in out and "postprocess" in out and "tower calls in frames" in out
     assert (tmp_path / "model.json").is_file()
 
 
 def test_bench_node(tmp_path):
     pytest.importorskip("pmp_ros_msgs.msg")
-    out = run("bench_node.py", "--random-model", "--frames", "2", "--warmup", "1", "--sizes", "320x240",
-              "--stream-size", "320x240", "--load-duration", "2", "--switches", "1", "--memory-duration", "3",
-              "--memory-warmup", "1", "--json", str(tmp_path / "node.json"))
+    out = run(
+        "bench_node.py",
+        "--random-model",
+        "--frames",
+        "2",
+        "--warmup",
+        "1",
+        "--sizes",
+        "320x240",
+        "--stream-size",
+        "320x240",
+        "--load-duration",
+        "2",
+        "--switches",
+        "1",
+        "--memory-duration",
+        "3",
+        "--memory-warmup",
+        "1",
+        "--json",
+        str(tmp_path / "node.json"),
+    )
     for title in ("lockstep:", "load:", "switch:", "text:", "memory:"):
         assert title in out, out
     assert (tmp_path / "node.json").is_file()
@@ -42,8 +77,15 @@ def test_bench_node(tmp_path):
 
 def test_bench_frame_size(tmp_path):
     pytest.importorskip("sensor_msgs.msg")
-    out = run("bench_frame_size.py", "--resolutions", "320x240,640x480", "--repeats", "1",
-              "--json", str(tmp_path / "frame_size.json"))
+    out = run(
+        "bench_frame_size.py",
+        "--resolutions",
+        "320x240,640x480",
+        "--repeats",
+        "1",
+        "--json",
+        str(tmp_path / "frame_size.json"),
+    )
     assert "largest rgb8 frame that arrived every time" in out and "best_effort" in out and "reliable" in out
     assert (tmp_path / "frame_size.json").is_file()
 
@@ -62,6 +104,20 @@ def test_gpu_bench():
     out = run("gpu_bench.py", "--random-model")
     if not torch.cuda.is_available():
         assert "no CUDA device: nothing measured" in out
-    out = run("gpu_bench.py", "--random-model", "--device", "cpu", "--precisions", "fp32", "--sizes", "64x64",
-              "--batches", "1", "--iterations", "1", "--warmup", "1")
+    out = run(
+        "gpu_bench.py",
+        "--random-model",
+        "--device",
+        "cpu",
+        "--precisions",
+        "fp32",
+        "--sizes",
+        "64x64",
+        "--batches",
+        "1",
+        "--iterations",
+        "1",
+        "--warmup",
+        "1",
+    )
     assert "segmenter forward" in out and "fp32" in out

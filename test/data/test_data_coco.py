@@ -7,9 +7,18 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from pmp_ros.data import vocabulary as voc
-from pmp_ros.data.coco import (CocoDataset, counts_to_rle_string, export_coco, mask_to_rle_string,
-                               polygons_to_mask, read_depth_png, read_panoptic_png, rle_decode, rle_encode,
-                               rle_string_to_counts)
+from pmp_ros.data.coco import (
+    CocoDataset,
+    counts_to_rle_string,
+    export_coco,
+    mask_to_rle_string,
+    polygons_to_mask,
+    read_depth_png,
+    read_panoptic_png,
+    rle_decode,
+    rle_encode,
+    rle_string_to_counts,
+)
 from pmp_ros.data.instructions import generate_instructions
 from pmp_ros.data.world import TabletopWorld, WorldConfig
 
@@ -84,8 +93,9 @@ def test_depth_panoptic_and_metadata(exported):
         anns = {a["id"]: a for a in data["annotations"] if a["image_id"] == image["id"]}
         for ins in image["instructions"]:
             for prompt, targets in zip(ins["prompts"], ins["target_ann_ids"]):
-                assert targets and all(data["categories"][anns[t]["category_id"] - 1]["name"] == prompt
-                                       for t in targets)
+                assert targets and all(
+                    data["categories"][anns[t]["category_id"] - 1]["name"] == prompt for t in targets
+                )
 
 
 def test_seen_only_export_and_compressed(tmp_path):
@@ -93,7 +103,7 @@ def test_seen_only_export_and_compressed(tmp_path):
     paths = export_coco(scenes, str(tmp_path), classes=voc.seen_classes(), compressed_rle=True)
     data = json.load(open(paths["instances"]))
     assert all(isinstance(a["segmentation"]["counts"], str) for a in data["annotations"])
-    for scene, (rgb, instances) in zip(scenes, CocoDataset(paths["instances"], str(tmp_path / "images"))):
+    for scene, (_rgb, instances) in zip(scenes, CocoDataset(paths["instances"], str(tmp_path / "images"))):
         seen = [o for o in scene.objects if not voc.is_unseen(o.class_name)]
         assert [n for n, _ in instances] == [o.class_name for o in seen]
         for (_, mask), o in zip(instances, seen):
@@ -102,14 +112,18 @@ def test_seen_only_export_and_compressed(tmp_path):
 
 def test_reads_foreign_coco_with_polygons_and_crowd(tmp_path):
     import cv2
+
     (tmp_path / "imgs").mkdir()
     cv2.imwrite(str(tmp_path / "imgs" / "a.jpg"), np.full((10, 12), 128, np.uint8))  # a grey image
     crowd = rle_encode(np.ones((10, 12), bool))
-    data = {"images": [{"id": 5, "file_name": "a.jpg", "width": 12, "height": 10}],
-            "categories": [{"id": 1, "name": "cup"}, {"id": 3, "name": "person"}],
-            "annotations": [{"id": 1, "image_id": 5, "category_id": 3, "iscrowd": 0,
-                             "segmentation": [[1, 1, 6, 1, 6, 5, 1, 5]]},
-                            {"id": 2, "image_id": 5, "category_id": 1, "iscrowd": 1, "segmentation": crowd}]}
+    data = {
+        "images": [{"id": 5, "file_name": "a.jpg", "width": 12, "height": 10}],
+        "categories": [{"id": 1, "name": "cup"}, {"id": 3, "name": "person"}],
+        "annotations": [
+            {"id": 1, "image_id": 5, "category_id": 3, "iscrowd": 0, "segmentation": [[1, 1, 6, 1, 6, 5, 1, 5]]},
+            {"id": 2, "image_id": 5, "category_id": 1, "iscrowd": 1, "segmentation": crowd},
+        ],
+    }
     (tmp_path / "ann.json").write_text(json.dumps(data))
     rgb, instances = CocoDataset(str(tmp_path / "ann.json"), str(tmp_path / "imgs"))[0]
     assert rgb.shape == (10, 12, 3) and rgb.dtype == np.uint8

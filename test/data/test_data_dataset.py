@@ -1,7 +1,7 @@
 import numpy as np
 
-from pmp_ros.data import vocabulary as voc
 from pmp_ros.data import splits
+from pmp_ros.data import vocabulary as voc
 from pmp_ros.data.dataset import TabletopDataset
 from pmp_ros.data.world import TabletopWorld, WorldConfig
 

@@ -4,8 +4,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pmp_ros.data import vocabulary as voc
-from pmp_ros.data.instructions import (MAX_CHARS, InstructionParseError, generate_instructions,
-                                       parse_instruction)
+from pmp_ros.data.instructions import MAX_CHARS, InstructionParseError, generate_instructions, parse_instruction
 from pmp_ros.data.world import TabletopWorld, WorldConfig
 
 WORLD = TabletopWorld(160, 120, WorldConfig.cluttered())
@@ -13,39 +12,51 @@ SCENES = [WORLD.render(s) for s in range(8)]
 FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
-@pytest.mark.parametrize("text,prompts,select_all", [
-    ("pick up the red star", ["red star"], [False]),
-    ("Go to the GREEN ring!", ["green ring"], [False]),
-    ("find every yellow square", ["yellow square"], [True]),
-    ("grab the blue cross and the red circle", ["blue cross", "red circle"], [False, False]),
-    ("where is the purple heart?", ["purple heart"], [False]),
-    ("look for all the orange triangles", ["orange triangle"], [True]),
-    ("grab 2 gray discs, then the small violet plus please", ["grey circle", "purple cross"], [True, False]),
-    ("the red and blue stars", ["red star", "blue star"], [True, True]),
-    ("pick up the red star & the red star", ["red star"], [False]),
-    ("  pick\tup\nthe   pink   moon  ", ["pink crescent"], [False]),
-    ("pick up the coffee mug", ["coffee mug"], [False]),
-    ("pick up the red star and the spoon", ["red star", "spoon"], [False, False]),
-    ("find the stars", ["star"], [True]),
-    ("pick up the red one", ["red"], [False]),
-    ("grab the red star on the left", ["red star"], [False]),
-    ("Point at the cyan hex; then the brown rhombus.", ["cyan hexagon", "brown diamond"], [False, False]),
-    ("what's the grey heart", ["grey heart"], [False]),
-])
+@pytest.mark.parametrize(
+    "text,prompts,select_all",
+    [
+        ("pick up the red star", ["red star"], [False]),
+        ("Go to the GREEN ring!", ["green ring"], [False]),
+        ("find every yellow square", ["yellow square"], [True]),
+        ("grab the blue cross and the red circle", ["blue cross", "red circle"], [False, False]),
+        ("where is the purple heart?", ["purple heart"], [False]),
+        ("look for all the orange triangles", ["orange triangle"], [True]),
+        ("grab 2 gray discs, then the small violet plus please", ["grey circle", "purple cross"], [True, False]),
+        ("the red and blue stars", ["red star", "blue star"], [True, True]),
+        ("pick up the red star & the red star", ["red star"], [False]),
+        ("  pick\tup\nthe   pink   moon  ", ["pink crescent"], [False]),
+        ("pick up the coffee mug", ["coffee mug"], [False]),
+        ("pick up the red star and the spoon", ["red star", "spoon"], [False, False]),
+        ("find the stars", ["star"], [True]),
+        ("pick up the red one", ["red"], [False]),
+        ("grab the red star on the left", ["red star"], [False]),
+        ("Point at the cyan hex; then the brown rhombus.", ["cyan hexagon", "brown diamond"], [False, False]),
+        ("what's the grey heart", ["grey heart"], [False]),
+    ],
+)
 def test_examples(text, prompts, select_all):
     parsed = parse_instruction(text)
     assert list(parsed.prompts) == prompts and list(parsed.select_all) == select_all
     assert parsed.classes == tuple(p if p in voc.all_classes() else None for p in prompts)
 
 
-@pytest.mark.parametrize("text,reason", [
-    ("", "empty"), ("   \n\t", "empty"), ("x" * (MAX_CHARS + 1), "too long"),
-    ("pick up the red\x00 star", "control characters"), ("go to \x1b[31m red star", "control characters"),
-    ("find the red\u200b star", "control characters"), ("asdf qwerty", "no object phrase"),
-    ("?!,.", "no object phrase"), ("pick up the", "no object phrase"), (42, "not a string"),
-    ("pick up the big old heavy blue coffee mug with a handle", "phrase too long"),
-    (", ".join(f"find the thing{i}" for i in range(20)), "too many objects"),
-])
+@pytest.mark.parametrize(
+    "text,reason",
+    [
+        ("", "empty"),
+        ("   \n\t", "empty"),
+        ("x" * (MAX_CHARS + 1), "too long"),
+        ("pick up the red\x00 star", "control characters"),
+        ("go to \x1b[31m red star", "control characters"),
+        ("find the red\u200b star", "control characters"),
+        ("asdf qwerty", "no object phrase"),
+        ("?!,.", "no object phrase"),
+        ("pick up the", "no object phrase"),
+        (42, "not a string"),
+        ("pick up the big old heavy blue coffee mug with a handle", "phrase too long"),
+        (", ".join(f"find the thing{i}" for i in range(20)), "too many objects"),
+    ],
+)
 def test_errors(text, reason):
     with pytest.raises(InstructionParseError) as info:
         parse_instruction(text)
@@ -63,11 +74,15 @@ def test_generated_instructions_parse_back(scene, seed, absent):
 
 @FAST
 @given(
-    picks=st.lists(st.tuples(st.sampled_from(voc.COLOURS), st.sampled_from(voc.SHAPES), st.booleans(),
-                             st.data()), min_size=1, max_size=4),
+    picks=st.lists(
+        st.tuples(st.sampled_from(voc.COLOURS), st.sampled_from(voc.SHAPES), st.booleans(), st.data()),
+        min_size=1,
+        max_size=4,
+    ),
     verb=st.sampled_from(["pick up", "grab", "go to", "find", "where is", "please locate", "look for"]),
     joiner=st.sampled_from([" and ", ", ", ", then ", " & ", "; ", " and then "]),
-    upper=st.booleans(), end=st.sampled_from(["", ".", "!", "?", " please"]),
+    upper=st.booleans(),
+    end=st.sampled_from(["", ".", "!", "?", " please"]),
 )
 def test_composed_phrases_parse_to_classes(picks, verb, joiner, upper, end):
     phrases, expected = [], []

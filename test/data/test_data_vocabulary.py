@@ -36,16 +36,25 @@ def test_colours_are_far_apart():
     assert dist >= 60
 
 
-@pytest.mark.parametrize("word,expected", [("gray", "grey"), ("grey", "grey"), ("violet", "purple"),
-                                           ("red", "red"), ("star", None)])
+@pytest.mark.parametrize(
+    "word,expected", [("gray", "grey"), ("grey", "grey"), ("violet", "purple"), ("red", "red"), ("star", None)]
+)
 def test_parse_colour(word, expected):
     assert voc.parse_colour(word) == expected
 
 
-@pytest.mark.parametrize("word,expected", [("circle", ("circle", False)), ("discs", ("circle", True)),
-                                           ("crosses", ("cross", True)), ("plus", ("cross", False)),
-                                           ("pluses", ("cross", True)), ("moons", ("crescent", True)),
-                                           ("red", None)])
+@pytest.mark.parametrize(
+    "word,expected",
+    [
+        ("circle", ("circle", False)),
+        ("discs", ("circle", True)),
+        ("crosses", ("cross", True)),
+        ("plus", ("cross", False)),
+        ("pluses", ("cross", True)),
+        ("moons", ("crescent", True)),
+        ("red", None),
+    ],
+)
 def test_parse_shape(word, expected):
     assert voc.parse_shape(word) == expected
 

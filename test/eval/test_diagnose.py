@@ -6,12 +6,13 @@ import json
 import numpy as np
 import pytest
 import torch
-from model_fixtures import build_small_segmenter, write_small_checkpoint
 
 from pmp_ros.eval.cli import main
 from pmp_ros.eval.diagnose import _true_masks_at_dense_grid, diagnose_outputs
 from pmp_ros.eval.evaluate import eval_cases, evaluate
 from pmp_ros.model.inference import Predictor
+
+from model_fixtures import build_small_segmenter, write_small_checkpoint
 
 
 def test_true_masks_follow_the_model_input_onto_the_dense_grid():
@@ -44,9 +45,31 @@ def test_threshold_sweep_agrees_with_the_evaluation_at_the_models_threshold():
 def test_pmp_eval_diagnose_writes_its_tables(tmp_path):
     weights = write_small_checkpoint(tmp_path / "a.safetensors")
     out = tmp_path / "diag"
-    assert main(["--diagnose", "--model", str(weights), "--name", "small", "--scenes", "3", "--split", "validation",
-                 "--probe-train-scenes", "4", "--probe-steps", "2", "--out", str(out), "--device", "cpu",
-                 "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "--diagnose",
+                "--model",
+                str(weights),
+                "--name",
+                "small",
+                "--scenes",
+                "3",
+                "--split",
+                "validation",
+                "--probe-train-scenes",
+                "4",
+                "--probe-steps",
+                "2",
+                "--out",
+                str(out),
+                "--device",
+                "cpu",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     result = json.loads((out / "diagnosis-small.json").read_text())
     assert set(result["linear_probes"]) == {"res2", "res3", "res4", "res5", "clip_vis_dense"}
     assert all(0.0 <= v["object_iou"] <= 1.0 for v in result["linear_probes"].values())

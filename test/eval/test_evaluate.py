@@ -5,12 +5,13 @@ import json
 
 import numpy as np
 import pytest
-from model_fixtures import build_small_segmenter, write_small_checkpoint
 
 from pmp_ros.data import vocabulary
 from pmp_ros.eval.cli import main
 from pmp_ros.eval.evaluate import EvalCase, eval_cases, evaluate, is_cluttered, predict_instructions
 from pmp_ros.model.inference import Predictor
+
+from model_fixtures import build_small_segmenter, write_small_checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -63,25 +64,62 @@ def test_evaluate_four_scenes(small):
     assert set(result["proposals"]["all"]["recall"]) == {"1", "3", "5", "all"}
     r1, rall = result["proposals"]["all"]["recall"]["1"], result["proposals"]["all"]["recall"]["all"]
     assert r1 <= rall
-    assert set(result["difficulty"]) == {"objects <=5", "objects 6-12", "objects 13-25", "small (<200 px)",
-                                         "large (>=200 px)", "occluded (>0.3)", "unoccluded (<=0.3)"}
+    assert set(result["difficulty"]) == {
+        "objects <=5",
+        "objects 6-12",
+        "objects 13-25",
+        "small (<200 px)",
+        "large (>=200 px)",
+        "occluded (>0.3)",
+        "unoccluded (<=0.3)",
+    }
     json.dumps(result)  # JSON-able throughout
 
 
 def test_pmp_eval_writes_a_report(tmp_path):
-    weights = [write_small_checkpoint(tmp_path / "a.safetensors"),
-               write_small_checkpoint(tmp_path / "b.safetensors", pmp=False, seed=1)]
+    weights = [
+        write_small_checkpoint(tmp_path / "a.safetensors"),
+        write_small_checkpoint(tmp_path / "b.safetensors", pmp=False, seed=1),
+    ]
     out = tmp_path / "report"
-    assert main(["--model", str(weights[0]), "--model", str(weights[1]), "--name", "pmp", "--name", "twin",
-                 "--scenes", "4", "--out", str(out), "--examples", "2", "--device", "cpu", "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "--model",
+                str(weights[0]),
+                "--model",
+                str(weights[1]),
+                "--name",
+                "pmp",
+                "--name",
+                "twin",
+                "--scenes",
+                "4",
+                "--out",
+                str(out),
+                "--examples",
+                "2",
+                "--device",
+                "cpu",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     metrics = json.loads((out / "metrics.json").read_text())
     assert set(metrics["models"]) == {"pmp", "twin"}
     assert {"semantic", "instruction", "proposals", "difficulty"} <= set(metrics["models"]["pmp"])
     assert len(json.loads((out / "records-pmp.json").read_text())) <= 4
     report = (out / "report.md").read_text()
     assert "--scenes 4" in report and metrics["weights"]["pmp"]["sha256"] in report
-    for heading in ("## Comparison", "### Semantic segmentation", "### Instruction following",
-                    "### Proposal recall", "### Difficulty", "| mIoU seen | mIoU unseen | hmean"):
+    for heading in (
+        "## Comparison",
+        "### Semantic segmentation",
+        "### Instruction following",
+        "### Proposal recall",
+        "### Difficulty",
+        "| mIoU seen | mIoU unseen | hmean",
+    ):
         assert heading in report
     for png in ("proposal_recall.png", "per_class_iou-pmp.png", "per_class_iou-twin.png"):
         assert (out / png).stat().st_size > 0
@@ -93,12 +131,15 @@ def test_seed_summary_gives_mean_and_spread_per_variant():
 
     def result(miou_seen):
         split = {"f1": 0.5, "mean_target_iou": 0.4, "points_inside_share": 1.0}
-        return {"semantic": {"miou_seen": miou_seen, "miou_unseen": 0.1, "hmean": 0.2},
-                "instruction": {"seen": split, "unseen": split, "all": split},
-                "proposals": {"all": {"recall": {"1": 0.3, "5": 0.6}}}}
+        return {
+            "semantic": {"miou_seen": miou_seen, "miou_unseen": 0.1, "hmean": 0.2},
+            "instruction": {"seen": split, "unseen": split, "all": split},
+            "proposals": {"all": {"recall": {"1": 0.3, "5": 0.6}}},
+        }
 
-    lines = _seed_summary({"pmp_s0": result(0.2), "pmp_s1": result(0.4), "twin_s0": result(0.1),
-                           "twin_s1": result(0.1)})
+    lines = _seed_summary(
+        {"pmp_s0": result(0.2), "pmp_s1": result(0.4), "twin_s0": result(0.1), "twin_s1": result(0.1)}
+    )
     text = "\n".join(lines)
     assert "| pmp | 2 | 0.300 [0.200, 0.400] |" in text
     assert "| twin | 2 | 0.100 [0.100, 0.100] |" in text

@@ -3,19 +3,29 @@
 import numpy as np
 import pytest
 
-from pmp_ros.eval.frame_metrics import (FramePrediction, FrameTruth, aggregate_instruction_metrics,
-                                        instruction_frame_metrics)
+from pmp_ros.eval.frame_metrics import (
+    FramePrediction,
+    FrameTruth,
+    aggregate_instruction_metrics,
+    instruction_frame_metrics,
+)
 
 SEEN, UNSEEN = "red star", "red circle"  # red = colour 0, circle = shape 0: (0 + 0) % 4 == 0 -> unseen
 
 
 def _truth(targets=(1, 2)) -> FrameTruth:
     image = np.zeros((20, 30), np.uint16)
-    image[2:8, 2:8] = 1      # target 1, 36 px
+    image[2:8, 2:8] = 1  # target 1, 36 px
     image[10:15, 10:15] = 2  # target 2, 25 px
-    image[0:2, 20:30] = 3    # a non-target object
-    return FrameTruth(image, {1: SEEN, 2: UNSEEN, 3: "blue star"}, targets,
-                      {1: (0.0, 0.0, 1.0), 2: (0.1, 0.0, 1.0)}, (SEEN, UNSEEN), {1: 0.0, 2: 0.5})
+    image[0:2, 20:30] = 3  # a non-target object
+    return FrameTruth(
+        image,
+        {1: SEEN, 2: UNSEEN, 3: "blue star"},
+        targets,
+        {1: (0.0, 0.0, 1.0), 2: (0.1, 0.0, 1.0)},
+        (SEEN, UNSEEN),
+        {1: 0.0, 2: 0.5},
+    )
 
 
 def _relabel(truth: FrameTruth, mapping: dict[int, int]) -> np.ndarray:
@@ -27,8 +37,11 @@ def _relabel(truth: FrameTruth, mapping: dict[int, int]) -> np.ndarray:
 
 def test_perfect_prediction():
     truth = _truth()
-    pred = FramePrediction(_relabel(truth, {1: 7, 2: 9}), [(7, SEEN, 0.9), (9, UNSEEN, 0.8)],
-                           [(7, 4, 4, (0.0, 0.0, 1.0)), (9, 12, 12, (0.1, 0.0, 1.0))])
+    pred = FramePrediction(
+        _relabel(truth, {1: 7, 2: 9}),
+        [(7, SEEN, 0.9), (9, UNSEEN, 0.8)],
+        [(7, 4, 4, (0.0, 0.0, 1.0)), (9, 12, 12, (0.1, 0.0, 1.0))],
+    )
     r = instruction_frame_metrics(pred, truth)
     assert (r["tp"], r["fp"], r["fn"]) == (2, 0, 0)
     assert [t["best_iou"] for t in r["targets"]] == [1.0, 1.0]
@@ -47,8 +60,7 @@ def test_missed_target_false_positive_point_outside_and_3d_error():
     truth = _truth()
     # Target 1 found but its point lies on the background; target 2 missed; non-target 3 predicted.
     label = _relabel(truth, {1: 1, 3: 2})
-    pred = FramePrediction(label, [(1, SEEN, 0.9), (2, SEEN, 0.6)],
-                           [(1, 0, 0, (0.3, 0.4, 1.0)), (2, 25, 1, None)])
+    pred = FramePrediction(label, [(1, SEEN, 0.9), (2, SEEN, 0.6)], [(1, 0, 0, (0.3, 0.4, 1.0)), (2, 25, 1, None)])
     r = instruction_frame_metrics(pred, truth)
     assert (r["tp"], r["fp"], r["fn"]) == (1, 1, 1)
     assert [t["matched"] for t in r["targets"]] == [True, False]

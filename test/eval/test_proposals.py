@@ -11,11 +11,15 @@ def test_covering_ranks_follow_the_target_scores():
     target[0, :4, :4] = True
     target[1, 4:, 4:] = True
     proposals = np.zeros((3, 8, 8), bool)
-    proposals[0, :4, :2] = True   # IoU 0.5 with target 0: covers at the default threshold
-    proposals[1, :4, :4] = True   # exact target 0
-    proposals[2, 6:, 6:] = True   # IoU 0.25 with target 1: never covers it
-    scores = np.array([[0.1, 0.9, 0.5],   # target 0 ranks queries 1, 2, 0: first cover at rank 0
-                       [0.9, 0.1, 0.5]])
+    proposals[0, :4, :2] = True  # IoU 0.5 with target 0: covers at the default threshold
+    proposals[1, :4, :4] = True  # exact target 0
+    proposals[2, 6:, 6:] = True  # IoU 0.25 with target 1: never covers it
+    scores = np.array(
+        [
+            [0.1, 0.9, 0.5],  # target 0 ranks queries 1, 2, 0: first cover at rank 0
+            [0.9, 0.1, 0.5],
+        ]
+    )
     assert covering_ranks(proposals, target, scores).tolist() == [0, NOT_COVERED]
     scores[0] = [0.9, 0.1, 0.5]  # now query 0 (IoU 0.5) comes first
     assert covering_ranks(proposals, target, scores, iou_threshold=0.6).tolist() == [2, NOT_COVERED]

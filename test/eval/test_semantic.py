@@ -10,12 +10,12 @@ from pmp_ros.eval.semantic import accumulate_confusion, new_confusion, semantic_
 def test_iou_from_hand_built_maps():
     seen, unseen = vocabulary.class_index("red star"), vocabulary.class_index("red circle")
     truth = np.full((4, 4), -1)
-    truth[0, :] = seen    # 4 px
+    truth[0, :] = seen  # 4 px
     truth[1, :] = unseen  # 4 px
     pred = truth.copy()
-    pred[0, 0] = -1        # seen: 3 / (4 + 3 - 3) = 0.75
-    pred[3, 0] = seen      # ... and one table pixel called seen: 3 / (4 + 4 - 3) = 0.6
-    pred[1, :2] = seen     # unseen: 2 / 4 = 0.5; seen: 3 / (4 + 6 - 3) = 3/7
+    pred[0, 0] = -1  # seen: 3 / (4 + 3 - 3) = 0.75
+    pred[3, 0] = seen  # ... and one table pixel called seen: 3 / (4 + 4 - 3) = 0.6
+    pred[1, :2] = seen  # unseen: 2 / 4 = 0.5; seen: 3 / (4 + 6 - 3) = 3/7
     confusion = new_confusion(len(vocabulary.all_classes()))
     accumulate_confusion(confusion, truth, pred)
     m = semantic_metrics(confusion)

@@ -33,6 +33,9 @@ def test_shipped_model_keeps_its_measured_quality():
         "semantic mIoU": result["semantic"]["miou"],
         "points inside the target": instruction["points_inside_share"],
     }
-    below = {name: (round(measured[name], 4), value - margin) for name, (value, margin) in EXPECTED.items()
-             if measured[name] is None or measured[name] < value - margin}
+    below = {
+        name: (round(measured[name], 4), value - margin)
+        for name, (value, margin) in EXPECTED.items()
+        if measured[name] is None or measured[name] < value - margin
+    }
     assert not below, f"below the shipped model's figures minus margin (measured, floor): {below}"

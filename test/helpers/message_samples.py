@@ -13,8 +13,14 @@ from geometry_msgs.msg import Point
 from sensor_msgs.msg import Image, RegionOfInterest
 from std_msgs.msg import Header
 
-from pmp_ros_msgs.msg import (GroundTruth, GroundTruthObject, Instance, LabelledPoint,
-                              LabelledPointArray, SegmentationResult)
+from pmp_ros_msgs.msg import (
+    GroundTruth,
+    GroundTruthObject,
+    Instance,
+    LabelledPoint,
+    LabelledPointArray,
+    SegmentationResult,
+)
 
 SAMPLE_TOPICS = {
     "Instance": "samples/instance",
@@ -24,8 +30,10 @@ SAMPLE_TOPICS = {
     "GroundTruthObject": "samples/gt_object",
     "GroundTruth": "samples/ground_truth",
 }
-MESSAGE_TYPES = {cls.__name__: cls for cls in (Instance, SegmentationResult, LabelledPoint,
-                                                LabelledPointArray, GroundTruthObject, GroundTruth)}
+MESSAGE_TYPES = {
+    cls.__name__: cls
+    for cls in (Instance, SegmentationResult, LabelledPoint, LabelledPointArray, GroundTruthObject, GroundTruth)
+}
 
 
 def _header() -> Header:
@@ -34,19 +42,38 @@ def _header() -> Header:
 
 def _mono16(height: int, width: int) -> Image:
     pixels = (np.arange(height * width, dtype=np.uint16) % 7).reshape(height, width)
-    return Image(header=_header(), height=height, width=width, encoding="mono16", is_bigendian=0,
-                 step=2 * width, data=pixels.tobytes())
+    return Image(
+        header=_header(),
+        height=height,
+        width=width,
+        encoding="mono16",
+        is_bigendian=0,
+        step=2 * width,
+        data=pixels.tobytes(),
+    )
 
 
 def _instance(i: int) -> Instance:
-    return Instance(id=i, label=f"red star {i}", prompt_index=i - 1, score=0.25 + 0.125 * i,
-                    roi=RegionOfInterest(x_offset=3 * i, y_offset=5, height=7, width=11, do_rectify=True),
-                    area=1234 + i)
+    return Instance(
+        id=i,
+        label=f"red star {i}",
+        prompt_index=i - 1,
+        score=0.25 + 0.125 * i,
+        roi=RegionOfInterest(x_offset=3 * i, y_offset=5, height=7, width=11, do_rectify=True),
+        area=1234 + i,
+    )
 
 
 def _point(i: int) -> LabelledPoint:
-    return LabelledPoint(instance_id=i, label="green ring", score=0.875, u=17 + i, v=29,
-                         position=Point(x=0.125, y=-0.5, z=1.75 + i), position_valid=bool(i % 2))
+    return LabelledPoint(
+        instance_id=i,
+        label="green ring",
+        score=0.875,
+        u=17 + i,
+        v=29,
+        position=Point(x=0.125, y=-0.5, z=1.75 + i),
+        position_valid=bool(i % 2),
+    )
 
 
 def _gt_object(i: int) -> GroundTruthObject:
@@ -57,16 +84,24 @@ def samples() -> dict[str, object]:
     return {
         "Instance": _instance(1),
         "SegmentationResult": SegmentationResult(
-            header=_header(), instruction="pick up the red star and the green ring",
-            prompts=["red star", "green ring"], label_image=_mono16(6, 10),
-            instances=[_instance(1), _instance(2)]),
+            header=_header(),
+            instruction="pick up the red star and the green ring",
+            prompts=["red star", "green ring"],
+            label_image=_mono16(6, 10),
+            instances=[_instance(1), _instance(2)],
+        ),
         "LabelledPoint": _point(1),
-        "LabelledPointArray": LabelledPointArray(header=_header(), instruction="go to the green ring",
-                                                 points=[_point(1), _point(2), _point(3)]),
+        "LabelledPointArray": LabelledPointArray(
+            header=_header(), instruction="go to the green ring", points=[_point(1), _point(2), _point(3)]
+        ),
         "GroundTruthObject": _gt_object(4),
-        "GroundTruth": GroundTruth(header=_header(), instance_image=_mono16(4, 5),
-                                   objects=[_gt_object(1), _gt_object(2)], instruction="find every blue cross",
-                                   target_ids=[1, 2]),
+        "GroundTruth": GroundTruth(
+            header=_header(),
+            instance_image=_mono16(4, 5),
+            objects=[_gt_object(1), _gt_object(2)],
+            instruction="find every blue cross",
+            target_ids=[1, 2],
+        ),
     }
 
 

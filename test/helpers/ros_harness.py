@@ -10,10 +10,7 @@
 from __future__ import annotations
 
 import os
-import random
 import shutil
-import signal
-import subprocess
 import sys
 import tempfile
 import threading
@@ -21,7 +18,8 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from pmp_ros.ros.environment import configure_dds_environment
+from pmp_ros.ros import client, process
+from pmp_ros.ros.environment import isolate_environment
 
 DISCOVERY_TIMEOUT_S = 15.0
 _run_dir: Path | None = None
@@ -32,13 +30,7 @@ def isolate_ros_environment() -> Path:
     global _run_dir
     if _run_dir is None:
         _run_dir = Path(tempfile.mkdtemp(prefix="pmp_ros_test_"))
-        # Domain ids 1..101 are valid on every platform; 0 is everyone's default.
-        os.environ["ROS_DOMAIN_ID"] = str(random.SystemRandom().randint(1, 101))
-        os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
-        os.environ["ROS_HOME"] = str(_run_dir / "ros_home")
-        os.environ["ROS_LOG_DIR"] = str(_run_dir / "ros_log")
-        os.environ.pop("ROS_STATIC_PEERS", None)
-        configure_dds_environment()
+        isolate_environment(_run_dir)
     return _run_dir
 
 
@@ -47,21 +39,18 @@ def cleanup_run_dir() -> None:
         shutil.rmtree(_run_dir, ignore_errors=True)
 
 
-def wait_until(predicate: Callable[[], object], timeout: float = DISCOVERY_TIMEOUT_S,
-               interval: float = 0.02, what: str = "condition") -> object:
-    """Poll predicate until it returns something truthy; raise TimeoutError naming `what`."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout:.1f} s waiting for {what}")
-        time.sleep(interval)
+def wait_until(
+    predicate: Callable[[], object],
+    timeout: float = DISCOVERY_TIMEOUT_S,
+    interval: float = 0.02,
+    what: str = "condition",
+) -> object:
+    """pmp_ros.ros.client.wait_until with the tests' discovery timeout as default."""
+    return client.wait_until(predicate, timeout, what, interval)
 
 
-class NodeProcess:
-    """A ROS program in its own process, stopped on exit whatever happened.
+class NodeProcess(process.ChildProcess):
+    """A ROS program in its own process, logging into this test run's folder, stopped on exit.
 
     with NodeProcess([sys.executable, "-m", "pmp_ros.ros.node", ...], name="node") as proc:
         ...
@@ -69,88 +58,27 @@ class NodeProcess:
     """
 
     def __init__(self, argv: Sequence[str], name: str = "node", env: dict[str, str] | None = None):
-        self.argv = list(argv)
-        self.name = name
-        self.env = {**os.environ, **(env or {}), "PYTHONUNBUFFERED": "1"}
         folder = isolate_ros_environment()
-        self._log_path = folder / f"{name}-{os.getpid()}-{time.monotonic_ns()}.log"
-        self.process: subprocess.Popen | None = None
-
-    def __enter__(self) -> "NodeProcess":
-        self._log = open(self._log_path, "wb")
-        self.process = subprocess.Popen(self.argv, stdout=self._log, stderr=subprocess.STDOUT,
-                                        env=self.env, start_new_session=True)
-        return self
-
-    def __exit__(self, *exc_info) -> None:
-        self.stop()
-
-    @property
-    def returncode(self) -> int | None:
-        return None if self.process is None else self.process.poll()
-
-    def stop(self, timeout: float = 10.0) -> int | None:
-        """SIGINT (clean shutdown), then SIGTERM, then SIGKILL; returns the exit code."""
-        if self.process is None:
-            return None
-        for sig, wait_s in ((signal.SIGINT, timeout), (signal.SIGTERM, 3.0), (signal.SIGKILL, 3.0)):
-            if self.process.poll() is not None:
-                break
-            try:
-                self.process.send_signal(sig)
-            except ProcessLookupError:
-                break
-            try:
-                self.process.wait(wait_s)
-            except subprocess.TimeoutExpired:
-                continue
-        if not self._log.closed:
-            self._log.close()
-        return self.process.poll()
-
-    def output(self) -> str:
-        if not self._log.closed:  # stop() closes it; the file stays readable
-            self._log.flush()
-        return self._log_path.read_text(errors="replace")
-
-    def wait_for_output(self, text: str, timeout: float = 60.0) -> None:
-        def seen() -> bool:
-            if self.returncode is not None and text not in self.output():
-                raise RuntimeError(f"{self.name} exited with {self.returncode}:\n{self.output()}")
-            return text in self.output()
-
-        wait_until(seen, timeout, interval=0.05, what=f"{self.name} to print {text!r}")
+        super().__init__(
+            argv,
+            {**os.environ, **(env or {}), "PYTHONUNBUFFERED": "1"},
+            folder / f"{name}-{os.getpid()}-{time.monotonic_ns()}.log",
+            name,
+        )
 
 
-class RosTestClient:
-    """An rclpy node in the test process, spun by a background executor thread.
+class RosTestClient(client.BackgroundNode):
+    """An rclpy node in the test process, spun by a background executor thread (two threads: a slow
+    callback does not hold up the others).
 
     Received messages are appended to per-topic lists; use wait_for_messages to wait for them.
     """
 
     def __init__(self, name: str = "pmp_test_client"):
-        import rclpy
-        from rclpy.context import Context
-        from rclpy.executors import MultiThreadedExecutor
-
         isolate_ros_environment()
-        self.context = Context()
-        rclpy.init(context=self.context)
-        self.node = rclpy.create_node(name, context=self.context)
-        self.executor = MultiThreadedExecutor(num_threads=2, context=self.context)
-        self.executor.add_node(self.node)
+        super().__init__(name, threads=2)
         self._lock = threading.Lock()
         self.received: dict[str, list] = {}
-        self._thread = threading.Thread(target=self._spin, daemon=True)
-        self._thread.start()
-
-    def _spin(self) -> None:
-        from rclpy.executors import ExternalShutdownException
-
-        try:
-            self.executor.spin()
-        except ExternalShutdownException:
-            pass
 
     def subscribe(self, msg_type, topic: str, qos=10, raw: bool = False) -> list:
         """Subscribe and return the (live) list that collects the messages."""
@@ -167,8 +95,10 @@ class RosTestClient:
         """Create a publisher and wait until that many subscribers have been discovered."""
         pub = self.node.create_publisher(msg_type, topic, qos)
         if wait_for_subscribers:
-            wait_until(lambda: pub.get_subscription_count() >= wait_for_subscribers,
-                       what=f"{wait_for_subscribers} subscriber(s) on {topic}")
+            wait_until(
+                lambda: pub.get_subscription_count() >= wait_for_subscribers,
+                what=f"{wait_for_subscribers} subscriber(s) on {topic}",
+            )
         return pub
 
     def wait_for_publisher(self, topic: str, count: int = 1) -> None:
@@ -179,14 +109,6 @@ class RosTestClient:
         wait_until(lambda: len(messages) >= count, timeout, what=f"{count} message(s) on {topic}")
         with self._lock:
             return list(messages)
-
-    def close(self) -> None:
-        import rclpy
-
-        self.executor.shutdown(timeout_sec=2.0)
-        self.node.destroy_node()
-        rclpy.shutdown(context=self.context)
-        self._thread.join(timeout=5.0)
 
 
 def descendant_pids(pid: int) -> list[int]:

@@ -76,8 +76,13 @@ def test_resnet_prediction_is_attnpool_value_path():
     model, _ = create_clip(ClipConfig(model_name="pmp-tiny-rn"))
     attnpool = model.visual.attnpool
     with torch.no_grad():
-        for p in (attnpool.q_proj.weight, attnpool.q_proj.bias, attnpool.k_proj.weight, attnpool.k_proj.bias,
-                  attnpool.positional_embedding):
+        for p in (
+            attnpool.q_proj.weight,
+            attnpool.q_proj.bias,
+            attnpool.k_proj.weight,
+            attnpool.k_proj.bias,
+            attnpool.positional_embedding,
+        ):
             p.zero_()
     backbone = ClipBackbone(model)
     size = model.visual.image_size  # the attention pool's positional table fits only this size
@@ -85,8 +90,9 @@ def test_resnet_prediction_is_attnpool_value_path():
     dense = backbone(images)["clip_vis_dense"]
     with torch.no_grad():
         expected = model.encode_image(images)
-    torch.testing.assert_close(backbone.visual_prediction(dense.mean(dim=(2, 3))[:, None])[:, 0], expected,
-                               rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(
+        backbone.visual_prediction(dense.mean(dim=(2, 3))[:, None])[:, 0], expected, rtol=1e-4, atol=1e-5
+    )
 
 
 def test_class_embeddings_match_open_clip_and_are_cached(rn):

@@ -9,7 +9,6 @@ import pytest
 import torch
 
 from pmp_ros.model.config import ModelConfig
-from pmp_ros.model.head import PMPHead
 from pmp_ros.model.fcclip_import import (
     PMP_PREFIX,
     ConversionError,
@@ -18,6 +17,7 @@ from pmp_ros.model.fcclip_import import (
     load_fcclip_checkpoint,
     main,
 )
+from pmp_ros.model.head import PMPHead
 
 MANIFEST = Path(__file__).resolve().parents[1] / "fixtures" / "fcclip-head" / "fixture_manifest.json"
 FULL_IN_CHANNELS = {"res2": 192, "res3": 384, "res4": 768, "res5": 1536}
@@ -56,7 +56,7 @@ def test_public_config_loads_strictly(public_shapes):
     sd = head.state_dict()
     for key, value in fc_sd.items():
         if key.startswith("sem_seg_head."):
-            assert torch.equal(sd[key[len("sem_seg_head."):]], value), key
+            assert torch.equal(sd[key[len("sem_seg_head.") :]], value), key
     assert torch.equal(conv.void_embedding, fc_sd["void_embedding.weight"])
     pmp_keys = [k for k in sd if k.startswith(PMP_PREFIX)]
     assert len(pmp_keys) == len(sd) - 301 and pmp_keys

@@ -7,8 +7,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from model_fixtures import build_small_segmenter
 from pmp_ros.model.classifier import classification_logits, crop_ensemble, crop_images, mask_crop_boxes
+
+from model_fixtures import build_small_segmenter
 
 
 def test_windows_are_centred_on_the_mask_box_at_native_scale_or_larger():
@@ -40,11 +41,23 @@ def test_crop_logits_are_the_towers_own_classification_of_the_cut_crop():
     masks[0, 0, 4:8, 6:10] = 1.0  # box 24..40 x 16..32 -> window centred (32, 24)
     pred_logits = torch.randn(1, 2, 4)
     with torch.no_grad():
-        out = crop_ensemble(pred_logits, masks, images, model.backbone.encode_crops, classifier,
-                            model.backbone.logit_scale, text.num_templates, text.seen_mask, 0.4, 0.8, 64)
-        crop = F.pad(images, (64, 64, 64, 64), mode="replicate")[:, :, 64 - 8:64 + 56, 64:128]
-        expected = classification_logits(model.backbone.encode_crops(crop)[None], classifier,
-                                         model.backbone.logit_scale, text.num_templates)[0, 0]
+        out = crop_ensemble(
+            pred_logits,
+            masks,
+            images,
+            model.backbone.encode_crops,
+            classifier,
+            model.backbone.logit_scale,
+            text.num_templates,
+            text.seen_mask,
+            0.4,
+            0.8,
+            64,
+        )
+        crop = F.pad(images, (64, 64, 64, 64), mode="replicate")[:, :, 64 - 8 : 64 + 56, 64:128]
+        expected = classification_logits(
+            model.backbone.encode_crops(crop)[None], classifier, model.backbone.logit_scale, text.num_templates
+        )[0, 0]
     assert torch.allclose(out["out_vocab_logits"][0, 0], expected, atol=1e-4)
     # The empty mask's CLIP vote is ignored: its ensemble is the in-vocabulary softmax alone.
     in_vocab = pred_logits[0, 1, :-1].softmax(-1) * (1 - pred_logits[0, 1].softmax(-1)[-1])

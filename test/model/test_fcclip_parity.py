@@ -12,8 +12,8 @@ import torch
 from safetensors.torch import load_file
 
 from pmp_ros.model.classifier import MaskPooling, fcclip_ensemble
-from pmp_ros.model.head import PMPHead
 from pmp_ros.model.fcclip_import import convert_fcclip_state_dict
+from pmp_ros.model.head import PMPHead
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "fcclip-head"
 CASES = ["320x256_b1"]  # the repository keeps one of the reference's two cases (fixture README)
@@ -31,6 +31,8 @@ def single_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
 TEXT_WIDTH = 32  # any width: the added PMP layers are identities
 
 

@@ -7,15 +7,14 @@ import pytest
 import torch
 
 from pmp_ros.model.config import InferenceConfig
-from pmp_ros.model.inference import (instance_scores, instances_from_queries, resolve_overlaps, semantic_map,
-                                     _to_host)
+from pmp_ros.model.inference import _to_host, instance_scores, instances_from_queries, resolve_overlaps, semantic_map
 
 BIG = 12.0  # a mask logit whose sigmoid is ~1
 
 
 def _square(h, w, y0, x0, size, inside=BIG):
     logits = torch.full((h, w), -BIG)
-    logits[y0:y0 + size, x0:x0 + size] = inside
+    logits[y0 : y0 + size, x0 : x0 + size] = inside
     return logits
 
 
@@ -108,8 +107,9 @@ def test_semantic_map_argmax_and_background():
     left[:, :4] = BIG
     right = torch.full((8, 8), -BIG)
     right[4:, 4:] = BIG
-    semantic = semantic_map(_log_probs([[0.9, 0.05, 0.05], [0.1, 0.8, 0.1]]), torch.stack([left, right]),
-                            (8, 8), threshold=0.5).numpy()
+    semantic = semantic_map(
+        _log_probs([[0.9, 0.05, 0.05], [0.1, 0.8, 0.1]]), torch.stack([left, right]), (8, 8), threshold=0.5
+    ).numpy()
     assert (semantic[:, :3] == 0).all()
     assert (semantic[5:, 5:] == 1).all()
     assert (semantic[:3, 5:] == -1).all()
@@ -124,8 +124,11 @@ def test_semantic_map_with_more_classes_than_a_chunk():
 
 
 def test_one_host_transfer_keeps_values_and_shapes():
-    tensors = [torch.arange(6, dtype=torch.int32).reshape(2, 3), torch.tensor([[0.5, -1.25]]),
-               torch.full((2, 2), -1, dtype=torch.int32)]
+    tensors = [
+        torch.arange(6, dtype=torch.int32).reshape(2, 3),
+        torch.tensor([[0.5, -1.25]]),
+        torch.full((2, 2), -1, dtype=torch.int32),
+    ]
     out = _to_host(tensors)
     for got, want in zip(out, tensors):
         np.testing.assert_array_equal(got, want.numpy())
@@ -134,8 +137,9 @@ def test_one_host_transfer_keeps_values_and_shapes():
 
 @pytest.fixture(scope="module")
 def small_predictor():
-    from model_fixtures import build_small_segmenter
     from pmp_ros.model.inference import Predictor
+
+    from model_fixtures import build_small_segmenter
 
     model, cfg = build_small_segmenter()
     return Predictor(model, cfg.inference, device="cpu", precision="fp32")
@@ -145,8 +149,7 @@ def test_predictor_end_to_end_on_a_small_model(small_predictor):
     small_predictor.set_prompts(["red star", "green ring"], context=["blue cross", "red star"])
     assert small_predictor.class_names == ("red star", "green ring", "blue cross")
     small_predictor.warmup()
-    images = [np.random.default_rng(0).integers(0, 255, (48, 64, 3), dtype=np.uint8),
-              np.zeros((30, 40, 3), np.uint8)]
+    images = [np.random.default_rng(0).integers(0, 255, (48, 64, 3), dtype=np.uint8), np.zeros((30, 40, 3), np.uint8)]
     predictions = small_predictor.predict(images)
     assert len(predictions) == 2
     for image, prediction in zip(images, predictions):

@@ -6,10 +6,11 @@ import dataclasses
 import pytest
 import torch
 
-from model_fixtures import build_small_segmenter, small_config, write_small_checkpoint
 from pmp_ros.model.checkpoint import CheckpointError, save_checkpoint
 from pmp_ros.model.criterion import SetCriterion
 from pmp_ros.model.segmenter import build_segmenter, load_segmenter, split_synonyms
+
+from model_fixtures import build_small_segmenter, small_config, write_small_checkpoint
 
 CLASSES = ["red star", "green ring", "blue cross", "purple heart, violet heart"]
 
@@ -48,7 +49,7 @@ def test_batch_equals_single_runs(model):
     text = model.encode_text(CLASSES, ["green ring", "blue cross"])
     with torch.no_grad():
         batch = model(images, text)
-        singles = [model(images[i:i + 1], text) for i in range(3)]
+        singles = [model(images[i : i + 1], text) for i in range(3)]
     for key in ("pred_masks", "class_log_probs"):
         assert torch.allclose(batch[key], torch.cat([s[key] for s in singles]), atol=1e-4)
 

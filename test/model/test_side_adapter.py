@@ -5,12 +5,13 @@ import dataclasses
 import pytest
 import torch
 
-from model_fixtures import small_config
 from pmp_ros.model.checkpoint import save_checkpoint
 from pmp_ros.model.config import PixelDecoderConfig
 from pmp_ros.model.criterion import SetCriterion
 from pmp_ros.model.segmenter import build_segmenter, load_segmenter
 from pmp_ros.model.side_adapter import SideAdapter
+
+from model_fixtures import small_config
 
 
 def _side_config(width: int = 16):
@@ -21,7 +22,10 @@ def _side_config(width: int = 16):
 def test_levels_have_the_strides_of_the_clip_levels_they_join():
     out = SideAdapter(16)(torch.randn(2, 3, 64, 96))
     assert {k: tuple(v.shape) for k, v in out.items()} == {
-        "side_res2": (2, 16, 16, 24), "side_res3": (2, 32, 8, 12), "side_res4": (2, 64, 4, 6)}
+        "side_res2": (2, 16, 16, 24),
+        "side_res3": (2, 32, 8, 12),
+        "side_res4": (2, 64, 4, 6),
+    }
 
 
 def test_training_reaches_the_side_adapter_and_leaves_clip_frozen():

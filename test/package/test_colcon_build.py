@@ -17,13 +17,32 @@ COLCON = Path(sys.executable).parent / "colcon"
 def test_colcon_builds_packages_into_a_workspace(tmp_path):
     colcon = str(COLCON) if COLCON.exists() else shutil.which("colcon")
     prefix = os.environ.get("AMENT_PREFIX_PATH") or sys.prefix  # a ROS install, or the PyPI-wheel venv
-    env = {**os.environ, "AMENT_PREFIX_PATH": prefix, "CMAKE_PREFIX_PATH": prefix,
-           "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    env = {
+        **os.environ,
+        "AMENT_PREFIX_PATH": prefix,
+        "CMAKE_PREFIX_PATH": prefix,
+        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+    }
     # The README's colcon line: the message package sits inside the pmp_ros folder, so it is named.
     build = subprocess.run(
-        [colcon, "--log-base", "log", "build", "--base-paths", str(REPO), str(REPO / "msg"),
-         "--cmake-args", "-DBUILD_TESTING=OFF", f"-DPython3_EXECUTABLE={sys.executable}"],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+        [
+            colcon,
+            "--log-base",
+            "log",
+            "build",
+            "--base-paths",
+            str(REPO),
+            str(REPO / "msg"),
+            "--cmake-args",
+            "-DBUILD_TESTING=OFF",
+            f"-DPython3_EXECUTABLE={sys.executable}",
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert build.returncode == 0, build.stdout + build.stderr
     assert "2 packages finished" in build.stdout, build.stdout
 
@@ -34,8 +53,13 @@ def test_colcon_builds_packages_into_a_workspace(tmp_path):
         "print(m.SegmentationResult().__class__.__name__)"
     )
     result = subprocess.run(
-        ["bash", "-c", f"source install/setup.bash && {sys.executable} -c \"{probe}\""],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+        ["bash", "-c", f'source install/setup.bash && {sys.executable} -c "{probe}"'],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     module_file, pmp_share, msgs_share, name = result.stdout.split()
     install = str(tmp_path / "install")

@@ -27,8 +27,13 @@ def _launch_ast() -> ast.Module:
 
 
 def _module_constants(tree: ast.Module) -> dict:
-    return {target.id: node.value.value for node in tree.body if isinstance(node, ast.Assign)
-            for target in node.targets if isinstance(target, ast.Name) and isinstance(node.value, ast.Constant)}
+    return {
+        target.id: node.value.value
+        for node in tree.body
+        if isinstance(node, ast.Assign)
+        for target in node.targets
+        if isinstance(target, ast.Name) and isinstance(node.value, ast.Constant)
+    }
 
 
 def test_launch_file_defines_generate_launch_description():
@@ -51,8 +56,12 @@ def test_launch_file_names_the_real_executable_and_node():
 
 def test_launch_remaps_the_node_topics():
     source = LAUNCH_FILE.read_text()
-    for topic in (interface.IMAGE_TOPIC, interface.INSTRUCTION_TOPIC, interface.DEPTH_TOPIC,
-                  interface.DEPTH_INFO_TOPIC):
+    for topic in (
+        interface.IMAGE_TOPIC,
+        interface.INSTRUCTION_TOPIC,
+        interface.DEPTH_TOPIC,
+        interface.DEPTH_INFO_TOPIC,
+    ):
         assert f'("{topic}", LaunchConfiguration(' in source, topic
 
 
@@ -81,17 +90,24 @@ def test_launch_starts_the_node():
     # Checked first: the repository's own launch/ folder makes a bare `import launch` succeed here.
     if importlib.util.find_spec("launch_ros") is None:
         pytest.skip("launch_ros is not installed: it needs a ROS 2 install (not on PyPI)")
-    import launch
-
-    from launch.launch_description_sources import PythonLaunchDescriptionSource
-    from launch.actions import IncludeLaunchDescription
     import threading
     import time
 
+    from launch.actions import IncludeLaunchDescription
+    from launch.launch_description_sources import PythonLaunchDescriptionSource
+
+    import launch
+
     service = launch.LaunchService()
-    service.include_launch_description(launch.LaunchDescription([
-        IncludeLaunchDescription(PythonLaunchDescriptionSource(str(LAUNCH_FILE)),
-                                 launch_arguments={"device": "cpu"}.items())]))
+    service.include_launch_description(
+        launch.LaunchDescription(
+            [
+                IncludeLaunchDescription(
+                    PythonLaunchDescriptionSource(str(LAUNCH_FILE)), launch_arguments={"device": "cpu"}.items()
+                )
+            ]
+        )
+    )
     thread = threading.Thread(target=service.run, daemon=True)
     thread.start()
     import rclpy

@@ -8,8 +8,16 @@ import pytest
 import torch
 from sensor_msgs.msg import CompressedImage, Image
 
-from pmp_ros.ros.image_conversion import (ENCODINGS, ImageConversionError, array_to_image, compressed_to_rgb8,
-                                          depth_to_array, image_to_array, image_to_rgb8, label_image_to_msg)
+from pmp_ros.ros.image_conversion import (
+    ENCODINGS,
+    ImageConversionError,
+    array_to_image,
+    compressed_to_rgb8,
+    depth_to_array,
+    image_to_array,
+    image_to_rgb8,
+    label_image_to_msg,
+)
 
 H, W = 5, 7
 
@@ -25,8 +33,14 @@ def _padded_msg(array, encoding, pad_bytes, bigendian=False):
     dtype = array.dtype.newbyteorder(">" if bigendian else "<")
     rows = array.astype(dtype).reshape(array.shape[0], -1).view(np.uint8)
     padded = np.concatenate([rows, np.full((rows.shape[0], pad_bytes), 0xAB, np.uint8)], axis=1)
-    return Image(height=array.shape[0], width=array.shape[1], encoding=encoding, is_bigendian=int(bigendian),
-                 step=padded.shape[1], data=padded.tobytes())
+    return Image(
+        height=array.shape[0],
+        width=array.shape[1],
+        encoding=encoding,
+        is_bigendian=int(bigendian),
+        step=padded.shape[1],
+        data=padded.tobytes(),
+    )
 
 
 def _buffer(msg):
@@ -97,15 +111,18 @@ def test_big_endian_depth_becomes_native():
         depth_to_array(array_to_image(_pixels("rgb8"), "rgb8"))
 
 
-@pytest.mark.parametrize("change, reason", [
-    (dict(encoding="yuv422"), "unsupported encoding"),
-    (dict(encoding=""), "unsupported encoding"),
-    (dict(step=3 * W - 1), "step"),
-    (dict(data=bytes(3 * W * H - 1)), "truncated"),
-    (dict(height=0), "empty"),
-    (dict(width=0), "empty"),
-    (dict(height=100_000, width=100_000), "too large"),
-])
+@pytest.mark.parametrize(
+    "change, reason",
+    [
+        (dict(encoding="yuv422"), "unsupported encoding"),
+        (dict(encoding=""), "unsupported encoding"),
+        (dict(step=3 * W - 1), "step"),
+        (dict(data=bytes(3 * W * H - 1)), "truncated"),
+        (dict(height=0), "empty"),
+        (dict(width=0), "empty"),
+        (dict(height=100_000, width=100_000), "too large"),
+    ],
+)
 def test_malformed_images_are_rejected_with_a_reason(change, reason):
     msg = array_to_image(_pixels("rgb8"), "rgb8")
     for key, value in change.items():

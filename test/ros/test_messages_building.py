@@ -13,8 +13,7 @@ from pmp_ros.geometry import PointEstimate
 from pmp_ros.model.inference import Instance, Prediction
 from pmp_ros.ros import messages
 from pmp_ros.ros.image_conversion import image_to_array
-from pmp_ros.ros.pipeline import (ArrivalCounter, DepthCache, Frame, FrameSlot, RollingStats,
-                                  instruction_problem)
+from pmp_ros.ros.pipeline import ArrivalCounter, DepthCache, Frame, FrameSlot, RollingStats, instruction_problem
 
 HEADER = Header(stamp=Time(sec=12, nanosec=345), frame_id="camera_optical")
 
@@ -23,8 +22,10 @@ def _prediction():
     label = np.zeros((20, 30), np.uint16)
     label[2:6, 3:9] = 1
     label[10:15, 20:30] = 2
-    instances = [Instance(1, "red star", 0, 0.9, (3, 2, 8, 5), 24, label == 1),
-                 Instance(2, "green ring", 1, 0.7, (20, 10, 29, 14), 50, label == 2)]
+    instances = [
+        Instance(1, "red star", 0, 0.9, (3, 2, 8, 5), 24, label == 1),
+        Instance(2, "green ring", 1, 0.7, (20, 10, 29, 14), 50, label == 2),
+    ]
     return Prediction(label, instances, np.full((20, 30), -1, np.int32))
 
 
@@ -136,9 +137,17 @@ def test_arrival_counter_infers_missing_frames_from_the_camera_stamps():
     assert counter.missing == len(lost) and counter.rate_hz() == 0.0
 
 
-@pytest.mark.parametrize("text, problem", [("pick up the red star", None), ("a\tb\nc", None), ("", None),
-                                           ("x" * 501, "too long"), ("red\x00star", "control"),
-                                           ("\x1b[31mred", "control")])
+@pytest.mark.parametrize(
+    "text, problem",
+    [
+        ("pick up the red star", None),
+        ("a\tb\nc", None),
+        ("", None),
+        ("x" * 501, "too long"),
+        ("red\x00star", "control"),
+        ("\x1b[31mred", "control"),
+    ],
+)
 def test_instruction_problems(text, problem):
     reason = instruction_problem(text, 500)
     assert reason is None if problem is None else problem in reason

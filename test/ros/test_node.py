@@ -14,18 +14,17 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from rclpy.parameter import Parameter
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 from std_msgs.msg import String
 
-from pmp_ros.ros import interface
+from pmp_ros.ros import interface, qos
 from pmp_ros.ros.image_conversion import array_to_image, image_to_array
 from pmp_ros.ros.node import READY_TEXT
 from pmp_ros_msgs.msg import LabelledPointArray, SegmentationResult
+
 from ros_harness import NodeProcess, python_module, wait_until
 
-INSTRUCTION_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
-                             durability=DurabilityPolicy.TRANSIENT_LOCAL)
+INSTRUCTION_QOS = qos.INSTRUCTION
 STARTUP_TIMEOUT_S = 180.0
 GOOD = "pick up the red star"
 
@@ -49,9 +48,14 @@ def test_missing_model_exits_non_zero_with_one_line(tmp_path):
     assert "model file not found" in lines[0] and str(missing) in lines[0]
 
 
-@pytest.mark.parametrize("param, value, reason", [("score_threshold", "1.5", "must be <= 1.0"),
-                                                  ("device", "gpu0", "must match"),
-                                                  ("precision", "int4", "must be one of")])
+@pytest.mark.parametrize(
+    "param, value, reason",
+    [
+        ("score_threshold", "1.5", "must be <= 1.0"),
+        ("device", "gpu0", "must match"),
+        ("precision", "int4", "must be one of"),
+    ],
+)
 def test_invalid_parameter_at_startup_exits_with_one_line(param, value, reason):
     with NodeProcess(_node_argv(**{param: value}), name="bad_param") as proc:
         wait_until(lambda: proc.returncode is not None, 120, what="the node to exit")
@@ -158,8 +162,9 @@ def session(model_file):
     import ros_harness
 
     client = ros_harness.RosTestClient("pmp_node_test")
-    argv = _node_argv(model_path=str(model_file), device="cpu", image_reliability="reliable", score_threshold=0.0,
-                      cpu_threads=1)
+    argv = _node_argv(
+        model_path=str(model_file), device="cpu", image_reliability="reliable", score_threshold=0.0, cpu_threads=1
+    )
     with NodeProcess(argv, name="pmp_node") as proc:
         proc.wait_for_output(READY_TEXT, STARTUP_TIMEOUT_S)
         yield Session(client, proc)
@@ -196,8 +201,11 @@ def test_diagnostics_count_images_the_camera_stamps_say_are_missing(session):
         if index not in lost:
             session.send_stamped(5000, index * 33_333_333)
             time.sleep(0.1)  # the node's subscription keeps one frame: do not overwrite one before it is taken
-    wait_until(lambda: int(session.diagnostic("images_received")) >= received_before + 20 - len(lost), 30,
-               what="the diagnostics to count the frames")
+    wait_until(
+        lambda: int(session.diagnostic("images_received")) >= received_before + 20 - len(lost),
+        30,
+        what="the diagnostics to count the frames",
+    )
     assert int(session.diagnostic("images_received")) == received_before + 20 - len(lost)
     assert int(session.diagnostic("images_missing")) == missing_before + len(lost)
     assert float(session.diagnostic("camera_rate_hz")) == pytest.approx(30, rel=0.01)
@@ -216,8 +224,9 @@ def test_diagnostics_warn_when_a_publisher_sends_no_image(session):
     assert f"publisher(s) on /{interface.IMAGE_TOPIC}" in status.message
     assert "but no image for" in session.proc.output()
     session.send_image()  # an image ends the warning
-    wait_until(lambda: "but no image for" not in session.diagnostics[-1].status[0].message, 30,
-               what="the warning to end")
+    wait_until(
+        lambda: "but no image for" not in session.diagnostics[-1].status[0].message, 30, what="the warning to end"
+    )
 
 
 def test_image_and_instruction_in_results_out(session):
@@ -297,11 +306,11 @@ def _set_parameters(session, node: str = "/" + interface.NODE_NAME, **values):
 
 
 def test_parameter_sets_are_validated_with_reasons(session):
-    bad, = _set_parameters(session, score_threshold=1.5)
+    (bad,) = _set_parameters(session, score_threshold=1.5)
     assert not bad.successful and "score_threshold" in bad.reason
-    static, = _set_parameters(session, device="cuda")
+    (static,) = _set_parameters(session, device="cuda")
     assert not static.successful
-    good, = _set_parameters(session, score_threshold=0.0)
+    (good,) = _set_parameters(session, score_threshold=0.0)
     assert good.successful
 
 
@@ -315,32 +324,47 @@ def _diagnostic_values(ros_client, arrays, node: str, timeout=30.0) -> dict[str,
 
 
 def test_inference_settings_come_from_the_checkpoint_unless_a_parameter_is_set(tmp_path, ros_client):
-    from model_fixtures import write_small_checkpoint
-
     from pmp_ros.train.ship_model import main as ship
 
+    from model_fixtures import write_small_checkpoint
+
     model = tmp_path / "shipped.safetensors"  # a checkpoint whose threshold differs from the node's defaults
-    ship([str(write_small_checkpoint(tmp_path / "run.safetensors")), str(model), "--set",
-          "inference.score_threshold=0.33", "inference.max_instances=7"])
+    ship(
+        [
+            str(write_small_checkpoint(tmp_path / "run.safetensors")),
+            str(model),
+            "--set",
+            "inference.score_threshold=0.33",
+            "inference.max_instances=7",
+        ]
+    )
     arrays = ros_client.subscribe(DiagnosticArray, interface.DIAGNOSTICS_TOPIC)
     # Own namespace: the module's session node (same name) may still be running.
     node, ns = f"/settings_test/{interface.NODE_NAME}", ["-r", "__ns:=/settings_test"]
-    with NodeProcess(_node_argv(model_path=str(model), device="cpu", cpu_threads=1) + ns,
-                     name="checkpoint_settings") as proc:
+    with NodeProcess(
+        _node_argv(model_path=str(model), device="cpu", cpu_threads=1) + ns, name="checkpoint_settings"
+    ) as proc:
         proc.wait_for_output(READY_TEXT, STARTUP_TIMEOUT_S)
         values = _diagnostic_values(ros_client, arrays, node)
         assert (values["score_threshold"], values["max_instances"], values["inference_size"]) == ("0.33", "7", "96x64")
         assert "score_threshold 0.33 (checkpoint)" in proc.output()
-    with NodeProcess(_node_argv(model_path=str(model), device="cpu", cpu_threads=1, score_threshold=0.2,
-                                inference_width=128) + ns, name="parameter_settings") as proc:
+    with NodeProcess(
+        _node_argv(model_path=str(model), device="cpu", cpu_threads=1, score_threshold=0.2, inference_width=128) + ns,
+        name="parameter_settings",
+    ) as proc:
         proc.wait_for_output(READY_TEXT, STARTUP_TIMEOUT_S)
         values = _diagnostic_values(ros_client, arrays, node)
         assert (values["score_threshold"], values["max_instances"], values["inference_size"]) == ("0.2", "7", "128x64")
         assert "score_threshold 0.2 (parameter)" in proc.output()
-        reset, = _set_parameters(SimpleNamespace(client=ros_client), node, score_threshold=-1.0)  # back to the checkpoint's value at run time
+        (reset,) = _set_parameters(
+            SimpleNamespace(client=ros_client), node, score_threshold=-1.0
+        )  # back to the checkpoint's value at run time
         assert reset.successful
-        wait_until(lambda: _diagnostic_values(ros_client, arrays, node)["score_threshold"] == "0.33", 30,
-                   what="the checkpoint's threshold after the reset")
+        wait_until(
+            lambda: _diagnostic_values(ros_client, arrays, node)["score_threshold"] == "0.33",
+            30,
+            what="the checkpoint's threshold after the reset",
+        )
 
 
 BAD_ENCODINGS = st.sampled_from(["yuv422", "", "rgb16", "32FC1", "16UC1", "bayer_rggb8", "x" * 300])
@@ -354,17 +378,24 @@ def bad_image(draw):
     data = draw(st.binary(max_size=4000))
     if draw(st.booleans()):
         height, width = draw(st.sampled_from([(100_000, 100_000), (2**31, 1), (1, 2**31)]))
-    return Image(height=height, width=width, encoding=encoding, step=step, data=data,
-                 is_bigendian=draw(st.integers(0, 1)))
+    return Image(
+        height=height, width=width, encoding=encoding, step=step, data=data, is_bigendian=draw(st.integers(0, 1))
+    )
 
 
 BAD_INSTRUCTIONS = st.sampled_from(["", "   \t\n", "x" * 100_000, "red\x00star", "\x1b[2J", "\x7f"]) | st.text(
-    max_size=200)
+    max_size=200
+)
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(actions=st.lists(st.one_of(bad_image().map(lambda m: ("image", m)),
-                                  BAD_INSTRUCTIONS.map(lambda t: ("instruction", t))), min_size=1, max_size=4))
+@given(
+    actions=st.lists(
+        st.one_of(bad_image().map(lambda m: ("image", m)), BAD_INSTRUCTIONS.map(lambda t: ("instruction", t))),
+        min_size=1,
+        max_size=4,
+    )
+)
 def test_fuzzed_inputs_never_stop_the_node(session, actions):
     for kind, value in actions:
         if kind == "image":

@@ -8,22 +8,21 @@ from pathlib import Path
 import numpy as np
 from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header, String
 
 from pmp_ros.data import splits
 from pmp_ros.data.world import TabletopWorld
 from pmp_ros.geometry import backproject
-from pmp_ros.ros import interface
+from pmp_ros.ros import interface, qos
 from pmp_ros.ros.image_conversion import array_to_image
 from pmp_ros.ros.node import READY_TEXT
 from pmp_ros_msgs.msg import LabelledPointArray
+
 from ros_harness import NodeProcess, python_module, wait_until
 
 SHIPPED = Path(__file__).resolve().parents[2] / "models" / "pmp_default.safetensors"
-INSTRUCTION_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
-                             durability=DurabilityPolicy.TRANSIENT_LOCAL)
+INSTRUCTION_QOS = qos.INSTRUCTION
 
 
 def test_points_from_depth_lie_on_the_objects_they_mark(ros_client):
@@ -32,12 +31,23 @@ def test_points_from_depth_lie_on_the_objects_they_mark(ros_client):
     instruction = "find " + " and ".join(f"the {n}" for n in names[:3])
     header = Header(stamp=Time(sec=123, nanosec=456), frame_id="camera_color_optical_frame")
     depth_mm = np.round(scene.depth_gt * 1000).astype(np.uint16)
-    info = CameraInfo(header=header, height=scene.K.height, width=scene.K.width,
-                      k=scene.K.matrix().reshape(-1).tolist())
+    info = CameraInfo(
+        header=header, height=scene.K.height, width=scene.K.width, k=scene.K.matrix().reshape(-1).tolist()
+    )
 
     points = ros_client.subscribe(LabelledPointArray, interface.POINTS_TOPIC)
-    argv = python_module("pmp_ros.ros.node", "--ros-args", "-p", f"model_path:={SHIPPED}", "-p", "use_depth:=true",
-                         "-p", "image_reliability:=reliable", "-p", "cpu_threads:=1")
+    argv = python_module(
+        "pmp_ros.ros.node",
+        "--ros-args",
+        "-p",
+        f"model_path:={SHIPPED}",
+        "-p",
+        "use_depth:=true",
+        "-p",
+        "image_reliability:=reliable",
+        "-p",
+        "cpu_threads:=1",
+    )
     with NodeProcess(argv, name="depth_node") as proc:
         proc.wait_for_output(READY_TEXT, 180)
         ros_client.publisher(String, interface.INSTRUCTION_TOPIC, INSTRUCTION_QOS).publish(String(data=instruction))
@@ -66,8 +76,10 @@ def test_points_from_depth_lie_on_the_objects_they_mark(ros_client):
             obj = next(o for o in scene.objects if o.id == object_id)
             on_objects += 1
             # A point on the object's visible surface is within its radius + height of the top centre.
-            assert math.dist(obj.center_cam, (point.position.x, point.position.y, point.position.z)) \
-                <= obj.radius_m + obj.height_m + 0.01, (obj.class_name, point)
+            assert (
+                math.dist(obj.center_cam, (point.position.x, point.position.y, point.position.z))
+                <= obj.radius_m + obj.height_m + 0.01
+            ), (obj.class_name, point)
     assert on_objects >= 1, "no labelled point fell on an object"
 
 
@@ -81,13 +93,27 @@ def test_uncalibrated_camera_info_is_reported_and_3d_returns_with_a_calibration(
     points = ros_client.subscribe(LabelledPointArray, interface.POINTS_TOPIC)
     diagnostics = ros_client.subscribe(DiagnosticArray, interface.DIAGNOSTICS_TOPIC)
     # Default image QoS (best-effort): the node warns at startup about the frame size it carries.
-    argv = python_module("pmp_ros.ros.node", "--ros-args", *[x for p in (
-        f"model_path:={model}", "use_depth:=true", "cpu_threads:=1", "device:=cpu", "score_threshold:=0.0",
-        "context_vocabulary:=['table']") for x in ("-p", p)])
+    argv = python_module(
+        "pmp_ros.ros.node",
+        "--ros-args",
+        *[
+            x
+            for p in (
+                f"model_path:={model}",
+                "use_depth:=true",
+                "cpu_threads:=1",
+                "device:=cpu",
+                "score_threshold:=0.0",
+                "context_vocabulary:=['table']",
+            )
+            for x in ("-p", p)
+        ],
+    )
     with NodeProcess(argv, name="uncalibrated_node") as proc:
         proc.wait_for_output(READY_TEXT, 180)
         ros_client.publisher(String, interface.INSTRUCTION_TOPIC, INSTRUCTION_QOS).publish(
-            String(data="pick up the red star"))
+            String(data="pick up the red star")
+        )
         info_pub = ros_client.publisher(CameraInfo, interface.DEPTH_INFO_TOPIC, 10)
         depth_pub = ros_client.publisher(Image, interface.DEPTH_TOPIC, 10)
         image_pub = ros_client.publisher(Image, interface.IMAGE_TOPIC, 10)
@@ -96,6 +122,7 @@ def test_uncalibrated_camera_info_is_reported_and_3d_returns_with_a_calibration(
         def send_until_points(k, valid):
             """Send frames with camera info k until the points of one all have position_valid == valid (a
             frame processed before its camera info arrived may still use the previous one)."""
+
             def send():
                 header = Header(stamp=Time(sec=7, nanosec=next(stamp)), frame_id="camera_color_optical_frame")
                 info_pub.publish(CameraInfo(header=header, height=96, width=128, k=k))
@@ -107,8 +134,14 @@ def test_uncalibrated_camera_info_is_reported_and_3d_returns_with_a_calibration(
             wait_until(send, 120, interval=0.3, what=f"labelled points with position_valid {valid}")
 
         send_until_points([0.0] * 9, valid=False)
-        wait_until(lambda: diagnostics and int(dict((v.key, v.value) for v in diagnostics[-1].status[0].values)
-                                               ["bad_camera_info"]) > 0, 30, what="bad_camera_info counted")
+        wait_until(
+            lambda: (
+                diagnostics
+                and int(dict((v.key, v.value) for v in diagnostics[-1].status[0].values)["bad_camera_info"]) > 0
+            ),
+            30,
+            what="bad_camera_info counted",
+        )
         send_until_points(calibrated, valid=True)  # 3D was off because of k alone
         output = proc.output()
     assert "camera info without a calibration" in output

@@ -14,24 +14,30 @@ import numpy as np
 import pytest
 from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import String
 
 from pmp_ros.data.world import TabletopWorld, WorldConfig
-from pmp_ros.ros import interface
+from pmp_ros.ros import interface, qos
 from pmp_ros.ros.image_conversion import array_to_image, image_to_array
 from pmp_ros.ros.node import READY_TEXT
 from pmp_ros_msgs.msg import SegmentationResult
+
 from ros_harness import NodeProcess, RosTestClient, python_module, wait_until
 
 WIDTH, HEIGHT, SCENE_SEED = 128, 96, 2
 INSTRUCTION = "pick up the red star, the green ring and the blue cross"
-INSTRUCTION_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
-                             durability=DurabilityPolicy.TRANSIENT_LOCAL)
+INSTRUCTION_QOS = qos.INSTRUCTION
 # One made-up context class leaves the prompts in charge of a random model, so the scene has instances.
-NODE_PARAMS = {"device": "cpu", "cpu_threads": "1", "score_threshold": "0.0", "context_vocabulary": "['table']",
-               "inference_width": str(WIDTH), "inference_height": str(HEIGHT), "image_reliability": "reliable"}
+NODE_PARAMS = {
+    "device": "cpu",
+    "cpu_threads": "1",
+    "score_threshold": "0.0",
+    "context_vocabulary": "['table']",
+    "inference_width": str(WIDTH),
+    "inference_height": str(HEIGHT),
+    "image_reliability": "reliable",
+}
 NAMESPACES = {"raw": "/raw", "compressed": "/compressed"}
 STARTUP_TIMEOUT_S = 180.0
 RESULT_TIMEOUT_S = 60.0
@@ -40,9 +46,18 @@ RESULT_TIMEOUT_S = 60.0
 # the pixels, and a random-weight model's instances on other pixels are unrelated to rgb8's, so they are
 # compared with rgb8 of the pixels they carry: the grey image (mono16 keeps its 8 high bits) and the JPEG
 # as decoded. That the node decodes them right is then checked exactly too.
-SAME_AS = {"bgr8": "rgb8", "rgba8": "rgb8", "bgra8": "rgb8", "rgb8 padded step": "rgb8",
-           "bgr8 padded step": "rgb8", "png": "rgb8", "mono8": "grey as rgb8", "mono16": "grey as rgb8",
-           "mono16 big-endian": "grey as rgb8", "jpeg": "decoded jpeg as rgb8"}
+SAME_AS = {
+    "bgr8": "rgb8",
+    "rgba8": "rgb8",
+    "bgra8": "rgb8",
+    "rgb8 padded step": "rgb8",
+    "bgr8 padded step": "rgb8",
+    "png": "rgb8",
+    "mono8": "grey as rgb8",
+    "mono16": "grey as rgb8",
+    "mono16 big-endian": "grey as rgb8",
+    "jpeg": "decoded jpeg as rgb8",
+}
 
 
 def _padded(array, encoding, pad_bytes, bigendian=False):
@@ -50,8 +65,14 @@ def _padded(array, encoding, pad_bytes, bigendian=False):
     rows = array.astype(array.dtype.newbyteorder(">" if bigendian else "<")).reshape(array.shape[0], -1)
     rows = rows.view(np.uint8)
     data = np.concatenate([rows, np.full((rows.shape[0], pad_bytes), 0xAB, np.uint8)], axis=1)
-    return Image(height=array.shape[0], width=array.shape[1], encoding=encoding, is_bigendian=int(bigendian),
-                 step=data.shape[1], data=data.tobytes())
+    return Image(
+        height=array.shape[0],
+        width=array.shape[1],
+        encoding=encoding,
+        is_bigendian=int(bigendian),
+        step=data.shape[1],
+        data=data.tobytes(),
+    )
 
 
 def _compressed(rgb, extension):
@@ -66,21 +87,25 @@ def encoded_frames(rgb):
     bgr = np.ascontiguousarray(rgb[..., ::-1])
     alpha = np.full(rgb.shape[:2] + (1,), 200, np.uint8)
     jpeg = _compressed(rgb, ".jpg")
-    decoded = cv2.cvtColor(cv2.imdecode(np.frombuffer(bytes(jpeg.data), np.uint8), cv2.IMREAD_COLOR),
-                           cv2.COLOR_BGR2RGB)
-    raw = {"rgb8": array_to_image(rgb, "rgb8"),
-           "bgr8": array_to_image(bgr, "bgr8"),
-           "rgba8": array_to_image(np.concatenate([rgb, alpha], 2), "rgba8"),
-           "bgra8": array_to_image(np.concatenate([bgr, alpha], 2), "bgra8"),
-           "rgb8 padded step": _padded(rgb, "rgb8", 8),
-           "bgr8 padded step": _padded(bgr, "bgr8", 8),
-           "mono8": array_to_image(grey, "mono8"),
-           "mono16": array_to_image(grey.astype(np.uint16) * 257, "mono16"),
-           "mono16 big-endian": _padded(grey.astype(np.uint16) * 257, "mono16", 0, bigendian=True),
-           "grey as rgb8": array_to_image(np.repeat(grey[..., None], 3, axis=2), "rgb8"),
-           "decoded jpeg as rgb8": array_to_image(decoded, "rgb8")}
-    return {**{name: ("raw", msg) for name, msg in raw.items()},
-            "jpeg": ("compressed", jpeg), "png": ("compressed", _compressed(rgb, ".png"))}
+    decoded = cv2.cvtColor(cv2.imdecode(np.frombuffer(bytes(jpeg.data), np.uint8), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+    raw = {
+        "rgb8": array_to_image(rgb, "rgb8"),
+        "bgr8": array_to_image(bgr, "bgr8"),
+        "rgba8": array_to_image(np.concatenate([rgb, alpha], 2), "rgba8"),
+        "bgra8": array_to_image(np.concatenate([bgr, alpha], 2), "bgra8"),
+        "rgb8 padded step": _padded(rgb, "rgb8", 8),
+        "bgr8 padded step": _padded(bgr, "bgr8", 8),
+        "mono8": array_to_image(grey, "mono8"),
+        "mono16": array_to_image(grey.astype(np.uint16) * 257, "mono16"),
+        "mono16 big-endian": _padded(grey.astype(np.uint16) * 257, "mono16", 0, bigendian=True),
+        "grey as rgb8": array_to_image(np.repeat(grey[..., None], 3, axis=2), "rgb8"),
+        "decoded jpeg as rgb8": array_to_image(decoded, "rgb8"),
+    }
+    return {
+        **{name: ("raw", msg) for name, msg in raw.items()},
+        "jpeg": ("compressed", jpeg),
+        "png": ("compressed", _compressed(rgb, ".png")),
+    }
 
 
 class NodeUnderTest:
@@ -89,12 +114,20 @@ class NodeUnderTest:
     def __init__(self, client, transport, model_file, stack):
         self.namespace = NAMESPACES[transport]
         params = {**NODE_PARAMS, "model_path": str(model_file), "image_transport": transport}
-        argv = python_module("pmp_ros.ros.node", "--ros-args", "-r", f"__ns:={self.namespace}",
-                             *[x for k, v in params.items() for x in ("-p", f"{k}:={v}")])
+        argv = python_module(
+            "pmp_ros.ros.node",
+            "--ros-args",
+            "-r",
+            f"__ns:={self.namespace}",
+            *[x for k, v in params.items() for x in ("-p", f"{k}:={v}")],
+        )
         self.proc = stack.enter_context(NodeProcess(argv, name=f"{transport}_node"))
         self.client = client
-        self.image_type, image_topic = ((CompressedImage, interface.IMAGE_TOPIC + "/compressed")
-                                        if transport == "compressed" else (Image, interface.IMAGE_TOPIC))
+        self.image_type, image_topic = (
+            (CompressedImage, interface.IMAGE_TOPIC + "/compressed")
+            if transport == "compressed"
+            else (Image, interface.IMAGE_TOPIC)
+        )
         self.image_topic = f"{self.namespace}/{image_topic}"
         self.results = client.subscribe(SegmentationResult, f"{self.namespace}/{interface.SEGMENTATION_TOPIC}")
         self.status_name = interface.diagnostics_status_name(f"{self.namespace}/{interface.NODE_NAME}")
@@ -104,8 +137,9 @@ class NodeUnderTest:
         instruction (frames that reach the node before it get none)."""
         self.proc.wait_for_output(READY_TEXT, STARTUP_TIMEOUT_S)
         self.image_pub = self.client.publisher(self.image_type, self.image_topic)
-        instruction_pub = self.client.publisher(String, f"{self.namespace}/{interface.INSTRUCTION_TOPIC}",
-                                                INSTRUCTION_QOS)
+        instruction_pub = self.client.publisher(
+            String, f"{self.namespace}/{interface.INSTRUCTION_TOPIC}", INSTRUCTION_QOS
+        )
         instruction_pub.publish(String(data=INSTRUCTION))
 
         def answered():
@@ -170,8 +204,10 @@ def answers(model_file):
             nodes = {transport: NodeUnderTest(client, transport, model_file, stack) for transport in NAMESPACES}
             nodes["raw"].connect(frames["rgb8"][1])
             nodes["compressed"].connect(frames["png"][1])
-            results = {name: nodes[transport].answer(msg, Time(sec=100, nanosec=i))
-                       for i, (name, (transport, msg)) in enumerate(frames.items())}
+            results = {
+                name: nodes[transport].answer(msg, Time(sec=100, nanosec=i))
+                for i, (name, (transport, msg)) in enumerate(frames.items())
+            }
             # A status published after the last answer holds every count of the matrix.
             for node in nodes.values():
                 seen = len(node.statuses())
@@ -184,8 +220,10 @@ def answers(model_file):
 
 
 def _instances(result):
-    return [(i.id, i.label, i.prompt_index, i.area, i.roi.x_offset, i.roi.y_offset, i.roi.width, i.roi.height)
-            for i in result.instances]
+    return [
+        (i.id, i.label, i.prompt_index, i.area, i.roi.x_offset, i.roi.y_offset, i.roi.width, i.roi.height)
+        for i in result.instances
+    ]
 
 
 def test_reference_has_instances(answers):

@@ -13,9 +13,10 @@ import sys
 
 import pytest
 
-from pmp_ros.ros.node import READY_TEXT
 from pmp_ros.bags.writer import write_bag
 from pmp_ros.data.streams import SequenceConfig, procedural_stream
+from pmp_ros.ros.node import READY_TEXT
+
 from ros_harness import command_line, descendant_pids, process_running, wait_until
 
 STARTUP_TIMEOUT_S = 180.0
@@ -47,10 +48,12 @@ def _stop_while_nodes_run(argv, node_logs, nodes, signame, tmp_path):
     """Start the tool, wait until its nodes are ready, send the signal; returns (exit code, stdout, stderr,
     the nodes' pids)."""
     stdout, stderr = open(tmp_path / "stdout", "wb"), open(tmp_path / "stderr", "wb")
-    tool = subprocess.Popen(argv, stdout=stdout, stderr=stderr, start_new_session=True,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    tool = subprocess.Popen(
+        argv, stdout=stdout, stderr=stderr, start_new_session=True, env={**os.environ, "PYTHONUNBUFFERED": "1"}
+    )
     pids = []
     try:
+
         def ready():
             assert tool.poll() is None, (tmp_path / "stderr").read_text()
             return all(log.is_file() and READY_TEXT in log.read_text() for log in node_logs)
@@ -87,11 +90,28 @@ def _check_stopped(code, out, err, pids, signame):
 def test_eval_bag_stops_its_nodes(tmp_path, model_file, bags, signame):
     out = tmp_path / "out"
     # Timed playback at a twentieth of real time: the bags take 20 s, far longer than the test needs.
-    argv = [sys.executable, "-m", "pmp_ros.bags.evaluate", *map(str, bags), "--jobs", "2", "--rate", "0.05",
-            "--model", str(model_file), "--device", "cpu", "--node-param", "cpu_threads:=1", "--no-progress",
-            "--out", str(out)]
-    code, stdout, stderr, pids = _stop_while_nodes_run(argv, [out / bag.name / "node.log" for bag in bags], 2,
-                                                       signame, tmp_path)
+    argv = [
+        sys.executable,
+        "-m",
+        "pmp_ros.bags.evaluate",
+        *map(str, bags),
+        "--jobs",
+        "2",
+        "--rate",
+        "0.05",
+        "--model",
+        str(model_file),
+        "--device",
+        "cpu",
+        "--node-param",
+        "cpu_threads:=1",
+        "--no-progress",
+        "--out",
+        str(out),
+    ]
+    code, stdout, stderr, pids = _stop_while_nodes_run(
+        argv, [out / bag.name / "node.log" for bag in bags], 2, signame, tmp_path
+    )
     _check_stopped(code, stdout, stderr, pids, signame)
     assert "the node it started is stopped" in stderr
 
@@ -99,8 +119,19 @@ def test_eval_bag_stops_its_nodes(tmp_path, model_file, bags, signame):
 @pytest.mark.parametrize("signame", HOW)
 def test_demo_stops_its_node(tmp_path, model_file, signame):
     out = tmp_path / "demo"
-    argv = [sys.executable, "-m", "pmp_ros.demo", "--model", str(model_file), "--device", "cpu",
-            "--frames-per-instruction", "20", "--out", str(out)]
+    argv = [
+        sys.executable,
+        "-m",
+        "pmp_ros.demo",
+        "--model",
+        str(model_file),
+        "--device",
+        "cpu",
+        "--frames-per-instruction",
+        "20",
+        "--out",
+        str(out),
+    ]
     code, stdout, stderr, pids = _stop_while_nodes_run(argv, [out / "node.log"], 1, signame, tmp_path)
     _check_stopped(code, stdout, stderr, pids, signame)
     assert not (out / "report.md").exists()

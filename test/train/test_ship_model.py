@@ -2,17 +2,26 @@
 
 import pytest
 import torch
-from model_fixtures import write_small_checkpoint
 
 from pmp_ros.model.segmenter import load_segmenter
 from pmp_ros.train.ship_model import main
+
+from model_fixtures import write_small_checkpoint
 
 
 def test_shipped_copy_has_the_new_settings_and_the_same_weights(tmp_path):
     source = write_small_checkpoint(tmp_path / "run.safetensors")
     target = tmp_path / "shipped.safetensors"
-    main([str(source), str(target), "--set", "inference.score_threshold=0.25", "ensemble.out_vocabulary=crop",
-          "ensemble.alpha=0.7"])
+    main(
+        [
+            str(source),
+            str(target),
+            "--set",
+            "inference.score_threshold=0.25",
+            "ensemble.out_vocabulary=crop",
+            "ensemble.alpha=0.7",
+        ]
+    )
     original, _ = load_segmenter(source)
     shipped, cfg = load_segmenter(target)
     assert cfg.inference.score_threshold == 0.25 and cfg.ensemble.out_vocabulary == "crop"

@@ -10,9 +10,10 @@ import sys
 import pytest
 import yaml
 
-from model_fixtures import small_config
 from pmp_ros.model.segmenter import load_segmenter
 from pmp_ros.train.train_pmp import TrainConfig, apply_overrides, load_config
+
+from model_fixtures import small_config
 
 TRAIN = {"steps": 2, "batch_size": 2, "log_every": 1, "checkpoint_every": 1, "warmup_steps": 1, "threads": 1}
 
@@ -24,8 +25,13 @@ def _config_file(tmp_path, **train):
 
 
 def _run(args, **env):
-    result = subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=600,
-                            env={**os.environ, "OMP_NUM_THREADS": "1", **env})
+    result = subprocess.run(
+        [sys.executable, *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "OMP_NUM_THREADS": "1", **env},
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return result
 
@@ -52,16 +58,40 @@ def test_single_process_training_saves_a_loadable_model_and_resumes(tmp_path):
     model, cfg = load_segmenter(out / "model.safetensors")
     assert cfg.train_classes and len(cfg.train_classes) == 75  # the world's seen classes
     assert [r["step"] for r in _log(out)] == [0, 1]
-    _run(["-m", "pmp_ros.train.train_pmp", "--config", str(_config_file(tmp_path)), "--out", str(out),
-          "--resume", "--set", "train.steps=3"])
+    _run(
+        [
+            "-m",
+            "pmp_ros.train.train_pmp",
+            "--config",
+            str(_config_file(tmp_path)),
+            "--out",
+            str(out),
+            "--resume",
+            "--set",
+            "train.steps=3",
+        ]
+    )
     assert [r["step"] for r in _log(out)] == [0, 1, 2]  # continued at step 2, not from scratch
 
 
 @pytest.mark.slow
 def test_two_process_ddp_training_with_gloo(tmp_path):
     out = tmp_path / "ddp"
-    _run(["-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-          "-m", "pmp_ros.train.train_pmp", "--config", str(_config_file(tmp_path)), "--out", str(out)])
+    _run(
+        [
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc-per-node",
+            "2",
+            "-m",
+            "pmp_ros.train.train_pmp",
+            "--config",
+            str(_config_file(tmp_path)),
+            "--out",
+            str(out),
+        ]
+    )
     load_segmenter(out / "model.safetensors")
     assert len(_log(out)) == 2  # only rank 0 logs
 
@@ -69,8 +99,25 @@ def test_two_process_ddp_training_with_gloo(tmp_path):
 @pytest.mark.slow
 def test_clip_pretraining_writes_open_clip_weights(tmp_path):
     out = tmp_path / "clip.safetensors"
-    _run(["-m", "pmp_ros.train.clip_pretrain", "--steps", "2", "--batch-size", "8", "--eval-scenes", "3",
-          "--warmup-steps", "1", "--threads", "1", "--out", str(out)], HF_HUB_OFFLINE="1")
+    _run(
+        [
+            "-m",
+            "pmp_ros.train.clip_pretrain",
+            "--steps",
+            "2",
+            "--batch-size",
+            "8",
+            "--eval-scenes",
+            "3",
+            "--warmup-steps",
+            "1",
+            "--threads",
+            "1",
+            "--out",
+            str(out),
+        ],
+        HF_HUB_OFFLINE="1",
+    )
     report = json.loads(out.with_suffix(".json").read_text())
     assert 0.0 <= report["zero_shot"]["seen_accuracy"] <= 1.0 and report["zero_shot"]["crops"] > 0
     from pmp_ros.model.clip import create_clip
@@ -81,19 +128,25 @@ def test_clip_pretraining_writes_open_clip_weights(tmp_path):
 
 @pytest.mark.slow
 def test_fine_tuning_pmp_only_from_a_checkpoint_on_coco_data(tmp_path):
-    from model_fixtures import build_small_segmenter
     from pmp_ros.data import vocabulary
     from pmp_ros.data.coco import export_coco
     from pmp_ros.data.world import TabletopWorld
     from pmp_ros.model.checkpoint import read_checkpoint, save_checkpoint
+
+    from model_fixtures import build_small_segmenter
 
     model, model_cfg = build_small_segmenter()
     model_cfg.train_classes = vocabulary.all_classes()  # the COCO export's categories
     init = save_checkpoint(tmp_path / "init.safetensors", model, model_cfg)
     world = TabletopWorld()
     export_coco([world.render(seed) for seed in range(3)], str(tmp_path / "coco"))
-    config = _config_file(tmp_path, init_from=str(init), train_only="pmp",
-                          coco_json=str(tmp_path / "coco" / "instances.json"), coco_image_size=[96, 128])
+    config = _config_file(
+        tmp_path,
+        init_from=str(init),
+        train_only="pmp",
+        coco_json=str(tmp_path / "coco" / "instances.json"),
+        coco_image_size=[96, 128],
+    )
     out = tmp_path / "finetune"
     _run(["-m", "pmp_ros.train.train_pmp", "--config", str(config), "--out", str(out)])
     before, _, _ = read_checkpoint(init)
@@ -108,8 +161,24 @@ def test_clip_pretraining_resumed_from_its_state_ends_with_the_same_weights(tmp_
     from safetensors.torch import load_file
 
     out = tmp_path / "clip.safetensors"
-    args = ["-m", "pmp_ros.train.clip_pretrain", "--steps", "4", "--checkpoint-every", "2", "--batch-size", "8",
-            "--eval-scenes", "2", "--warmup-steps", "1", "--threads", "1", "--out", str(out)]
+    args = [
+        "-m",
+        "pmp_ros.train.clip_pretrain",
+        "--steps",
+        "4",
+        "--checkpoint-every",
+        "2",
+        "--batch-size",
+        "8",
+        "--eval-scenes",
+        "2",
+        "--warmup-steps",
+        "1",
+        "--threads",
+        "1",
+        "--out",
+        str(out),
+    ]
     _run(args, HF_HUB_OFFLINE="1")  # saves the state at step 2, then finishes
     straight = load_file(str(out))
     _run([*args, "--resume"], HF_HUB_OFFLINE="1")  # continues from step 2 of the saved state
@@ -118,6 +187,11 @@ def test_clip_pretraining_resumed_from_its_state_ends_with_the_same_weights(tmp_
     assert all((straight[k] == resumed[k]).all() for k in straight)
     history = json.loads(out.with_suffix(".json").read_text())["history"]
     assert [h["step"] for h in history] == [0, 3]  # step 0 from the saved state, step 3 after resuming
-    result = subprocess.run([sys.executable, *args, "--resume", "--lr", "0.5"], capture_output=True, text=True,
-                            env={**os.environ, "HF_HUB_OFFLINE": "1"}, timeout=600)
+    result = subprocess.run(
+        [sys.executable, *args, "--resume", "--lr", "0.5"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        timeout=600,
+    )
     assert result.returncode != 0 and "lr" in result.stderr  # a resumed run keeps its settings

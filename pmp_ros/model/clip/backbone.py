@@ -65,7 +65,7 @@ class ClipBackbone(nn.Module):
             self.requires_grad_(False)
         self.train(self.training)
 
-    def train(self, mode: bool = True) -> "ClipBackbone":
+    def train(self, mode: bool = True) -> ClipBackbone:
         """A frozen tower ignores train mode: its BatchNorm statistics must stay those of CLIP."""
         return super().train(mode and not self.frozen)
 

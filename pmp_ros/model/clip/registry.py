@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import open_clip
-from open_clip.factory import load_state_dict as read_open_clip_weights
 import torch
+from open_clip.factory import load_state_dict as read_open_clip_weights
 from torch import nn
 
 from pmp_ros.model.config import ClipConfig
@@ -108,6 +108,5 @@ def _diagnose_weights(model_name: str, path: str, err: Exception) -> ModelLoadEr
     if not mismatch:
         return ModelLoadError(f"could not load {path} into {model_name!r}: {err}")
     return WeightsMismatchError(
-        f"weights file {path} does not fit open_clip model {model_name!r} (another architecture?); "
-        + mismatch
+        f"weights file {path} does not fit open_clip model {model_name!r} (another architecture?); " + mismatch
     )

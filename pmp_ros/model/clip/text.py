@@ -8,13 +8,13 @@ the tower's device and dtype).
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from open_clip.transformer import text_global_pool
 from torch import nn
-
 
 CLASS_CACHE_PER_ENTRY = 128  # a vocabulary has many names, an instruction few prompts
 
@@ -88,7 +88,7 @@ class ClipTextEncoder(nn.Module):
             self.requires_grad_(False)
         self.train(self.training)
 
-    def train(self, mode: bool = True) -> "ClipTextEncoder":
+    def train(self, mode: bool = True) -> ClipTextEncoder:
         return super().train(mode and not self.frozen)
 
     def clear_cache(self) -> None:

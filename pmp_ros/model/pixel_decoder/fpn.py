@@ -17,17 +17,19 @@ FPN_FEATURES = ("res5", "res4", "res3", "res2")
 class FPNPixelDecoder(nn.Module):
     """res2..res5 -> (mask_features [B, mask_dim, H/4, W/4], [1/32, 1/16, 1/8] maps of conv_dim)."""
 
-    def __init__(self, in_channels: dict[str, int], conv_dim: int = 256, mask_dim: int = 256,
-                 side_channels: dict[str, int] | None = None) -> None:
+    def __init__(
+        self,
+        in_channels: dict[str, int],
+        conv_dim: int = 256,
+        mask_dim: int = 256,
+        side_channels: dict[str, int] | None = None,
+    ) -> None:
         super().__init__()
         self.lateral_convs = nn.ModuleList(ConvNorm(in_channels[n], conv_dim, 1) for n in FPN_FEATURES)
         # Side-adapter levels (side_<level>) join the CLIP level of the same stride through their own 1x1.
         self.side_names = [f"side_{n}" for n in FPN_FEATURES if f"side_{n}" in (side_channels or {})]
-        self.side_convs = nn.ModuleDict({name: ConvNorm(side_channels[name], conv_dim, 1)
-                                         for name in self.side_names})
-        self.output_convs = nn.ModuleList(
-            ConvNorm(conv_dim, conv_dim, 3, activation=nn.ReLU()) for _ in FPN_FEATURES
-        )
+        self.side_convs = nn.ModuleDict({name: ConvNorm(side_channels[name], conv_dim, 1) for name in self.side_names})
+        self.output_convs = nn.ModuleList(ConvNorm(conv_dim, conv_dim, 3, activation=nn.ReLU()) for _ in FPN_FEATURES)
         self.mask_features = nn.Conv2d(conv_dim, mask_dim, kernel_size=1)
         c2_xavier_fill(self.mask_features)
         self.conv_dim, self.mask_dim = conv_dim, mask_dim

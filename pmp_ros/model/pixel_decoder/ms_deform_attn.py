@@ -86,8 +86,8 @@ class MSDeformAttn(nn.Module):
         offsets = self.sampling_offsets(query).view(n, lq, m, lv, p, 2)
         weights = self.attention_weights(query).view(n, lq, m, lv * p).softmax(-1).view(n, lq, m, lv, p)
         # Offsets are in pixels of each level: normalise x by W_l and y by H_l (plain Python divisors).
-        normaliser = torch.tensor(
-            [[w, h] for h, w in spatial_shapes], dtype=offsets.dtype
-        ).to(offsets.device, non_blocking=True)
+        normaliser = torch.tensor([[w, h] for h, w in spatial_shapes], dtype=offsets.dtype).to(
+            offsets.device, non_blocking=True
+        )
         locations = reference_points[:, :, None, None, None, :] + offsets / normaliser[None, None, None, :, None, :]
         return self.output_proj(ms_deform_attn_core(value, spatial_shapes, locations, weights))

@@ -6,13 +6,14 @@ Parameter names follow FC-CLIP's `sem_seg_head.pixel_decoder.*` (docs/fcclip.md)
 from __future__ import annotations
 
 import contextlib
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from pmp_ros.model.position_encoding import PositionEmbeddingSine
 from pmp_ros.model.pixel_decoder.layers import ConvNorm, c2_xavier_fill, group_norm
 from pmp_ros.model.pixel_decoder.ms_deform_attn import MSDeformAttn
+from pmp_ros.model.position_encoding import PositionEmbeddingSine
 
 # Encoder levels, low resolution first (input_proj[0] projects res5), as in FC-CLIP.
 ENCODER_FEATURES = ("res5", "res4", "res3")
@@ -55,9 +56,7 @@ class MSDeformEncoder(nn.Module):
 class MSDeformTransformer(nn.Module):
     """Flattens the levels, adds the level embedding to the positional term, runs the encoder."""
 
-    def __init__(
-        self, d_model: int, n_heads: int, num_layers: int, ffn_dim: int, n_levels: int, n_points: int
-    ) -> None:
+    def __init__(self, d_model: int, n_heads: int, num_layers: int, ffn_dim: int, n_levels: int, n_points: int) -> None:
         super().__init__()
         self.encoder = MSDeformEncoder(
             num_layers, d_model=d_model, ffn_dim=ffn_dim, n_levels=n_levels, n_heads=n_heads, n_points=n_points

@@ -6,7 +6,7 @@ Parameter names follow FC-CLIP's `sem_seg_head.predictor.*`; PMP adds `prompt_at
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F

@@ -36,9 +36,7 @@ class CrossAttentionLayer(nn.Module):
         self.norm = nn.LayerNorm(d_model)
         _xavier_matrices(self)
 
-    def forward(
-        self, tgt: Tensor, memory: Tensor, attn_mask: Tensor | None, pos: Tensor, query_pos: Tensor
-    ) -> Tensor:
+    def forward(self, tgt: Tensor, memory: Tensor, attn_mask: Tensor | None, pos: Tensor, query_pos: Tensor) -> Tensor:
         """tgt, query_pos: [B, Q, C]; memory, pos: [B, S, C]; attn_mask: bool [B*nhead, Q, S], True = masked."""
         out = self.multihead_attn(tgt + query_pos, memory + pos, memory, attn_mask=attn_mask, need_weights=False)[0]
         return self.norm(tgt + out)
