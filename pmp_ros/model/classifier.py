@@ -140,23 +140,32 @@ def mask_crop_boxes(masks: Tensor, stride: int, crop_size: int, context: float =
 
 
 def crop_images(images: Tensor, boxes: Tensor, crop_size: int) -> Tensor:
-    """images [B,3,H,W], boxes [B,Q,4] (x0, y0, x1, y1 in pixels) -> crops [B*Q,3,S,S] (bilinear).
+    """images [B,3,H,W], boxes [B,Q,4] (x0, y0, x1, y1 in pixels, square windows) -> crops [B*Q,3,S,S].
 
-    Windows may leave the image: it is extended by replicating its edge pixels first (as the crops CLIP
-    was pretrained on), not by zeros.
+    A window is cut at whole pixels (its corner rounded down, its side rounded): a native-scale window is
+    an exact copy, a larger one is shrunk to S x S by area averaging. Windows may leave the image: it is
+    extended by replicating its edge pixels first (as the crops CLIP was pretrained on), not by zeros.
+    Slicing, not roi_align: on the CPU, roi_align cost more than the CLIP tower itself.
     """
-    from torchvision.ops import roi_align
-
-    b, q = boxes.shape[:2]
-    pad = int(boxes.abs().max().ceil().item()) if boxes.numel() else 0
-    pad = max(0, min(pad, 4 * max(images.shape[-2:])))
+    height, width = images.shape[-2:]
+    if not boxes.numel():
+        return images.new_zeros(0, images.shape[1], crop_size, crop_size)
+    corners = boxes[..., :2].floor()
+    sides = (boxes[..., 2] - boxes[..., 0]).round().clamp(min=1)
+    windows = torch.cat([corners, sides[..., None]], dim=-1).long().tolist()  # [B][Q][x, y, side], one copy
+    # Pad by how far the windows leave the image (usually a few pixels), not by their coordinates.
+    pad = max(0, max(max(-x, -y, x + side - width, y + side - height) for row in windows for x, y, side in row))
+    pad = min(pad, 4 * max(height, width))
     padded = F.pad(images, (pad, pad, pad, pad), mode="replicate") if pad else images
-    shifted = (boxes + pad).reshape(b * q, 4).to(padded.dtype)
-    rois = torch.cat(
-        [torch.arange(b, device=boxes.device).repeat_interleave(q)[:, None].to(padded.dtype), shifted], dim=1
-    )
-    # sampling_ratio -1: one sample per output pixel at native scale (an exact cut), several when shrinking.
-    return roi_align(padded, rois, output_size=crop_size, spatial_scale=1.0, sampling_ratio=-1, aligned=True)
+    crops = []
+    for index, row in enumerate(windows):
+        for x, y, side in row:
+            x, y = min(max(x + pad, 0), padded.shape[-1] - 1), min(max(y + pad, 0), padded.shape[-2] - 1)
+            window = padded[index, :, y : y + side, x : x + side]
+            if window.shape[-2:] != (crop_size, crop_size):
+                window = F.interpolate(window[None], size=(crop_size, crop_size), mode="area")[0]
+            crops.append(window)
+    return torch.stack(crops)
 
 
 def crop_ensemble(
@@ -172,6 +181,7 @@ def crop_ensemble(
     beta: float,
     crop_size: int,
     mask_stride: int = 4,
+    max_crops: int = 0,
 ) -> dict[str, Tensor]:
     """Out-of-vocabulary classification by running the CLIP image tower on a crop around each proposal
     (two-stage open-vocabulary segmentation), then FC-CLIP's geometric ensemble with the in-vocabulary
@@ -179,12 +189,24 @@ def crop_ensemble(
 
     pred_logits [B,Q,C+1]; pred_masks [B,Q,H/4,W/4] logits of the padded input; images [B,3,H,W] the
     CLIP-normalised padded input; encode_crops: [N,3,S,S] -> [N,D] (the CLIP tower's pooled embedding).
-    Where a query's mask is empty the CLIP classifier gets weight 0. Returns crop_boxes [B,Q,4],
-    out_vocab_logits [B,Q,C+1], class_log_probs [B,Q,C+1].
+    max_crops: crop only the K queries per image most likely to be objects (lowest in-vocabulary void
+    probability); 0 = every query. Where a query's mask is empty, or it is not cropped, the CLIP classifier
+    gets weight 0. Returns crop_boxes [B,Q,4], out_vocab_logits [B,Q,C+1] (zeros where not cropped),
+    class_log_probs [B,Q,C+1].
     """
     boxes, valid = mask_crop_boxes(pred_masks, mask_stride, crop_size)
-    crops = crop_images(images, boxes, crop_size)
-    embeddings = encode_crops(crops).reshape(*boxes.shape[:2], -1)
-    out_vocab = classification_logits(embeddings, text_classifier, clip_logit_scale, num_templates)
-    log_probs = geometric_ensemble(pred_logits, out_vocab, category_overlapping_mask, alpha, beta, valid)
+    batch, queries = boxes.shape[:2]
+    if 0 < max_crops < queries:
+        void = pred_logits.softmax(-1)[..., -1]  # [B,Q]
+        chosen = void.topk(max_crops, dim=1, largest=False).indices  # [B,K]
+    else:
+        chosen = torch.arange(queries, device=boxes.device).expand(batch, queries)
+    picked_boxes = boxes.gather(1, chosen[..., None].expand(-1, -1, 4))
+    embeddings = encode_crops(crop_images(images, picked_boxes, crop_size)).reshape(*chosen.shape, -1)
+    picked = classification_logits(embeddings, text_classifier, clip_logit_scale, num_templates)  # [B,K,C+1]
+    out_vocab = picked.new_zeros(batch, queries, picked.shape[-1]).scatter(
+        1, chosen[..., None].expand(-1, -1, picked.shape[-1]), picked
+    )
+    cropped = torch.zeros_like(valid).scatter(1, chosen, True)
+    log_probs = geometric_ensemble(pred_logits, out_vocab, category_overlapping_mask, alpha, beta, valid & cropped)
     return {"crop_boxes": boxes, "out_vocab_logits": out_vocab, "class_log_probs": log_probs}

@@ -94,6 +94,7 @@ class EnsembleConfig:
     on_valid_mask: bool = False
     out_vocabulary: str = "mask_pool"
     crop_size: int = 64
+    max_crops: int = 0  # "crop": crop only this many queries per image, most object-like first; 0 = all
 
     def __post_init__(self):
         if self.out_vocabulary not in ("mask_pool", "crop"):

@@ -155,6 +155,7 @@ class PMPSegmenter(nn.Module):
                     settings.alpha,
                     settings.beta,
                     settings.crop_size,
+                    max_crops=settings.max_crops,
                 )
             else:
                 ensemble = fcclip_ensemble(

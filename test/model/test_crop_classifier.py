@@ -81,3 +81,35 @@ def test_unknown_out_vocabulary_path_is_rejected():
 
     with pytest.raises(ValueError, match="out_vocabulary"):
         EnsembleConfig(out_vocabulary="pooled")
+
+
+def test_max_crops_classifies_only_the_most_object_like_queries_with_clip():
+    model, _ = build_small_segmenter()
+    model.eval()
+    text = model.encode_text(["red star", "green ring", "blue cross"])
+    classifier = torch.cat([text.class_embeddings, F.normalize(model.void_embedding.weight, dim=-1)])
+    masks = torch.full((1, 3, 16, 24), -1.0)
+    for q in range(3):
+        masks[0, q, 2 + 4 * q : 5 + 4 * q, 3:9] = 1.0
+    pred_logits = torch.zeros(1, 3, 4)
+    pred_logits[0, :, -1] = torch.tensor([3.0, -3.0, 0.0])  # void most likely for query 0, least for 1
+    args = (
+        pred_logits,
+        masks,
+        torch.randn(1, 3, 64, 96),
+        model.backbone.encode_crops,
+        classifier,
+        model.backbone.logit_scale,
+        text.num_templates,
+        text.seen_mask,
+        0.4,
+        0.8,
+        64,
+    )
+    with torch.no_grad():
+        every = crop_ensemble(*args)
+        two = crop_ensemble(*args, max_crops=2)
+    assert torch.allclose(two["out_vocab_logits"][0, 1:], every["out_vocab_logits"][0, 1:], atol=1e-5)
+    assert (two["out_vocab_logits"][0, 0] == 0).all()  # query 0 is not cropped: in-vocabulary alone
+    in_vocab = pred_logits[0, 0, :-1].softmax(-1) * (1 - pred_logits[0, 0].softmax(-1)[-1])
+    assert torch.allclose(two["class_log_probs"][0, 0, :-1].exp(), in_vocab, atol=1e-5)
