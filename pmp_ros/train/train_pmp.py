@@ -55,6 +55,9 @@ class TrainConfig:
     max_targets: int = 3  # classes an instruction names
     log_every: int = 20
     checkpoint_every: int = 250
+    # Keep the model every this many steps in <out>/snapshots/step_NNNNNN.safetensors, for learning curves
+    # (python -m pmp_ros.eval.curves --snapshots); 0 = none.
+    snapshot_every: int = 0
     threads: int = 0
     coco_json: str | None = None  # train on a COCO-format dataset instead of the procedural world
     coco_images: str | None = None
@@ -231,6 +234,13 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, out: Path, resume: bool = Fa
                     "step": done,
                 },
                 state_path,
+            )
+        if is_main and cfg.snapshot_every and done % cfg.snapshot_every == 0:
+            save_checkpoint(
+                out / "snapshots" / f"step_{done:06d}.safetensors",
+                model,
+                model_cfg,
+                {"training": asdict(cfg), "steps": done, "data": _data_name(cfg)},
             )
     final = out / "model.safetensors"
     if is_main:

@@ -195,3 +195,22 @@ def test_clip_pretraining_resumed_from_its_state_ends_with_the_same_weights(tmp_
         timeout=600,
     )
     assert result.returncode != 0 and "lr" in result.stderr  # a resumed run keeps its settings
+
+
+@pytest.mark.slow
+def test_snapshots_keep_the_model_along_the_run(tmp_path):
+    out = tmp_path / "run"
+    _run(
+        [
+            "-m",
+            "pmp_ros.train.train_pmp",
+            "--config",
+            str(_config_file(tmp_path, steps=4, snapshot_every=2)),
+            "--out",
+            str(out),
+        ]
+    )
+    snapshots = sorted(p.name for p in (out / "snapshots").iterdir())
+    assert snapshots == ["step_000002.safetensors", "step_000004.safetensors"]
+    model, cfg = load_segmenter(out / "snapshots" / "step_000002.safetensors")
+    assert cfg.train_classes
