@@ -31,29 +31,41 @@ def test_a_native_scale_window_is_an_exact_cut_and_outside_pixels_repeat_the_edg
     assert torch.allclose(crops[1], expected, atol=1e-6)
 
 
+def _text_and_classifier(model):
+    """Three classes' TextFeatures and the classifier rows (void last) the ensemble scores against."""
+    text = model.encode_text(["red star", "green ring", "blue cross"])
+    return text, torch.cat([text.class_embeddings, F.normalize(model.void_embedding.weight, dim=-1)])
+
+
+def _crop_ensemble(model, pred_logits, masks, images, **options):
+    """crop_ensemble of the small model (FC-CLIP's alpha 0.4 / beta 0.8, 64-px crops)."""
+    text, classifier = _text_and_classifier(model)
+    return crop_ensemble(
+        pred_logits,
+        masks,
+        images,
+        model.backbone.encode_crops,
+        classifier,
+        model.backbone.logit_scale,
+        text.num_templates,
+        text.seen_mask,
+        0.4,
+        0.8,
+        64,
+        **options,
+    )
+
+
 def test_crop_logits_are_the_towers_own_classification_of_the_cut_crop():
     model, _ = build_small_segmenter()
     model.eval()
-    text = model.encode_text(["red star", "green ring", "blue cross"])
-    classifier = torch.cat([text.class_embeddings, F.normalize(model.void_embedding.weight, dim=-1)])
+    text, classifier = _text_and_classifier(model)
     images = torch.randn(1, 3, 64, 96)
     masks = torch.full((1, 2, 16, 24), -1.0)
     masks[0, 0, 4:8, 6:10] = 1.0  # box 24..40 x 16..32 -> window centred (32, 24)
     pred_logits = torch.randn(1, 2, 4)
     with torch.no_grad():
-        out = crop_ensemble(
-            pred_logits,
-            masks,
-            images,
-            model.backbone.encode_crops,
-            classifier,
-            model.backbone.logit_scale,
-            text.num_templates,
-            text.seen_mask,
-            0.4,
-            0.8,
-            64,
-        )
+        out = _crop_ensemble(model, pred_logits, masks, images)
         crop = F.pad(images, (64, 64, 64, 64), mode="replicate")[:, :, 64 - 8 : 64 + 56, 64:128]
         expected = classification_logits(
             model.backbone.encode_crops(crop)[None], classifier, model.backbone.logit_scale, text.num_templates
@@ -86,29 +98,15 @@ def test_unknown_out_vocabulary_path_is_rejected():
 def test_max_crops_classifies_only_the_most_object_like_queries_with_clip():
     model, _ = build_small_segmenter()
     model.eval()
-    text = model.encode_text(["red star", "green ring", "blue cross"])
-    classifier = torch.cat([text.class_embeddings, F.normalize(model.void_embedding.weight, dim=-1)])
     masks = torch.full((1, 3, 16, 24), -1.0)
     for q in range(3):
         masks[0, q, 2 + 4 * q : 5 + 4 * q, 3:9] = 1.0
     pred_logits = torch.zeros(1, 3, 4)
     pred_logits[0, :, -1] = torch.tensor([3.0, -3.0, 0.0])  # void most likely for query 0, least for 1
-    args = (
-        pred_logits,
-        masks,
-        torch.randn(1, 3, 64, 96),
-        model.backbone.encode_crops,
-        classifier,
-        model.backbone.logit_scale,
-        text.num_templates,
-        text.seen_mask,
-        0.4,
-        0.8,
-        64,
-    )
+    images = torch.randn(1, 3, 64, 96)
     with torch.no_grad():
-        every = crop_ensemble(*args)
-        two = crop_ensemble(*args, max_crops=2)
+        every = _crop_ensemble(model, pred_logits, masks, images)
+        two = _crop_ensemble(model, pred_logits, masks, images, max_crops=2)
     assert torch.allclose(two["out_vocab_logits"][0, 1:], every["out_vocab_logits"][0, 1:], atol=1e-5)
     assert (two["out_vocab_logits"][0, 0] == 0).all()  # query 0 is not cropped: in-vocabulary alone
     in_vocab = pred_logits[0, 0, :-1].softmax(-1) * (1 - pred_logits[0, 0].softmax(-1)[-1])
