@@ -36,7 +36,7 @@ from pmp_ros.data import splits, vocabulary
 from pmp_ros.data.world import TabletopWorld, WorldConfig
 from pmp_ros.eval.evaluate import EvalCase, eval_cases, frame_prediction, frame_truth
 from pmp_ros.eval.frame_metrics import aggregate_instruction_metrics, instruction_frame_metrics
-from pmp_ros.eval.report import format_value
+from pmp_ros.eval.report import markdown_table
 from pmp_ros.model.classifier import classification_logits, crop_images, geometric_ensemble, mask_crop_boxes
 from pmp_ros.model.inference import Predictor, instances_from_queries
 from pmp_ros.model.segmenter import SIZE_DIVISIBILITY
@@ -383,6 +383,7 @@ def diagnose(
 
 def format_diagnosis(result: dict, title: str) -> str:
     """The diagnosis as Markdown tables."""
+    sweep, probes = result["thresholds"], result["linear_probes"]
     lines = [
         f"# Diagnosis: {title}",
         "",
@@ -390,51 +391,39 @@ def format_diagnosis(result: dict, title: str) -> str:
         "",
         "## Masks alone (best IoU of any query, oracle assignment)",
         "",
-        "| objects / classes / size | count | mean best IoU | covered at IoU 0.5 |",
-        "|---|---|---|---|",
     ]
-    lines += [
-        f"| {k} | {v['count']} | {format_value(v['mean_best_iou'])} | {format_value(v['covered_at_0.5'])} |"
-        for k, v in result["masks"].items()
-    ]
-    lines += [
-        "",
-        "## Classes given the true mask (query: the best-IoU one)",
-        "",
-        "| path / classes / objects | count | class | colour | shape |",
-        "|---|---|---|---|---|",
-    ]
-    lines += [
-        f"| {k} | {v['count']} | {format_value(v['correct'])} | "
-        f"{format_value(v['colour'])} | {format_value(v['shape'])} |"
-        for k, v in result["classes"].items()
-    ]
-    sweep = result["thresholds"]
-    lines += [
-        "",
-        f"## Calibration (current threshold {sweep['current_threshold']}, best {sweep['best_threshold']})",
-        "",
-        "| score threshold | F1 | precision | recall | F1 seen | F1 unseen |",
-        "|---|---|---|---|---|---|",
-    ]
-    lines += [
-        f"| {t} | {format_value(v['all']['f1'])} | "
-        f"{format_value(v['all']['precision'])} | {format_value(v['all']['recall'])} | "
-        f"{format_value(v['seen']['f1'])} | {format_value(v['unseen']['f1'])} |"
-        for t, v in sweep["by_threshold"].items()
-    ]
-    if result["linear_probes"]:
-        lines += [
-            "",
-            "## Linear probes of the frozen CLIP levels (per-pixel class map)",
-            "",
-            "| level | channels | stride | object IoU | class acc | colour acc | shape acc |",
-            "|---|---|---|---|---|---|---|",
-        ]
-        lines += [
-            f"| {k} | {v['channels']} | {v['stride']} | "
-            f"{format_value(v['object_iou'])} | {format_value(v['class_accuracy'])} | "
-            f"{format_value(v['colour_accuracy'])} | {format_value(v['shape_accuracy'])} |"
-            for k, v in result["linear_probes"].items()
-        ]
+    lines += markdown_table(
+        ["objects / classes / size", "count", "mean best IoU", "covered at IoU 0.5"],
+        [[k, v["count"], v["mean_best_iou"], v["covered_at_0.5"]] for k, v in result["masks"].items()],
+    )
+    lines += ["## Classes given the true mask (query: the best-IoU one)", ""]
+    lines += markdown_table(
+        ["path / classes / objects", "count", "class", "colour", "shape"],
+        [[k, v["count"], v["correct"], v["colour"], v["shape"]] for k, v in result["classes"].items()],
+    )
+    lines += [f"## Calibration (current threshold {sweep['current_threshold']}, best {sweep['best_threshold']})", ""]
+    lines += markdown_table(
+        ["score threshold", "F1", "precision", "recall", "F1 seen", "F1 unseen"],
+        [
+            [t, v["all"]["f1"], v["all"]["precision"], v["all"]["recall"], v["seen"]["f1"], v["unseen"]["f1"]]
+            for t, v in sweep["by_threshold"].items()
+        ],
+    )
+    if probes:
+        lines += ["## Linear probes of the frozen CLIP levels (per-pixel class map)", ""]
+        lines += markdown_table(
+            ["level", "channels", "stride", "object IoU", "class acc", "colour acc", "shape acc"],
+            [
+                [
+                    k,
+                    v["channels"],
+                    v["stride"],
+                    v["object_iou"],
+                    v["class_accuracy"],
+                    v["colour_accuracy"],
+                    v["shape_accuracy"],
+                ]
+                for k, v in probes.items()
+            ],
+        )
     return "\n".join(lines) + "\n"

@@ -36,7 +36,8 @@ def format_value(value, digits: int = 3) -> str:
     return str(value)
 
 
-def _table(header: Sequence[str], rows: Sequence[Sequence]) -> list[str]:
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence]) -> list[str]:
+    """Markdown table lines (values through format_value), then an empty line."""
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(format_value(v) for v in row) + " |" for row in rows]
     return lines + [""]
@@ -45,7 +46,7 @@ def _table(header: Sequence[str], rows: Sequence[Sequence]) -> list[str]:
 def _model_sections(name: str, result: dict, examples: Sequence[Path]) -> list[str]:
     sem, ins, prop = result["semantic"], result["instruction"], result["proposals"]
     out = [f"## {name}", "", "### Semantic segmentation (prompts = all 100 classes)", ""]
-    out += _table(
+    out += markdown_table(
         ["mIoU seen", "mIoU unseen", "hmean", "mIoU all", "classes seen / unseen", "pixel acc."],
         [
             [
@@ -79,7 +80,7 @@ def _model_sections(name: str, result: dict, examples: Sequence[Path]) -> list[s
                 e["p90"],
             ]
         )
-    out += _table(
+    out += markdown_table(
         [
             "targets",
             "n",
@@ -102,12 +103,12 @@ def _model_sections(name: str, result: dict, examples: Sequence[Path]) -> list[s
     ]
     out += ["### Proposal recall (targets covered at IoU >= 0.5 by the top-K queries)", ""]
     ks = list(prop["all"]["recall"])
-    out += _table(
+    out += markdown_table(
         ["targets", "n", *[f"R@{k}" if k != "all" else f"R@all ({prop['num_queries']})" for k in ks]],
         [[s, prop[s]["targets"], *prop[s]["recall"].values()] for s in ("all", "seen", "unseen")],
     )
     out += ["### Difficulty", ""]
-    out += _table(
+    out += markdown_table(
         ["subset", "targets", "precision", "recall", "mean target IoU", "points inside"],
         [
             [k, v["targets"], v["precision"], v["recall"], v["mean_target_iou"], v["points_inside_share"]]
@@ -138,7 +139,7 @@ def _comparison(results: dict[str, dict]) -> list[str]:
                 ins["all"]["error_3d_m"]["median"],
             ]
         )
-    return ["## Comparison", ""] + _table(
+    return ["## Comparison", ""] + markdown_table(
         [
             "model",
             "mIoU seen",
@@ -186,7 +187,7 @@ def _seed_summary(results: dict[str, dict]) -> list[str]:
             values = [metric(r) for r in runs if metric(r) is not None]
             cells.append(f"{sum(values) / len(values):.3f} [{min(values):.3f}, {max(values):.3f}]" if values else "–")
         rows.append([variant, len(runs), *cells])
-    return ["## Over seeds (mean [min, max])", ""] + _table(
+    return ["## Over seeds (mean [min, max])", ""] + markdown_table(
         ["variant", "seeds", *[label for label, _ in _SUMMARY_METRICS]], rows
     )
 
