@@ -162,8 +162,16 @@ def session(model_file):
     import ros_harness
 
     client = ros_harness.RosTestClient("pmp_node_test")
+    # The shipped model's input size (the test checkpoint's own is tiny): the frame-dropping test needs a
+    # forward pass that takes a while compared with DDS jitter.
     argv = _node_argv(
-        model_path=str(model_file), device="cpu", image_reliability="reliable", score_threshold=0.0, cpu_threads=1
+        model_path=str(model_file),
+        device="cpu",
+        image_reliability="reliable",
+        score_threshold=0.0,
+        cpu_threads=1,
+        inference_width=320,
+        inference_height=240,
     )
     with NodeProcess(argv, name="pmp_node") as proc:
         proc.wait_for_output(READY_TEXT, STARTUP_TIMEOUT_S)
