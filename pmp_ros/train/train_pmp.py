@@ -56,7 +56,7 @@ class TrainConfig:
     log_every: int = 20
     checkpoint_every: int = 250
     # Keep the model every this many steps in <out>/snapshots/step_NNNNNN.safetensors, for learning curves
-    # (python -m pmp_ros.eval.curves --snapshots); 0 = none.
+    # (python -m pmp_ros.eval.curves RUN --snapshots); 0 = none.
     snapshot_every: int = 0
     threads: int = 0
     coco_json: str | None = None  # train on a COCO-format dataset instead of the procedural world
