@@ -116,3 +116,18 @@ def message_to_dict(msg) -> object:
     if isinstance(msg, bytes):
         return msg
     return msg
+
+
+def padded_image_message(pixels: np.ndarray, encoding: str, pad_bytes: int, bigendian: bool = False) -> Image:
+    """An Image of `pixels` whose rows carry pad_bytes of junk after the pixels (step > width x pixel size),
+    as some camera drivers send them."""
+    rows = pixels.astype(pixels.dtype.newbyteorder(">" if bigendian else "<")).reshape(pixels.shape[0], -1)
+    data = np.concatenate([rows.view(np.uint8), np.full((rows.shape[0], pad_bytes), 0xAB, np.uint8)], axis=1)
+    return Image(
+        height=pixels.shape[0],
+        width=pixels.shape[1],
+        encoding=encoding,
+        is_bigendian=int(bigendian),
+        step=data.shape[1],
+        data=data.tobytes(),
+    )

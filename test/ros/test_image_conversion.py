@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from sensor_msgs.msg import CompressedImage, Image
+from sensor_msgs.msg import CompressedImage
 
 from pmp_ros.ros.image_conversion import (
     ENCODINGS,
@@ -19,6 +19,8 @@ from pmp_ros.ros.image_conversion import (
     label_image_to_msg,
 )
 
+from message_samples import padded_image_message
+
 H, W = 5, 7
 
 
@@ -26,21 +28,6 @@ def _pixels(encoding):
     dtype, channels = ENCODINGS[encoding]
     shape = (H, W, channels) if channels > 1 else (H, W)
     return (np.arange(np.prod(shape)) * 37 % 251).astype(dtype).reshape(shape)
-
-
-def _padded_msg(array, encoding, pad_bytes, bigendian=False):
-    """An Image whose rows carry pad_bytes of junk after the pixels."""
-    dtype = array.dtype.newbyteorder(">" if bigendian else "<")
-    rows = array.astype(dtype).reshape(array.shape[0], -1).view(np.uint8)
-    padded = np.concatenate([rows, np.full((rows.shape[0], pad_bytes), 0xAB, np.uint8)], axis=1)
-    return Image(
-        height=array.shape[0],
-        width=array.shape[1],
-        encoding=encoding,
-        is_bigendian=int(bigendian),
-        step=padded.shape[1],
-        data=padded.tobytes(),
-    )
 
 
 def _buffer(msg):
@@ -60,7 +47,7 @@ def test_round_trip_is_exact_and_zero_copy(encoding):
 @pytest.mark.parametrize("bigendian", [False, True])
 def test_padded_step_and_byte_order(encoding, bigendian):
     pixels = _pixels(encoding)
-    msg = _padded_msg(pixels, encoding, pad_bytes=4 * ENCODINGS[encoding][0].itemsize, bigendian=bigendian)
+    msg = padded_image_message(pixels, encoding, pad_bytes=4 * ENCODINGS[encoding][0].itemsize, bigendian=bigendian)
     view = image_to_array(msg)
     np.testing.assert_array_equal(view, pixels)
     assert np.shares_memory(view, _buffer(msg))
@@ -89,7 +76,7 @@ COLOUR_ENCODINGS = ("rgb8", "bgr8", "rgba8", "bgra8", "mono8", "mono16")
 def test_rgb_output_goes_into_torch_from_a_writeable_buffer(encoding, pad_bytes):
     # rclpy hands the node writeable buffers (array.array), which the model passes to torch.from_numpy
     # without copying; torch rejects negative strides, as a reversed view of bgr8 has.
-    msg = _padded_msg(_pixels(encoding), encoding, pad_bytes)
+    msg = padded_image_message(_pixels(encoding), encoding, pad_bytes)
     msg.data = array.array("B", bytes(msg.data))
     rgb = image_to_rgb8(msg)
     assert rgb.flags.writeable and min(rgb.strides) > 0
@@ -104,7 +91,7 @@ def test_depth_is_not_a_colour_image(encoding):
 
 def test_big_endian_depth_becomes_native():
     depth = _pixels("16UC1") * 100
-    out = depth_to_array(_padded_msg(depth, "16UC1", 0, bigendian=True))
+    out = depth_to_array(padded_image_message(depth, "16UC1", 0, bigendian=True))
     assert out.dtype.isnative
     np.testing.assert_array_equal(out, depth)
     with pytest.raises(ImageConversionError, match="depth encoding"):

@@ -23,6 +23,7 @@ from pmp_ros.ros.image_conversion import array_to_image, image_to_array
 from pmp_ros.ros.node import READY_TEXT
 from pmp_ros_msgs.msg import SegmentationResult
 
+from message_samples import padded_image_message
 from ros_harness import NodeProcess, RosTestClient, python_module, wait_until
 
 WIDTH, HEIGHT, SCENE_SEED = 128, 96, 2
@@ -60,21 +61,6 @@ SAME_AS = {
 }
 
 
-def _padded(array, encoding, pad_bytes, bigendian=False):
-    """An Image whose rows carry pad_bytes of junk after the pixels (step > width x pixel size)."""
-    rows = array.astype(array.dtype.newbyteorder(">" if bigendian else "<")).reshape(array.shape[0], -1)
-    rows = rows.view(np.uint8)
-    data = np.concatenate([rows, np.full((rows.shape[0], pad_bytes), 0xAB, np.uint8)], axis=1)
-    return Image(
-        height=array.shape[0],
-        width=array.shape[1],
-        encoding=encoding,
-        is_bigendian=int(bigendian),
-        step=data.shape[1],
-        data=data.tobytes(),
-    )
-
-
 def _compressed(rgb, extension):
     ok, data = cv2.imencode(extension, cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
     assert ok
@@ -93,11 +79,11 @@ def encoded_frames(rgb):
         "bgr8": array_to_image(bgr, "bgr8"),
         "rgba8": array_to_image(np.concatenate([rgb, alpha], 2), "rgba8"),
         "bgra8": array_to_image(np.concatenate([bgr, alpha], 2), "bgra8"),
-        "rgb8 padded step": _padded(rgb, "rgb8", 8),
-        "bgr8 padded step": _padded(bgr, "bgr8", 8),
+        "rgb8 padded step": padded_image_message(rgb, "rgb8", 8),
+        "bgr8 padded step": padded_image_message(bgr, "bgr8", 8),
         "mono8": array_to_image(grey, "mono8"),
         "mono16": array_to_image(grey.astype(np.uint16) * 257, "mono16"),
-        "mono16 big-endian": _padded(grey.astype(np.uint16) * 257, "mono16", 0, bigendian=True),
+        "mono16 big-endian": padded_image_message(grey.astype(np.uint16) * 257, "mono16", 0, bigendian=True),
         "grey as rgb8": array_to_image(np.repeat(grey[..., None], 3, axis=2), "rgb8"),
         "decoded jpeg as rgb8": array_to_image(decoded, "rgb8"),
     }
