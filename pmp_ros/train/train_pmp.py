@@ -226,6 +226,8 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, out: Path, resume: bool = Fa
             log.flush()
             progress.set_postfix(loss=f"{record['loss']:.3f}")
         if is_main and (done % cfg.checkpoint_every == 0 or done == cfg.steps):
+            # Written beside and then renamed: a run stopped mid-write keeps its previous state intact.
+            partial = state_path.with_suffix(".tmp")
             torch.save(
                 {
                     "model": model.state_dict(),
@@ -233,8 +235,9 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, out: Path, resume: bool = Fa
                     "schedule": schedule.state_dict(),
                     "step": done,
                 },
-                state_path,
+                partial,
             )
+            partial.replace(state_path)
         if is_main and cfg.snapshot_every and done % cfg.snapshot_every == 0:
             save_checkpoint(
                 out / "snapshots" / f"step_{done:06d}.safetensors",
