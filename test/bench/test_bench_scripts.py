@@ -121,3 +121,19 @@ def test_gpu_bench():
         "1",
     )
     assert "segmenter forward" in out and "fp32" in out
+
+
+def test_bench_objects3d(tmp_path):
+    out = run(
+        "bench_objects3d.py",
+        "--repeats",
+        "2",
+        "--warmup",
+        "1",
+        "--sizes",
+        "320x240",
+        "--json",
+        str(tmp_path / "o.json"),
+    )
+    assert "measure_objects per frame" in out and "+ cloud" in out and "standalone" in out
+    assert (tmp_path / "o.json").is_file()
