@@ -14,7 +14,7 @@ Modes (--modes, comma separated; default all):
             (goal: no growth; the node keeps no backlog).
   switch    --switches new instructions during a stream: ms until the first result carrying the new
             instruction and how many results arrived until then (goal: 1 = the next processed frame).
-  text      instructions naming 1, 5 and 16 classes (16 = the parser's MAX_PROMPTS), --frames lock-step
+  text      instructions naming 1, 5 and 16 classes (16 = the parser's MAX_TARGETS), --frames lock-step
             frames each: first frame (pays the text encoding) against the following ones (text reused).
   memory    RSS of the node process once a second while streaming for --memory-duration s (default 600),
             growth after --memory-warmup s.
@@ -39,11 +39,11 @@ INSTRUCTION = "pick up the red star"
 
 def raw_forward(model_file: Path, size: tuple[int, int], sizes, frames: int, warmup: int) -> dict[str, dict]:
     """Predictor.predict per camera size, in this process (before the node starts: no contention)."""
-    from pmp_ros.data.instructions import parse_instruction
+    from pmp_ros.language.parse import parse_instruction
     from pmp_ros.model.inference import Predictor
 
     predictor, cfg = Predictor.from_checkpoint(model_file, "cpu", "auto", size=size)
-    predictor.set_prompts(parse_instruction(INSTRUCTION).prompts, cfg.train_classes)
+    predictor.set_prompts(parse_instruction(INSTRUCTION).targets, cfg.train_classes)
     out = {}
     for width, height in sizes:
         image = benchlib.scene_image(width, height)
@@ -168,13 +168,13 @@ def stream_until(client, msg, rate: float, done, timeout: float = RESULT_TIMEOUT
 
 
 def run_text(client, args) -> list[dict]:
-    from pmp_ros.data.instructions import MAX_PROMPTS
     from pmp_ros.data.vocabulary import all_classes
+    from pmp_ros.language.parse import MAX_TARGETS
 
     msg = rosbench.image_message(benchlib.scene_image(*args.stream_size))
     rows = []
     offset = 30  # classes not named by the other modes' instructions, so nothing is cached yet
-    for count in (1, 5, MAX_PROMPTS):
+    for count in (1, 5, MAX_TARGETS):
         classes = all_classes()[offset : offset + count]
         offset += count
         text = "pick up the " + ", the ".join(classes)

@@ -114,13 +114,13 @@ def main() -> None:
         return
     from dataclasses import replace
 
-    from pmp_ros.data.instructions import parse_instruction
+    from pmp_ros.language.parse import parse_instruction
     from pmp_ros.model.inference import Predictor
 
     started = time.monotonic()
     loader, cfg, description = benchlib.load_predictor(args, (240, 320), str(device), "fp32")
     segmenter = loader.segmenter
-    prompts = parse_instruction("pick up the red star").prompts
+    prompts = parse_instruction("pick up the red star").targets
     gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else "none (CPU run)"
     info = benchlib.machine({"gpu": gpu, "cuda": torch.version.cuda, "model": description})
     benchlib.print_machine(info)

@@ -26,6 +26,11 @@ def generate_launch_description() -> LaunchDescription:
         DeclareLaunchArgument("namespace", default_value="", description="Namespace of the node and its topics"),
         DeclareLaunchArgument("image", default_value="image", description="Colour image topic"),
         DeclareLaunchArgument("instruction", default_value="instruction", description="Instruction topic"),
+        DeclareLaunchArgument(
+            "structured_instruction",
+            default_value="structured_instruction",
+            description="Structured instruction topic (pmp_ros_msgs/Instruction)",
+        ),
         DeclareLaunchArgument("depth", default_value="depth/image", description="Depth image topic"),
         DeclareLaunchArgument(
             "depth_info", default_value="depth/camera_info", description="CameraInfo of the depth image"
@@ -63,6 +68,7 @@ def generate_launch_description() -> LaunchDescription:
             ("image", LaunchConfiguration("image")),
             ("image/compressed", [LaunchConfiguration("image"), "/compressed"]),
             ("instruction", LaunchConfiguration("instruction")),
+            ("structured_instruction", LaunchConfiguration("structured_instruction")),
             ("depth/image", LaunchConfiguration("depth")),
             ("depth/camera_info", LaunchConfiguration("depth_info")),
         ],

@@ -33,6 +33,7 @@ from pmp_ros.data.streams import SequenceConfig, StreamFrame, procedural_stream
 from pmp_ros.data.world import TabletopWorld, WorldConfig
 from pmp_ros.eval.frame_metrics import aggregate_instruction_metrics, instruction_frame_metrics
 from pmp_ros.eval.report import format_value, latency_summary
+from pmp_ros.language.parse import parse_instruction
 from pmp_ros.ros.environment import configure_dds_environment
 from pmp_ros.ros.image_conversion import image_to_rgb8
 from pmp_ros.ros.messages import instance_colour
@@ -155,7 +156,8 @@ def run_demo(out: Path, model: str | None, frames_per_instruction: int, width: i
         scene_seconds=1e9,
         instruction_seconds=frames_per_instruction / 30.0,
     )
-    frames = list(procedural_stream(cfg, seeds=[seed], instructions=instructions))
+    fixed = [(text, parse_instruction(text).targets) for text in instructions]
+    frames = list(procedural_stream(cfg, seeds=[seed], instructions=fixed))
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     configure_dds_environment()
     domain = pick_domains(1)[0]

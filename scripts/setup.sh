@@ -60,8 +60,8 @@ if [ "${#broken[@]}" -gt 0 ]; then
 fi
 
 # 3. Generate and install the messages into the venv (an ament prefix).
-h=$(stamp_hash "$ROOT"/msg/* "$STAMPS/packages")
-if up_to_date messages "$h" && "$PY" -c 'import pmp_ros_msgs.msg' 2>/dev/null; then
+h=$(stamp_hash "$ROOT"/msg/* "$ROOT"/srv/* "$STAMPS/packages")
+if up_to_date messages "$h" && "$PY" -c 'import pmp_ros_msgs.msg, pmp_ros_msgs.srv' 2>/dev/null; then
   log "messages up to date"
 else
   log "building pmp_ros_msgs into the venv"
@@ -72,7 +72,7 @@ else
       -DCMAKE_BUILD_TYPE=Release > "$BUILD.log" 2>&1 || { tail -40 "$BUILD.log"; exit 1; }
   AMENT_PREFIX_PATH="$VENV" cmake --build "$BUILD" -j"$(nproc)" >> "$BUILD.log" 2>&1 || { tail -40 "$BUILD.log"; exit 1; }
   cmake --install "$BUILD" >> "$BUILD.log" 2>&1 || { tail -40 "$BUILD.log"; exit 1; }
-  "$PY" -c 'import pmp_ros_msgs.msg' || { echo "pmp_ros_msgs built but does not import"; exit 1; }
+  "$PY" -c 'import pmp_ros_msgs.msg, pmp_ros_msgs.srv' || { echo "pmp_ros_msgs built but does not import"; exit 1; }
   mark_done messages "$h"
 fi
 

@@ -25,6 +25,7 @@ from std_msgs.msg import Header, String
 
 from pmp_ros.data.streams import StreamFrame
 from pmp_ros.eval.frame_metrics import FramePrediction, FrameTruth
+from pmp_ros.language.parse import InstructionParseError, parse_instruction
 from pmp_ros.ros import interface
 from pmp_ros.ros.client import deserialize as deserialize_bytes
 from pmp_ros.ros.client import serialize
@@ -156,10 +157,8 @@ def deserialize(data: bytes, msgtype: str):
 
 def truth_from_message(msg: GroundTruth) -> FrameTruth:
     """FrameTruth for the metrics; centres with NaN coordinates (unknown) are left out."""
-    from pmp_ros.data.instructions import InstructionParseError, parse_instruction
-
     try:
-        prompts = tuple(parse_instruction(msg.instruction).prompts) if msg.instruction.strip() else ()
+        prompts = parse_instruction(msg.instruction).targets if msg.instruction.strip() else ()
     except InstructionParseError:
         prompts = ()
     centres = {

@@ -3,13 +3,7 @@ only). See docs/data.md."""
 
 from pmp_ros.data.coco import CocoDataset, export_coco
 from pmp_ros.data.dataset import Sample, TabletopDataset
-from pmp_ros.data.instructions import (
-    Instruction,
-    InstructionParseError,
-    ParsedInstruction,
-    generate_instructions,
-    parse_instruction,
-)
+from pmp_ros.data.instructions import Instruction, generate_instructions
 from pmp_ros.data.vocabulary import all_classes, class_index, seen_classes, unseen_classes
 from pmp_ros.data.world import Intrinsics, Scene, SceneObject, TabletopWorld, WorldConfig
 
@@ -19,10 +13,7 @@ __all__ = [
     "Sample",
     "TabletopDataset",
     "Instruction",
-    "InstructionParseError",
-    "ParsedInstruction",
     "generate_instructions",
-    "parse_instruction",
     "all_classes",
     "class_index",
     "seen_classes",

@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 
 from pmp_ros.data import splits
-from pmp_ros.data.instructions import generate_instructions, parse_instruction
+from pmp_ros.data.instructions import generate_instructions
 from pmp_ros.data.world import Scene, TabletopWorld, WorldConfig
 
 MM_PER_M = 1000.0
@@ -118,11 +118,13 @@ def targets_of(prompts: Sequence[str], objects: Sequence[TruthObject]) -> tuple[
 
 
 def procedural_stream(
-    cfg: SequenceConfig, seeds: Sequence[int] | None = None, instructions: Sequence[str] | None = None
+    cfg: SequenceConfig,
+    seeds: Sequence[int] | None = None,
+    instructions: Sequence[tuple[str, tuple[str, ...]]] | None = None,
 ) -> Iterator[StreamFrame]:
     """cfg.num_frames frames at cfg.fps. seeds: the scenes in order (default: consecutive seeds from
-    cfg.first_seed, one per scene_seconds). instructions: fixed texts used in turn (their parsed prompts are
-    the targets); default: generated for the scene in view (vocabulary classes, sometimes an absent one)."""
+    cfg.first_seed, one per scene_seconds). instructions: fixed (text, target classes) pairs used in turn;
+    default: generated for the scene in view (vocabulary classes, sometimes an absent one)."""
     world = TabletopWorld(cfg.width, cfg.height, cfg.world)
     frames_per_scene = max(1, round(cfg.scene_seconds * cfg.fps))
     frames_per_instruction = max(1, round(cfg.instruction_seconds * cfg.fps))
@@ -151,13 +153,12 @@ def procedural_stream(
 
 
 def _next_instruction(
-    scene: Scene, fixed: Sequence[str] | None, count: int, absent_prob: float
+    scene: Scene, fixed: Sequence[tuple[str, tuple[str, ...]]] | None, count: int, absent_prob: float
 ) -> tuple[str, tuple[str, ...]]:
     """(text, prompts) of the next instruction: a fixed one in turn, else one generated for the scene
     (seeded by scene and count, so a sequence is reproducible)."""
     if fixed:
-        text = fixed[count % len(fixed)]
-        return text, tuple(parse_instruction(text).prompts)
+        return fixed[count % len(fixed)]
     generated = generate_instructions(scene, np.random.default_rng([scene.seed, count]), n=1, absent_prob=absent_prob)
     if not generated:  # a scene with nothing nameable: ask for something that is not there
         return "pick up the red star", ("red star",)

@@ -29,7 +29,7 @@ import torch
 from tqdm import tqdm
 
 from pmp_ros.data import splits, vocabulary
-from pmp_ros.data.instructions import Instruction, InstructionParseError, generate_instructions, parse_instruction
+from pmp_ros.data.instructions import Instruction, generate_instructions
 from pmp_ros.data.world import Scene, TabletopWorld, WorldConfig
 from pmp_ros.eval.frame_metrics import (
     FramePrediction,
@@ -41,6 +41,7 @@ from pmp_ros.eval.frame_metrics import (
 from pmp_ros.eval.proposals import binarise_queries, covering_ranks, recall_at_k
 from pmp_ros.eval.semantic import accumulate_confusion, new_confusion, semantic_metrics
 from pmp_ros.geometry import locate_instances
+from pmp_ros.language.parse import InstructionParseError, parse_instruction
 from pmp_ros.model.inference import Predictor, instances_from_queries
 
 ABSENT_PROB = 0.1  # share of instructions that also name a class absent from the scene
@@ -94,7 +95,7 @@ def eval_cases(
         prompts, error = (), None
         if instruction is not None:
             try:
-                prompts = parse_instruction(instruction.text).prompts
+                prompts = parse_instruction(instruction.text).targets
             except InstructionParseError as exc:
                 error = exc.reason
         yield EvalCase(i, scene, cluttered, instruction, prompts, error)

@@ -15,6 +15,7 @@ NODE_NAME = "pmp_segmenter"
 # Inputs
 IMAGE_TOPIC = "image"  # sensor_msgs/Image (or CompressedImage on IMAGE_TOPIC + "/compressed")
 INSTRUCTION_TOPIC = "instruction"  # std_msgs/String, reliable + transient local
+STRUCTURED_INSTRUCTION_TOPIC = "structured_instruction"  # pmp_ros_msgs/Instruction, same QoS
 DEPTH_TOPIC = "depth/image"  # sensor_msgs/Image, 16UC1 (mm) or 32FC1 (m), registered to the colour image
 DEPTH_INFO_TOPIC = "depth/camera_info"  # sensor_msgs/CameraInfo of the depth image
 

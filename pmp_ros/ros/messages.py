@@ -13,9 +13,10 @@ from std_msgs.msg import ColorRGBA, Header
 from visualization_msgs.msg import Marker, MarkerArray
 
 from pmp_ros.geometry import PointEstimate
+from pmp_ros.language.parse import ParsedInstruction, structured_instruction
 from pmp_ros.model.inference import Prediction
 from pmp_ros.ros.image_conversion import array_to_image, label_image_to_msg
-from pmp_ros_msgs.msg import Instance, LabelledPoint, LabelledPointArray, SegmentationResult
+from pmp_ros_msgs.msg import Instance, Instruction, LabelledPoint, LabelledPointArray, SegmentationResult
 
 OVERLAY_ALPHA = 0.5
 MARKER_NAMESPACE = "pmp_targets"
@@ -29,10 +30,47 @@ def instance_colour(instance_id: int) -> tuple[int, int, int]:
     return tuple(int(c) for c in cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)[0, 0])
 
 
+def instruction_message(parsed: ParsedInstruction) -> Instruction:
+    """The structured form of a parsed instruction ("" / 0 for no order, relation or reference)."""
+    return Instruction(
+        targets=list(parsed.targets),
+        every=list(parsed.every),
+        alternatives=parsed.alternatives,
+        everything=parsed.everything,
+        excluded=list(parsed.excluded),
+        order=parsed.order or "",
+        ordinal=parsed.ordinal or 0,
+        relation=parsed.relation or "",
+        reference=parsed.reference or "",
+    )
+
+
+def parsed_from_instruction(msg: Instruction) -> ParsedInstruction:
+    """The ParsedInstruction of a structured message; InstructionParseError when its fields disagree."""
+    return structured_instruction(
+        targets=list(msg.targets),
+        every=list(msg.every),
+        alternatives=msg.alternatives,
+        everything=msg.everything,
+        excluded=list(msg.excluded),
+        order=msg.order,
+        ordinal=msg.ordinal,
+        relation=msg.relation,
+        reference=msg.reference,
+    )
+
+
 def segmentation_result(
-    header: Header, instruction: str, prompts: Sequence[str], prediction: Prediction
+    header: Header,
+    instruction: str,
+    understood: ParsedInstruction,
+    prompts: Sequence[str],
+    resolution: str,
+    prediction: Prediction,
 ) -> SegmentationResult:
-    """SegmentationResult for one frame; header is the input image's (stamp and frame identify it)."""
+    """SegmentationResult for one frame; header is the input image's (stamp and frame identify it).
+    prompts: the target prompts (Instance.prompt_index points into them); resolution: how the instances
+    were chosen."""
     instances = [
         Instance(
             id=i.id,
@@ -50,6 +88,8 @@ def segmentation_result(
         header=header,
         instruction=instruction,
         prompts=list(prompts),
+        understood=instruction_message(understood),
+        resolution=resolution,
         label_image=label_image_to_msg(prediction.label_image, header),
         instances=instances,
     )

@@ -13,6 +13,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
@@ -24,13 +25,15 @@ from std_msgs.msg import String
 from visualization_msgs.msg import MarkerArray
 
 from pmp_ros import paths
-from pmp_ros.data.instructions import InstructionParseError, parse_instruction
 from pmp_ros.geometry import has_intrinsics, locate_instances
+from pmp_ros.language import resolve
+from pmp_ros.language.parse import InstructionParseError, ParsedInstruction, parse_instruction
+from pmp_ros.model.inference import Prediction
 from pmp_ros.ros import interface, messages, qos
 from pmp_ros.ros.environment import configure_dds_environment
 from pmp_ros.ros.image_conversion import ImageConversionError, compressed_to_rgb8, depth_to_array, image_to_rgb8
 from pmp_ros.ros.pipeline import ArrivalCounter, DepthCache, Frame, FrameSlot, RollingStats, Target, instruction_problem
-from pmp_ros_msgs.msg import LabelledPointArray, SegmentationResult
+from pmp_ros_msgs.msg import Instruction, LabelledPointArray, SegmentationResult
 
 DEFAULT_MODEL = "pmp_default.safetensors"
 READY_TEXT = "pmp_segmenter ready"
@@ -161,6 +164,9 @@ class SegmenterNode(Node):
                     f"image_reliability:=reliable (docs/node.md)"
                 )
         self.create_subscription(String, interface.INSTRUCTION_TOPIC, self._on_instruction, qos.INSTRUCTION)
+        self.create_subscription(
+            Instruction, interface.STRUCTURED_INSTRUCTION_TOPIC, self._on_structured_instruction, qos.INSTRUCTION
+        )
         if p["use_depth"]:
             self.create_subscription(
                 Image,
@@ -249,29 +255,45 @@ class SegmenterNode(Node):
     def _on_instruction(self, msg: String) -> None:
         text = msg.data
         if not text.strip():
-            self.slot.set_target(text, None)
-            self.get_logger().info("empty instruction: target cleared, publishing nothing until the next one")
+            self._clear_target(text)
             return
         problem = instruction_problem(text, self.params["max_instruction_length"])
-        prompts: tuple[str, ...] = ()
         if problem is None:
             try:
-                prompts = tuple(parse_instruction(text).prompts)
-                problem = None if prompts else "no object phrase found"
+                self._set_instruction(text, parse_instruction(text))
+                return
             except InstructionParseError as error:
                 problem = str(error)
             except Exception as error:  # a parser bug must not take the node down with it
                 problem = f"instruction parser failed: {type(error).__name__}: {error}"
-        if problem:
-            self.slot.set_target(text, None)
-            self.bad_instructions += 1
-            self.get_logger().warning(
-                f"rejected instruction {text[:60]!r}{'...' if len(text) > 60 else ''}: {problem}; target cleared",
-                throttle_duration_sec=LOG_THROTTLE_S,
-            )
+        self._reject_instruction(repr(text[:60]) + ("..." if len(text) > 60 else ""), text, problem)
+
+    def _on_structured_instruction(self, msg: Instruction) -> None:
+        if not (msg.targets or msg.excluded or msg.everything):
+            self._clear_target("")
             return
-        self.slot.set_target(text, prompts)
-        self.get_logger().info(f"instruction {text!r} -> prompts {list(prompts)}")
+        try:
+            parsed = messages.parsed_from_instruction(msg)
+        except InstructionParseError as error:
+            self._reject_instruction("structured instruction", "", str(error))
+            return
+        self._set_instruction("", parsed)
+
+    def _set_instruction(self, text: str, parsed: ParsedInstruction) -> None:
+        self.slot.set_target(text, parsed)
+        source = repr(text) if text else "structured instruction"
+        self.get_logger().info(f"instruction {source} -> {parsed.describe()}")
+
+    def _clear_target(self, text: str) -> None:
+        self.slot.set_target(text, None)
+        self.get_logger().info("empty instruction: target cleared, publishing nothing until the next one")
+
+    def _reject_instruction(self, what: str, text: str, problem: str) -> None:
+        self.slot.set_target(text, None)
+        self.bad_instructions += 1
+        self.get_logger().warning(
+            f"rejected instruction {what}: {problem}; target cleared", throttle_duration_sec=LOG_THROTTLE_S
+        )
 
     def _depth_for(self, image_msg, shape: tuple[int, int]):
         """(depth array, K) matched to the colour frame, or (None, None) without usable depth."""
@@ -301,14 +323,15 @@ class SegmenterNode(Node):
         encoded = None  # (generation, context, templates) of the text features held by the predictor
         while (item := self.slot.take()) is not None:
             frame, target = item
-            if target.prompts is None:
+            if target.parsed is None:
                 continue
             try:
                 context, templates = self._text_settings()
-                if encoded != (target.generation, context, templates):
-                    self.predictor.set_prompts(target.prompts, context, templates)
+                plan = resolve.plan_prompts(target.parsed, context)
+                if plan.num_targets and encoded != (target.generation, context, templates):
+                    self.predictor.set_prompts(plan.prompts, context, templates)
                     encoded = (target.generation, context, templates)
-                self._process(frame, target)
+                self._process(frame, target, plan)
             except ImageConversionError as error:
                 self._bad_input("image", error)
             except Exception as error:  # keep serving frames; the diagnostics report the error count
@@ -318,18 +341,28 @@ class SegmenterNode(Node):
                     f"frame failed: {type(error).__name__}: {error}", throttle_duration_sec=LOG_THROTTLE_S
                 )
 
-    def _process(self, frame: Frame, target: Target) -> None:
+    def _process(self, frame: Frame, target: Target, plan: resolve.PromptPlan) -> None:
+        """Segment the frame for the plan's prompts, resolve the instruction on the instances and publish
+        the chosen targets. An instruction with no target (only exclusions) publishes an empty result, so
+        that a consumer sees there is nothing to act on."""
         msg = frame.msg
         rgb = compressed_to_rgb8(msg) if frame.compressed else image_to_rgb8(msg)
         depth, k = self._depth_for(msg, rgb.shape[:2])
         start = time.monotonic()
-        prediction = self.predictor.predict([rgb], semantic=False)[0]
+        if plan.num_targets:
+            prediction = self.predictor.predict([rgb], semantic=False)[0]
+            prediction, resolution = resolve.apply(prediction, target.parsed, plan, depth, k)
+        else:
+            prediction = Prediction(np.zeros(rgb.shape[:2], np.uint16), [], None)
+            resolution = resolve.resolve(target.parsed, plan, [])
         inference_s = time.monotonic() - start
         points = locate_instances([i.mask for i in prediction.instances], depth, k, DEPTH_WINDOW)
         outputs = [
             (
                 self.segmentation_pub,
-                messages.segmentation_result(msg.header, target.instruction, target.prompts, prediction),
+                messages.segmentation_result(
+                    msg.header, target.instruction, target.parsed, plan.targets, resolution.note, prediction
+                ),
             ),
             (self.points_pub, messages.labelled_points(msg.header, target.instruction, prediction, points)),
         ]
@@ -395,8 +428,9 @@ class SegmenterNode(Node):
             "inference_size": f"{self.predictor.cfg.size[1]}x{self.predictor.cfg.size[0]}",
             "device": self.predictor.device,
             "instruction": target.instruction,
+            "understood": target.parsed.describe() if target.parsed else "",
         }
-        problems = ([] if target.prompts else ["waiting for a valid instruction"]) + ([silence] if silence else [])
+        problems = ([] if target.parsed else ["waiting for a valid instruction"]) + ([silence] if silence else [])
         if silence:
             self.get_logger().warning(silence, throttle_duration_sec=LOG_THROTTLE_S)
         level = DiagnosticStatus.WARN if problems else DiagnosticStatus.OK

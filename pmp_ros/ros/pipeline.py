@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from pmp_ros.language.parse import ParsedInstruction
+
 # Whitespace control characters an instruction may contain (typed multi-line text); others are rejected.
 _ALLOWED_CONTROL = "\t\n\r"
 
@@ -30,11 +32,12 @@ def instruction_problem(text: str, max_length: int) -> str | None:
 
 @dataclass(frozen=True)
 class Target:
-    """What the node segments: generation counts instruction changes; prompts None = no target."""
+    """What the node segments: generation counts instruction changes; instruction: the text as received
+    ("" for a structured one); parsed None = no valid instruction, nothing is published."""
 
     generation: int
     instruction: str
-    prompts: tuple[str, ...] | None
+    parsed: ParsedInstruction | None
 
 
 @dataclass(frozen=True)
@@ -77,9 +80,9 @@ class FrameSlot:
             frame, self._frame = self._frame, None
             return frame, self.target
 
-    def set_target(self, instruction: str, prompts: tuple[str, ...] | None) -> Target:
+    def set_target(self, instruction: str, parsed: ParsedInstruction | None) -> Target:
         with self._cond:
-            self.target = Target(self.target.generation + 1, instruction, prompts)
+            self.target = Target(self.target.generation + 1, instruction, parsed)
             return self.target
 
     def publish_if_current(self, target: Target, publish) -> bool:

@@ -60,8 +60,8 @@ def bags(tmp_path_factory, frames):
 
 def direct_evaluation(model_file, frames):
     """The node's computation without ROS: same checkpoint, thresholds, context, input size, point rule."""
-    from pmp_ros.data.instructions import parse_instruction
     from pmp_ros.geometry import locate_instances
+    from pmp_ros.language.parse import parse_instruction
     from pmp_ros.model.inference import Predictor
     from pmp_ros.ros.node import DEPTH_WINDOW
 
@@ -71,7 +71,7 @@ def direct_evaluation(model_file, frames):
     )
     records = []
     for frame in frames:
-        predictor.set_prompts(parse_instruction(frame.instruction).prompts, CONTEXT)
+        predictor.set_prompts(parse_instruction(frame.instruction).targets, CONTEXT)
         prediction = predictor.predict([frame.rgb])[0]
         points = locate_instances([i.mask for i in prediction.instances], frame.depth_mm, frame.k, DEPTH_WINDOW)
         pred = FramePrediction(

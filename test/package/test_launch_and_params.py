@@ -59,6 +59,7 @@ def test_launch_remaps_the_node_topics():
     for topic in (
         interface.IMAGE_TOPIC,
         interface.INSTRUCTION_TOPIC,
+        interface.STRUCTURED_INSTRUCTION_TOPIC,
         interface.DEPTH_TOPIC,
         interface.DEPTH_INFO_TOPIC,
     ):

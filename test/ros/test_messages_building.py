@@ -10,6 +10,7 @@ from std_msgs.msg import Header
 from visualization_msgs.msg import Marker
 
 from pmp_ros.geometry import PointEstimate
+from pmp_ros.language.parse import InstructionParseError, parse_instruction
 from pmp_ros.model.inference import Instance, Prediction
 from pmp_ros.ros import messages
 from pmp_ros.ros.image_conversion import image_to_array
@@ -33,14 +34,50 @@ POINTS = [PointEstimate(5, 3, (0.1, -0.2, 1.5)), PointEstimate(25, 12, None)]
 
 
 def test_segmentation_result():
-    result = messages.segmentation_result(HEADER, "pick up the red star", ["red star", "green ring"], _prediction())
+    text = "pick up the red star and the green ring, not the blue heart"
+    understood = parse_instruction(text)
+    result = messages.segmentation_result(
+        HEADER, text, understood, ["red star", "green ring"], "2 of 2 target instance(s), by score", _prediction()
+    )
     assert result.header == HEADER and result.label_image.header == HEADER
-    assert result.instruction == "pick up the red star" and list(result.prompts) == ["red star", "green ring"]
+    assert result.instruction == text and list(result.prompts) == ["red star", "green ring"]
+    assert list(result.understood.targets) == ["red star", "green ring"]
+    assert list(result.understood.excluded) == ["blue heart"] and result.resolution.startswith("2 of 2")
     np.testing.assert_array_equal(image_to_array(result.label_image), _prediction().label_image)
     first = result.instances[0]
     assert (first.id, first.label, first.prompt_index, first.area) == (1, "red star", 0, 24)
     assert first.score == pytest.approx(0.9)
     assert (first.roi.x_offset, first.roi.y_offset, first.roi.width, first.roi.height) == (3, 2, 6, 4)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "pick up the second cup from the left",
+        "grab the coffee mug next to the laptop",
+        "person, car, dog",
+        "pick up everything except the red star",
+        "the green cross or the blue ring",
+        "don't touch the knife",
+    ],
+)
+def test_structured_instruction_round_trip(text):
+    parsed = parse_instruction(text)
+    assert messages.parsed_from_instruction(messages.instruction_message(parsed)) == parsed
+
+
+def test_inconsistent_structured_instruction_is_rejected():
+    msg = messages.instruction_message(parse_instruction("grab the mug next to the laptop"))
+    msg.reference = ""
+    with pytest.raises(InstructionParseError, match="relation needs a reference"):
+        messages.parsed_from_instruction(msg)
+    msg = messages.instruction_message(parse_instruction("person, car"))
+    msg.every = [True]
+    with pytest.raises(InstructionParseError, match="every"):
+        messages.parsed_from_instruction(msg)
+    msg.every, msg.order = [], "sideways"
+    with pytest.raises(InstructionParseError, match="unknown order"):
+        messages.parsed_from_instruction(msg)
 
 
 def test_labelled_points():
@@ -77,20 +114,20 @@ def test_diagnostics():
 
 def test_frame_slot_keeps_only_the_newest_and_counts_drops():
     slot = FrameSlot()
-    slot.set_target("x", ("x",))
+    slot.set_target("x", parse_instruction("x"))
     for i in range(5):
         slot.put(Frame(i, False, 0.0))
     frame, target = slot.take(timeout=1.0)
-    assert frame.msg == 4 and slot.dropped == 4 and target.prompts == ("x",)
+    assert frame.msg == 4 and slot.dropped == 4 and target.parsed.targets == ("x",)
     assert slot.take(timeout=0.01) is None
 
 
 def test_stale_results_are_not_published():
     slot = FrameSlot()
-    old = slot.set_target("a", ("a",))
+    old = slot.set_target("cup", parse_instruction("cup"))
     published = []
     assert slot.publish_if_current(old, lambda: published.append("a"))
-    slot.set_target("b", ("b",))
+    slot.set_target("mug", parse_instruction("mug"))
     assert not slot.publish_if_current(old, lambda: published.append("stale"))
     assert published == ["a"]
 
