@@ -3,6 +3,9 @@
     ros2 launch pmp_ros pmp.launch.py image:=/camera/color/image_raw instruction:=/robot/instruction \
         depth:=/camera/aligned_depth_to_color/image_raw depth_info:=/camera/aligned_depth_to_color/camera_info \
         use_depth:=true namespace:=perception device:=cuda
+
+The node is a managed (lifecycle) node; by default it configures and activates itself. managed:=true leaves
+it unconfigured for a lifecycle manager (its autostart parameter false).
 """
 
 import os
@@ -10,7 +13,7 @@ import os
 from ament_index_python.packages import get_package_share_directory
 from launch.actions import DeclareLaunchArgument, SetEnvironmentVariable
 from launch.conditions import IfCondition
-from launch.substitutions import EnvironmentVariable, LaunchConfiguration
+from launch.substitutions import EnvironmentVariable, LaunchConfiguration, PythonExpression
 from launch_ros.actions import Node
 
 from launch import LaunchDescription
@@ -41,6 +44,11 @@ def generate_launch_description() -> LaunchDescription:
         ),
         DeclareLaunchArgument("device", default_value="auto", description="auto, cpu, cuda or cuda:N"),
         DeclareLaunchArgument(
+            "managed",
+            default_value="false",
+            description="true: leave the lifecycle node unconfigured for a lifecycle manager (no autostart)",
+        ),
+        DeclareLaunchArgument(
             "use_fastdds_profile",
             default_value="true",
             description="Use the package's Fast DDS profile (large shared-memory segment)",
@@ -62,7 +70,11 @@ def generate_launch_description() -> LaunchDescription:
         namespace=LaunchConfiguration("namespace"),
         parameters=[
             LaunchConfiguration("params_file"),
-            {"device": LaunchConfiguration("device"), "use_depth": LaunchConfiguration("use_depth")},
+            {
+                "device": LaunchConfiguration("device"),
+                "use_depth": LaunchConfiguration("use_depth"),
+                "autostart": PythonExpression(["'", LaunchConfiguration("managed"), "'.lower() != 'true'"]),
+            },
         ],
         remappings=[
             ("image", LaunchConfiguration("image")),

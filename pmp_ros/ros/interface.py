@@ -24,6 +24,12 @@ SEGMENTATION_TOPIC = "segmentation"  # pmp_ros_msgs/SegmentationResult
 POINTS_TOPIC = "labelled_points"  # pmp_ros_msgs/LabelledPointArray
 OVERLAY_TOPIC = "overlay"  # sensor_msgs/Image rgb8, only while subscribed
 MARKERS_TOPIC = "markers"  # visualization_msgs/MarkerArray, only while subscribed
+OBJECTS_TOPIC = "objects"  # pmp_ros_msgs/Object3DArray, with depth
+# sensor_msgs/PointCloud2 (x y z rgb instance_id), with depth, only while subscribed
+OBJECT_POINTS_TOPIC = "object_points"
+
+# Services
+SEGMENT_SERVICE = "segment"  # pmp_ros_msgs/Segment: one result for one instruction on the next frame
 DIAGNOSTICS_TOPIC = "/diagnostics"  # diagnostic_msgs/DiagnosticArray (the standard absolute topic)
 
 
@@ -167,6 +173,27 @@ PARAMETERS: tuple[Parameter, ...] = (
         min_value=1,
         max_value=100000,
         dynamic=True,
+    ),
+    Parameter(
+        "object_voxel_size",
+        0.005,
+        "Voxel size (m) of the object point cloud; 0 keeps every point",
+        min_value=0.0,
+        max_value=0.5,
+        dynamic=True,
+    ),
+    Parameter(
+        "segment_timeout",
+        2.0,
+        "Seconds the segment service waits for a camera frame when a request gives no timeout",
+        min_value=0.01,
+        max_value=600.0,
+        dynamic=True,
+    ),
+    Parameter(
+        "autostart",
+        True,
+        "Configure and activate at startup; false leaves the managed node unconfigured for a lifecycle manager",
     ),
     Parameter("cpu_threads", 0, "torch intra-op threads on CPU; 0 = torch's default", min_value=0, max_value=256),
 )

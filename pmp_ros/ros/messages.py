@@ -7,16 +7,26 @@ from collections.abc import Mapping, Sequence
 import cv2
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from geometry_msgs.msg import Point
-from sensor_msgs.msg import Image, RegionOfInterest
+from geometry_msgs.msg import Point, Pose, Quaternion, Vector3
+from sensor_msgs.msg import Image, PointCloud2, PointField, RegionOfInterest
 from std_msgs.msg import ColorRGBA, Header
 from visualization_msgs.msg import Marker, MarkerArray
 
 from pmp_ros.geometry import PointEstimate
 from pmp_ros.language.parse import ParsedInstruction, structured_instruction
 from pmp_ros.model.inference import Prediction
+from pmp_ros.objects3d import Object3D as Measured3D
+from pmp_ros.objects3d import ObjectCloud
 from pmp_ros.ros.image_conversion import array_to_image, label_image_to_msg
-from pmp_ros_msgs.msg import Instance, Instruction, LabelledPoint, LabelledPointArray, SegmentationResult
+from pmp_ros_msgs.msg import (
+    Instance,
+    Instruction,
+    LabelledPoint,
+    LabelledPointArray,
+    Object3D,
+    Object3DArray,
+    SegmentationResult,
+)
 
 OVERLAY_ALPHA = 0.5
 MARKER_NAMESPACE = "pmp_targets"
@@ -116,6 +126,65 @@ def labelled_points(
             )
         )
     return LabelledPointArray(header=header, instruction=instruction, points=out)
+
+
+def objects_3d(
+    header: Header, instruction: str, prediction: Prediction, measured: Sequence[Measured3D] | None
+) -> Object3DArray:
+    """One Object3D per instance (measured[i] belongs to prediction.instances[i]); measured None (no depth
+    or camera info for this frame): entries with num_points 0 and no geometry."""
+    out = []
+    for index, instance in enumerate(prediction.instances):
+        item = Object3D(instance_id=instance.id, label=instance.label, score=float(instance.score))
+        found = measured[index] if measured is not None else None
+        if found is not None and found.num_points:
+            item.num_points = found.num_points
+            item.centroid = Point(x=found.centroid[0], y=found.centroid[1], z=found.centroid[2])
+        if found is not None and found.box is not None:
+            (cx, cy, cz), (qx, qy, qz, qw) = found.box.center, found.box.quaternion
+            item.box_pose = Pose(position=Point(x=cx, y=cy, z=cz), orientation=Quaternion(x=qx, y=qy, z=qz, w=qw))
+            item.box_size = Vector3(x=found.box.size[0], y=found.box.size[1], z=found.box.size[2])
+        else:
+            item.box_pose.orientation.w = 1.0
+        if found is not None and found.normal is not None:
+            item.normal = Vector3(x=found.normal[0], y=found.normal[1], z=found.normal[2])
+            item.normal_valid = True
+        out.append(item)
+    return Object3DArray(header=header, instruction=instruction, objects=out)
+
+
+# PointCloud2 layout of object_points: x y z (float32), rgb (float32 holding 0x00RRGGBB, as RViz reads it),
+# instance_id (uint16), 2 bytes of padding.
+_CLOUD_DTYPE = np.dtype(
+    {"names": ["x", "y", "z", "rgb", "instance_id"], "formats": ["<f4", "<f4", "<f4", "<u4", "<u2"], "itemsize": 20}
+)
+_CLOUD_FIELDS = [
+    PointField(name="x", offset=0, datatype=PointField.FLOAT32, count=1),
+    PointField(name="y", offset=4, datatype=PointField.FLOAT32, count=1),
+    PointField(name="z", offset=8, datatype=PointField.FLOAT32, count=1),
+    PointField(name="rgb", offset=12, datatype=PointField.FLOAT32, count=1),
+    PointField(name="instance_id", offset=16, datatype=PointField.UINT16, count=1),
+]
+
+
+def object_cloud(header: Header, cloud: ObjectCloud) -> PointCloud2:
+    """The objects' points as one unorganised PointCloud2 (fields: _CLOUD_FIELDS)."""
+    points = np.zeros(len(cloud.xyz), _CLOUD_DTYPE)
+    points["x"], points["y"], points["z"] = cloud.xyz[:, 0], cloud.xyz[:, 1], cloud.xyz[:, 2]
+    rgb = cloud.rgb.astype(np.uint32)
+    points["rgb"] = (rgb[:, 0] << 16) | (rgb[:, 1] << 8) | rgb[:, 2]
+    points["instance_id"] = cloud.instance_id
+    return PointCloud2(
+        header=header,
+        height=1,
+        width=len(points),
+        fields=_CLOUD_FIELDS,
+        is_bigendian=False,
+        point_step=_CLOUD_DTYPE.itemsize,
+        row_step=_CLOUD_DTYPE.itemsize * len(points),
+        data=points.tobytes(),
+        is_dense=True,
+    )
 
 
 def overlay_image(rgb: np.ndarray, prediction: Prediction, points: Sequence[PointEstimate], header: Header) -> Image:

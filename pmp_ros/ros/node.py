@@ -1,7 +1,13 @@
 """The pmp_segmenter node: ROS glue around model/inference.Predictor (behaviour documented in docs/node.md).
 
+A managed (lifecycle) node: configure loads the model, activate subscribes and starts the worker,
+deactivate unsubscribes and stops it (the model stays loaded), cleanup frees the model. With the
+`autostart` parameter (default) it walks configure and activate itself.
+
 Threads: the executor runs the callbacks, which only store messages (the newest frame, the instruction,
 depth); one worker thread converts, runs the model and publishes, so a slow model never builds a queue.
+Segment-service requests wait in their own (reentrant) callback group for the worker to serve them with
+the next frame, so they block neither the image stream nor each other.
 """
 
 from __future__ import annotations
@@ -10,30 +16,42 @@ import logging
 import sys
 import threading
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
 from rclpy.exceptions import ParameterException
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
-from rclpy.node import Node
-from sensor_msgs.msg import CameraInfo, CompressedImage, Image
+from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 from std_msgs.msg import String
 from visualization_msgs.msg import MarkerArray
 
 from pmp_ros import paths
-from pmp_ros.geometry import has_intrinsics, locate_instances
+from pmp_ros.geometry import PointEstimate, has_intrinsics, locate_instances
 from pmp_ros.language import resolve
 from pmp_ros.language.parse import InstructionParseError, ParsedInstruction, parse_instruction
 from pmp_ros.model.inference import Prediction
+from pmp_ros.objects3d import measure_objects, stack_points
 from pmp_ros.ros import interface, messages, qos
 from pmp_ros.ros.environment import configure_dds_environment
 from pmp_ros.ros.image_conversion import ImageConversionError, compressed_to_rgb8, depth_to_array, image_to_rgb8
-from pmp_ros.ros.pipeline import ArrivalCounter, DepthCache, Frame, FrameSlot, RollingStats, Target, instruction_problem
-from pmp_ros_msgs.msg import Instruction, LabelledPointArray, SegmentationResult
+from pmp_ros.ros.pipeline import (
+    ArrivalCounter,
+    DepthCache,
+    Frame,
+    FrameSlot,
+    RollingStats,
+    SegmentRequest,
+    Target,
+    instruction_problem,
+)
+from pmp_ros_msgs.msg import Instruction, LabelledPointArray, Object3DArray, SegmentationResult
+from pmp_ros_msgs.srv import Segment
 
 DEFAULT_MODEL = "pmp_default.safetensors"
 READY_TEXT = "pmp_segmenter ready"
@@ -47,6 +65,10 @@ INFERENCE_PARAMETERS = ("score_threshold", "mask_threshold", "max_instances")
 # Measured with bench/bench_frame_size.py (docs/node.md); reliable QoS carried the largest image the node
 # accepts.
 BEST_EFFORT_MAX_FRAME_MB = 16
+# Segment-service requests served at once: each waits in an executor thread for its frame, so the executor
+# has that many threads beyond those of the inputs, timers and the ROS services (EXECUTOR_THREADS).
+MAX_CONCURRENT_SEGMENTS = 4
+EXECUTOR_THREADS = 3 + MAX_CONCURRENT_SEGMENTS
 # Seconds a publisher on the image topic may deliver nothing before the diagnostics and the log say so.
 NO_IMAGE_WARNING_S = 5.0
 # open_clip's warning when it builds the CLIP towers without pretrained weights: the node's checkpoint
@@ -79,31 +101,128 @@ def _stamp_seconds(stamp) -> float:
     return stamp.sec + stamp.nanosec * 1e-9
 
 
-class SegmenterNode(Node):
+@dataclass
+class FrameOutputs:
+    """One frame's results for one instruction: what the topics publish and the segment service returns."""
+
+    result: SegmentationResult
+    points: LabelledPointArray
+    objects: Object3DArray
+    prediction: Prediction
+    estimates: list[PointEstimate]  # the labelled points (overlay and markers draw them)
+    cloud: PointCloud2 | None = None
+
+
+class SegmenterNode(LifecycleNode):
     def __init__(self) -> None:
         super().__init__(interface.NODE_NAME)
         self.params = self._declare_parameters()
-        self.predictor, model_cfg = self._load_model()
-        self.model_name = Path(self.model_path).name
-        self._train_classes = tuple(model_cfg.train_classes)
+        self.predictor = None
+        self.model_path = ""
+        self.model_name = ""
+        self.startup_error = ""  # why the last configure failed
+        self._train_classes: tuple[str, ...] = ()
         self.slot = FrameSlot()
         self.depth_cache = DepthCache()
         self.stats = RollingStats()
         self.camera_info: CameraInfo | None = None
         self.arrivals = ArrivalCounter()
         self.bad_images = self.bad_instructions = self.stale_results = self.errors = self.bad_camera_info = 0
+        self.segment_requests = self.segment_timeouts = 0
+        self._segments_waiting = 0
+        self._segments_lock = threading.Lock()
         self._silent_since: float | None = None  # since when the image topic has publishers but no images
         self._received_at_last_check = 0
-        self._create_interfaces()
+        self._subscriptions: list = []
+        self._publishers: list = []
+        self._service = None
+        self._worker: threading.Thread | None = None
+        self._active = False
+        self.autostarting = False  # main is walking configure and activate (the autostart parameter)
+        self._encoded = None  # (prompts, context, templates) whose text features the predictor holds
+        # Inputs never wait behind a service call, and service calls never wait behind each other.
+        self._inputs_group = MutuallyExclusiveCallbackGroup()
+        self._service_group = ReentrantCallbackGroup()
         self.add_on_set_parameters_callback(self._check_parameters)
         self.add_post_set_parameters_callback(self._apply_parameters)
-        self._worker = threading.Thread(target=self._work, name="pmp_inference", daemon=True)
-        self._worker.start()
+        self.diagnostics_pub = self.create_publisher(DiagnosticArray, interface.DIAGNOSTICS_TOPIC, 10)
+        self.create_timer(1.0, self._publish_diagnostics, callback_group=MutuallyExclusiveCallbackGroup())
+
+    # -- lifecycle -----------------------------------------------------------------------------------
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        try:
+            self.predictor, model_cfg = self._load_model()
+        except StartupError as error:
+            self.startup_error = str(error)
+            if not self.autostarting:  # main reports an autostart failure as its one line and exits
+                self.get_logger().error(f"configure failed: {error}")
+            return TransitionCallbackReturn.FAILURE
+        self.startup_error = ""
+        self.model_name = Path(self.model_path).name
+        self._train_classes = tuple(model_cfg.train_classes)
+        self._create_publishers()
+        self._service = self.create_service(
+            Segment, interface.SEGMENT_SERVICE, self._on_segment, callback_group=self._service_group
+        )
         self.get_logger().info(
             f"{READY_TEXT}: model {self.model_path} (all weights from the checkpoint) on "
             f"{self.predictor.device} ({str(self.predictor.dtype).removeprefix('torch.')}); "
             f"inference settings: {self._describe_inference()}"
         )
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self.slot.reopen()
+        self._create_subscriptions()
+        self._worker = threading.Thread(target=self._work, name="pmp_inference", daemon=True)
+        self._worker.start()
+        self._active = True
+        self.get_logger().info("active: segmenting camera frames")
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._stop_streaming()
+        self.get_logger().info("inactive: no subscriptions, the model stays loaded")
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._release()
+        self.get_logger().info("unconfigured: model released")
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._stop_streaming()
+        self._release()
+        return TransitionCallbackReturn.SUCCESS
+
+    def _stop_streaming(self) -> None:
+        self._active = False
+        for subscription in self._subscriptions:
+            self.destroy_subscription(subscription)
+        self._subscriptions = []
+        self.slot.close()
+        if self._worker is not None:
+            self._worker.join(timeout=10.0)
+            self._worker = None
+
+    def _release(self) -> None:
+        for publisher in self._publishers:
+            self.destroy_publisher(publisher)
+        self._publishers = []
+        if self._service is not None:
+            self.destroy_service(self._service)
+            self._service = None
+        device = getattr(self.predictor, "device", None)
+        self.predictor = None
+        self._encoded = None
+        if device is not None and device.type == "cuda":
+            import torch
+
+            torch.cuda.empty_cache()
+
+    @property
+    def lifecycle_state(self) -> str:
+        return self._state_machine.current_state[1]
 
     # -- startup -------------------------------------------------------------------------------------
     def _declare_parameters(self) -> dict:
@@ -144,43 +263,68 @@ class SegmenterNode(Node):
             logging.getLogger().removeFilter(silence_random_init)
         return predictor, model_cfg
 
-    def _create_interfaces(self) -> None:
+    def _create_subscriptions(self) -> None:
         p = self.params
         best_effort = p["image_reliability"] == "best_effort"
         image_qos = qos.profile(1, reliable=not best_effort)
+        group = {"callback_group": self._inputs_group}
         if p["image_transport"] == "compressed":
             self.image_subscription = self.create_subscription(
-                CompressedImage, interface.IMAGE_TOPIC + "/compressed", lambda msg: self._on_image(msg, True), image_qos
+                CompressedImage,
+                interface.IMAGE_TOPIC + "/compressed",
+                lambda msg: self._on_image(msg, True),
+                image_qos,
+                **group,
             )
         else:
             self.image_subscription = self.create_subscription(
-                Image, interface.IMAGE_TOPIC, lambda msg: self._on_image(msg, False), image_qos
+                Image, interface.IMAGE_TOPIC, lambda msg: self._on_image(msg, False), image_qos, **group
             )
             if best_effort:
                 self.get_logger().warning(
                     f"image_reliability best_effort: raw frames larger than about {BEST_EFFORT_MAX_FRAME_MB} MB "
                     f"(4000x3000 rgb8 is 36 MB) arrive sometimes or never over best-effort DDS with "
                     f"config/fastdds.xml, and nothing reports it; for such cameras set "
-                    f"image_reliability:=reliable (docs/node.md)"
+                    f"image_reliability:=reliable (docs/node.md)",
+                    once=True,
                 )
-        self.create_subscription(String, interface.INSTRUCTION_TOPIC, self._on_instruction, qos.INSTRUCTION)
-        self.create_subscription(
-            Instruction, interface.STRUCTURED_INSTRUCTION_TOPIC, self._on_structured_instruction, qos.INSTRUCTION
-        )
-        if p["use_depth"]:
+        self._subscriptions = [
+            self.image_subscription,
             self.create_subscription(
-                Image,
-                interface.DEPTH_TOPIC,
-                lambda msg: self.depth_cache.add(_stamp_seconds(msg.header.stamp), msg),
-                image_qos,
-            )
-            self.create_subscription(CameraInfo, interface.DEPTH_INFO_TOPIC, self._on_camera_info, qos.profile(1))
+                String, interface.INSTRUCTION_TOPIC, self._on_instruction, qos.INSTRUCTION, **group
+            ),
+            self.create_subscription(
+                Instruction,
+                interface.STRUCTURED_INSTRUCTION_TOPIC,
+                self._on_structured_instruction,
+                qos.INSTRUCTION,
+                **group,
+            ),
+        ]
+        if p["use_depth"]:
+            self._subscriptions += [
+                self.create_subscription(
+                    Image,
+                    interface.DEPTH_TOPIC,
+                    lambda msg: self.depth_cache.add(_stamp_seconds(msg.header.stamp), msg),
+                    image_qos,
+                    **group,
+                ),
+                self.create_subscription(
+                    CameraInfo, interface.DEPTH_INFO_TOPIC, self._on_camera_info, qos.profile(1), **group
+                ),
+            ]
+
+    def _create_publishers(self) -> None:
         self.segmentation_pub = self.create_publisher(SegmentationResult, interface.SEGMENTATION_TOPIC, 5)
         self.points_pub = self.create_publisher(LabelledPointArray, interface.POINTS_TOPIC, 5)
         self.overlay_pub = self.create_publisher(Image, interface.OVERLAY_TOPIC, 2)
         self.markers_pub = self.create_publisher(MarkerArray, interface.MARKERS_TOPIC, 2)
-        self.diagnostics_pub = self.create_publisher(DiagnosticArray, interface.DIAGNOSTICS_TOPIC, 10)
-        self.create_timer(1.0, self._publish_diagnostics)
+        self._publishers = [self.segmentation_pub, self.points_pub, self.overlay_pub, self.markers_pub]
+        if self.params["use_depth"]:
+            self.objects_pub = self.create_publisher(Object3DArray, interface.OBJECTS_TOPIC, 5)
+            self.cloud_pub = self.create_publisher(PointCloud2, interface.OBJECT_POINTS_TOPIC, 2)
+            self._publishers += [self.objects_pub, self.cloud_pub]
 
     # -- parameters ----------------------------------------------------------------------------------
     def _check_parameters(self, parameters) -> SetParametersResult:
@@ -194,7 +338,7 @@ class SegmenterNode(Node):
     def _apply_parameters(self, parameters) -> None:
         changes = {parameter.name: parameter.value for parameter in parameters}
         self.params = {**self.params, **changes}
-        if any(name in INFERENCE_PARAMETERS for name in changes):
+        if self.predictor is not None and any(name in INFERENCE_PARAMETERS for name in changes):
             self.predictor.cfg = self._inference_settings()
             self.get_logger().info(f"inference settings: {self._describe_inference()}")
 
@@ -318,61 +462,152 @@ class SegmenterNode(Node):
         self.bad_images += 1
         self.get_logger().warning(f"ignored bad {what}: {error}", throttle_duration_sec=LOG_THROTTLE_S)
 
+    # -- segment service ----------------------------------------------------------------------------
+    def _on_segment(self, request: Segment.Request, response: Segment.Response) -> Segment.Response:
+        """One result for the request's instruction on the first frame that arrives after it; the
+        instruction topic's target is left as it is."""
+        self.segment_requests += 1
+        response.success = False
+        if not self._active:
+            response.error = f"node not active (lifecycle state {self.lifecycle_state})"
+            return response
+        text = request.instruction
+        problem = instruction_problem(text, self.params["max_instruction_length"])
+        if problem:
+            response.error = problem
+            return response
+        try:
+            parsed = parse_instruction(text)
+        except InstructionParseError as error:
+            response.error = str(error)
+            return response
+        with self._segments_lock:
+            if self._segments_waiting >= MAX_CONCURRENT_SEGMENTS:
+                response.error = f"busy: {MAX_CONCURRENT_SEGMENTS} segment requests are already waiting"
+                return response
+            self._segments_waiting += 1
+        try:
+            timeout = request.timeout if request.timeout > 0 else self.params["segment_timeout"]
+            waiting = self._wait_for_segment(parsed, text, timeout)
+        finally:
+            with self._segments_lock:
+                self._segments_waiting -= 1
+        if isinstance(waiting, str):
+            response.error = waiting
+            return response
+        if waiting.error:
+            response.error = waiting.error
+            return response
+        outputs: FrameOutputs = waiting.outputs
+        response.success = True
+        response.result, response.points, response.objects = outputs.result, outputs.points, outputs.objects
+        return response
+
+    def _wait_for_segment(self, parsed: ParsedInstruction, text: str, timeout: float) -> SegmentRequest | str:
+        """The served request, or why there is no result (no frame within `timeout` seconds)."""
+        waiting = SegmentRequest(parsed, text, after=time.monotonic())
+        self.slot.add_request(waiting)
+        if not waiting.done.wait(timeout) and self.slot.withdraw_request(waiting):
+            self.segment_timeouts += 1
+            return f"no camera frame within {timeout:.2f} s on {self.image_subscription.topic_name}"
+        waiting.done.wait()  # taken by the worker just as the wait ended: it finishes it
+        return waiting
+
     # -- worker --------------------------------------------------------------------------------------
     def _work(self) -> None:
-        encoded = None  # (generation, context, templates) of the text features held by the predictor
         while (item := self.slot.take()) is not None:
-            frame, target = item
-            if target.parsed is None:
+            frame, target, requests = item
+            if target.parsed is None and not requests:
                 continue
             try:
-                context, templates = self._text_settings()
-                plan = resolve.plan_prompts(target.parsed, context)
-                if plan.num_targets and encoded != (target.generation, context, templates):
-                    self.predictor.set_prompts(plan.prompts, context, templates)
-                    encoded = (target.generation, context, templates)
-                self._process(frame, target, plan)
+                rgb, depth, k = self._convert(frame)
+                for request in requests:
+                    request.outputs = self._segment(frame.msg, rgb, depth, k, request.parsed, request.instruction)
+                if target.parsed is not None:
+                    self._stream(frame, target, rgb, depth, k)
             except ImageConversionError as error:
                 self._bad_input("image", error)
+                for request in requests:
+                    request.error = f"the camera frame could not be used: {error}"
             except Exception as error:  # keep serving frames; the diagnostics report the error count
                 self.errors += 1
-                encoded = None
                 self.get_logger().error(
                     f"frame failed: {type(error).__name__}: {error}", throttle_duration_sec=LOG_THROTTLE_S
                 )
+                for request in requests:
+                    request.error = request.error or f"segmentation failed: {type(error).__name__}: {error}"
+            finally:
+                for request in requests:
+                    request.done.set()
 
-    def _process(self, frame: Frame, target: Target, plan: resolve.PromptPlan) -> None:
-        """Segment the frame for the plan's prompts, resolve the instruction on the instances and publish
-        the chosen targets. An instruction with no target (only exclusions) publishes an empty result, so
-        that a consumer sees there is nothing to act on."""
-        msg = frame.msg
-        rgb = compressed_to_rgb8(msg) if frame.compressed else image_to_rgb8(msg)
-        depth, k = self._depth_for(msg, rgb.shape[:2])
-        start = time.monotonic()
+    def _convert(self, frame: Frame):
+        """(rgb uint8 [H,W,3], depth [H,W] or None, K or None) of a received frame."""
+        rgb = compressed_to_rgb8(frame.msg) if frame.compressed else image_to_rgb8(frame.msg)
+        depth, k = self._depth_for(frame.msg, rgb.shape[:2])
+        return rgb, depth, k
+
+    def _segment(self, msg, rgb, depth, k, parsed: ParsedInstruction, instruction: str, cloud: bool = False):
+        """FrameOutputs of one frame for one instruction: segment its prompts, resolve it on the instances,
+        measure the chosen ones in 3D (with depth). An instruction with no target (only exclusions) gives
+        empty results without running the model, so that a consumer sees there is nothing to act on."""
+        context, templates = self._text_settings()
+        plan = resolve.plan_prompts(parsed, context)
         if plan.num_targets:
+            if self._encoded != (plan.prompts, context, templates):
+                self._encoded = None  # until set_prompts has succeeded
+                self.predictor.set_prompts(plan.prompts, context, templates)
+                self._encoded = (plan.prompts, context, templates)
             prediction = self.predictor.predict([rgb], semantic=False)[0]
-            prediction, resolution = resolve.apply(prediction, target.parsed, plan, depth, k)
+            prediction, resolution = resolve.apply(prediction, parsed, plan, depth, k)
         else:
             prediction = Prediction(np.zeros(rgb.shape[:2], np.uint16), [], None)
-            resolution = resolve.resolve(target.parsed, plan, [])
+            resolution = resolve.resolve(parsed, plan, [])
+        masks = [i.mask for i in prediction.instances]
+        points = locate_instances(masks, depth, k, DEPTH_WINDOW)
+        measured = None
+        if depth is not None and k is not None and masks:
+            measured = measure_objects(
+                masks,
+                depth,
+                k,
+                instance_ids=[i.id for i in prediction.instances],
+                boxes=[i.box for i in prediction.instances],
+                pixels=[(p.u, p.v) for p in points],
+                cloud_rgb=rgb if cloud else None,
+                voxel_m=self.params["object_voxel_size"],
+            )
+        header = msg.header
+        return FrameOutputs(
+            result=messages.segmentation_result(header, instruction, parsed, plan.targets, resolution.note, prediction),
+            points=messages.labelled_points(header, instruction, prediction, points),
+            objects=messages.objects_3d(header, instruction, prediction, measured),
+            prediction=prediction,
+            estimates=points,
+            cloud=messages.object_cloud(header, stack_points(measured or [])) if cloud else None,
+        )
+
+    def _stream(self, frame: Frame, target: Target, rgb, depth, k) -> None:
+        """Segment a frame for the topic's instruction and publish it, unless the instruction changed
+        meanwhile."""
+        start = time.monotonic()
+        use_depth = self.params["use_depth"]
+        cloud = use_depth and self.cloud_pub.get_subscription_count() > 0
+        outputs = self._segment(frame.msg, rgb, depth, k, target.parsed, target.instruction, cloud)
+        points = outputs.estimates
         inference_s = time.monotonic() - start
-        points = locate_instances([i.mask for i in prediction.instances], depth, k, DEPTH_WINDOW)
-        outputs = [
-            (
-                self.segmentation_pub,
-                messages.segmentation_result(
-                    msg.header, target.instruction, target.parsed, plan.targets, resolution.note, prediction
-                ),
-            ),
-            (self.points_pub, messages.labelled_points(msg.header, target.instruction, prediction, points)),
-        ]
+        header = frame.msg.header
+        publications = [(self.segmentation_pub, outputs.result), (self.points_pub, outputs.points)]
+        if use_depth:
+            publications.append((self.objects_pub, outputs.objects))
+        if cloud:
+            publications.append((self.cloud_pub, outputs.cloud))
         if self.overlay_pub.get_subscription_count():
-            outputs.append((self.overlay_pub, messages.overlay_image(rgb, prediction, points, msg.header)))
+            publications.append((self.overlay_pub, messages.overlay_image(rgb, outputs.prediction, points, header)))
         if self.markers_pub.get_subscription_count():
-            outputs.append((self.markers_pub, messages.target_markers(msg.header, prediction, points)))
+            publications.append((self.markers_pub, messages.target_markers(header, outputs.prediction, points)))
 
         def publish() -> None:
-            for publisher, message in outputs:
+            for publisher, message in publications:
                 publisher.publish(message)
 
         if self.slot.publish_if_current(target, publish):
@@ -409,7 +644,7 @@ class SegmenterNode(Node):
     def _publish_diagnostics(self) -> None:
         summary = self.stats.summary()
         target = self.slot.target
-        silence = self._image_silence()
+        silence = self._image_silence() if self._active else None
         values = {
             "rate_hz": f"{summary['rate']:.2f}",
             "latency_p50_ms": f"{summary['latency_p50_ms']:.1f}",
@@ -423,14 +658,23 @@ class SegmenterNode(Node):
             "bad_instructions": self.bad_instructions,
             "stale_results": self.stale_results,
             "errors": self.errors,
+            "segment_requests": self.segment_requests,
+            "segment_timeouts": self.segment_timeouts,
+            "lifecycle_state": self.lifecycle_state,
             "model": self.model_name,
-            **{name: getattr(self.predictor.cfg, name) for name in INFERENCE_PARAMETERS},
-            "inference_size": f"{self.predictor.cfg.size[1]}x{self.predictor.cfg.size[0]}",
-            "device": self.predictor.device,
             "instruction": target.instruction,
             "understood": target.parsed.describe() if target.parsed else "",
         }
-        problems = ([] if target.parsed else ["waiting for a valid instruction"]) + ([silence] if silence else [])
+        if self.predictor is not None:
+            cfg = self.predictor.cfg
+            values |= {name: getattr(cfg, name) for name in INFERENCE_PARAMETERS}
+            values |= {"inference_size": f"{cfg.size[1]}x{cfg.size[0]}", "device": self.predictor.device}
+        if not self._active:
+            problems = [f"not active (lifecycle state {self.lifecycle_state})"]
+            if self.startup_error:
+                problems.append(f"configure failed: {self.startup_error}")
+        else:
+            problems = ([] if target.parsed else ["waiting for a valid instruction"]) + ([silence] if silence else [])
         if silence:
             self.get_logger().warning(silence, throttle_duration_sec=LOG_THROTTLE_S)
         level = DiagnosticStatus.WARN if problems else DiagnosticStatus.OK
@@ -438,7 +682,7 @@ class SegmenterNode(Node):
             messages.diagnostics(
                 self.get_clock().now().to_msg(),
                 interface.diagnostics_status_name(self.get_fully_qualified_name()),
-                str(self.predictor.device),
+                str(values.get("device", self.params["device"])),
                 level,
                 "; ".join(problems) or "segmenting",
                 values,
@@ -446,8 +690,8 @@ class SegmenterNode(Node):
         )
 
     def close(self) -> None:
-        self.slot.close()
-        self._worker.join(timeout=10.0)
+        """Stop the worker (used at process exit, whatever the lifecycle state)."""
+        self._stop_streaming()
 
 
 class _DropMessage(logging.Filter):
@@ -487,7 +731,13 @@ def main(args: list[str] | None = None) -> int:
     code = 0
     try:
         node = SegmenterNode()
-        executor = MultiThreadedExecutor()
+        if node.params["autostart"]:
+            node.autostarting = True
+            if node.trigger_configure() != TransitionCallbackReturn.SUCCESS:
+                raise StartupError(node.startup_error)
+            node.trigger_activate()
+            node.autostarting = False
+        executor = MultiThreadedExecutor(num_threads=EXECUTOR_THREADS)
         executor.add_node(node)
         executor.spin()
     except StartupError as error:

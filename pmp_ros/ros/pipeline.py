@@ -9,7 +9,7 @@ import threading
 import time
 import unicodedata
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -49,6 +49,19 @@ class Frame:
     received: float
 
 
+@dataclass(eq=False)
+class SegmentRequest:
+    """A segment-service request: served with the first frame that arrives after it was made (`after`,
+    time.monotonic()). The worker sets `outputs` (or `error`) and then `done`."""
+
+    parsed: ParsedInstruction
+    instruction: str
+    after: float
+    done: threading.Event = field(default_factory=threading.Event)
+    outputs: Any = None
+    error: str = ""
+
+
 class FrameSlot:
     """Holds only the newest unprocessed frame; a frame replaced before processing counts as dropped.
 
@@ -60,6 +73,7 @@ class FrameSlot:
     def __init__(self) -> None:
         self._cond = threading.Condition()
         self._frame: Frame | None = None
+        self._requests: list[SegmentRequest] = []
         self._closed = False
         self.dropped = 0
         self.target = Target(0, "", None)
@@ -71,14 +85,29 @@ class FrameSlot:
             self._frame = frame
             self._cond.notify()
 
-    def take(self, timeout: float | None = None) -> tuple[Frame, Target] | None:
-        """Wait for a frame; returns it with the current target, or None when closed or timed out."""
+    def take(self, timeout: float | None = None) -> tuple[Frame, Target, list[SegmentRequest]] | None:
+        """Wait for a frame; returns it with the current target and the segment requests made before it
+        arrived (no longer pending), or None when closed or timed out."""
         with self._cond:
             self._cond.wait_for(lambda: self._frame is not None or self._closed, timeout)
             if self._closed or self._frame is None:
                 return None
             frame, self._frame = self._frame, None
-            return frame, self.target
+            served = [r for r in self._requests if r.after <= frame.received]
+            self._requests = [r for r in self._requests if r.after > frame.received]
+            return frame, self.target, served
+
+    def add_request(self, request: SegmentRequest) -> None:
+        with self._cond:
+            self._requests.append(request)
+
+    def withdraw_request(self, request: SegmentRequest) -> bool:
+        """Remove a request that timed out; False when the worker already took it."""
+        with self._cond:
+            if request in self._requests:
+                self._requests.remove(request)
+                return True
+            return False
 
     def set_target(self, instruction: str, parsed: ParsedInstruction | None) -> Target:
         with self._cond:
@@ -96,6 +125,13 @@ class FrameSlot:
         with self._cond:
             self._closed = True
             self._cond.notify_all()
+
+    def reopen(self) -> None:
+        """After close (a deactivated node activated again): accept frames again, the target kept; a frame
+        left from before is dropped, since it is old."""
+        with self._cond:
+            self._closed = False
+            self._frame = None
 
 
 class DepthCache:

@@ -66,6 +66,13 @@ def test_launch_remaps_the_node_topics():
         assert f'("{topic}", LaunchConfiguration(' in source, topic
 
 
+def test_launch_has_a_managed_mode_that_turns_autostart_off():
+    source = LAUNCH_FILE.read_text()
+    assert 'DeclareLaunchArgument(\n            "managed"' in source
+    assert '"autostart": PythonExpression(["\'", LaunchConfiguration("managed"), "\'.lower() != \'true\'"])' in source
+    assert interface.PARAMETERS_BY_NAME["autostart"].default is True
+
+
 def test_parameter_file_keys_are_declared_with_valid_values():
     content = yaml.safe_load(PARAMS_FILE.read_text())
     assert list(content) == [interface.NODE_NAME]

@@ -14,7 +14,15 @@ from pmp_ros.language.parse import InstructionParseError, parse_instruction
 from pmp_ros.model.inference import Instance, Prediction
 from pmp_ros.ros import messages
 from pmp_ros.ros.image_conversion import image_to_array
-from pmp_ros.ros.pipeline import ArrivalCounter, DepthCache, Frame, FrameSlot, RollingStats, instruction_problem
+from pmp_ros.ros.pipeline import (
+    ArrivalCounter,
+    DepthCache,
+    Frame,
+    FrameSlot,
+    RollingStats,
+    SegmentRequest,
+    instruction_problem,
+)
 
 HEADER = Header(stamp=Time(sec=12, nanosec=345), frame_id="camera_optical")
 
@@ -117,7 +125,7 @@ def test_frame_slot_keeps_only_the_newest_and_counts_drops():
     slot.set_target("x", parse_instruction("x"))
     for i in range(5):
         slot.put(Frame(i, False, 0.0))
-    frame, target = slot.take(timeout=1.0)
+    frame, target, _ = slot.take(timeout=1.0)
     assert frame.msg == 4 and slot.dropped == 4 and target.parsed.targets == ("x",)
     assert slot.take(timeout=0.01) is None
 
@@ -130,6 +138,20 @@ def test_stale_results_are_not_published():
     slot.set_target("mug", parse_instruction("mug"))
     assert not slot.publish_if_current(old, lambda: published.append("stale"))
     assert published == ["a"]
+
+
+def test_segment_requests_are_served_by_the_first_frame_after_them():
+    slot = FrameSlot()
+    early = SegmentRequest(parse_instruction("cup"), "cup", after=1.0)
+    late = SegmentRequest(parse_instruction("mug"), "mug", after=5.0)
+    slot.add_request(early)
+    slot.add_request(late)
+    slot.put(Frame("old", False, 0.5))  # arrived before both requests
+    assert slot.take(timeout=1.0)[2] == []
+    slot.put(Frame("new", False, 2.0))
+    frame, _, served = slot.take(timeout=1.0)
+    assert frame.msg == "new" and served == [early]
+    assert slot.withdraw_request(late) and not slot.withdraw_request(early)
 
 
 def test_closing_wakes_the_worker():

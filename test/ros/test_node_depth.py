@@ -1,6 +1,7 @@
-"""3D labelled points through the node with the shipped model: depth + camera info in, points out whose
-3D position is the back-projection of the true depth at their pixel and lies on the object they mark; an
-uncalibrated camera info (all-zero k) is logged and counted, and 3D comes back with a calibrated one."""
+"""3D through the node with the shipped model: depth + camera info in, labelled points out whose 3D position
+is the back-projection of the true depth at their pixel and lies on the object they mark, 3D objects whose
+centroids, boxes and normals match the world's objects, and the objects' point cloud; an uncalibrated camera
+info (all-zero k) is logged and counted, and 3D comes back with a calibrated one."""
 
 import math
 from pathlib import Path
@@ -8,7 +9,7 @@ from pathlib import Path
 import numpy as np
 from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray
-from sensor_msgs.msg import CameraInfo, Image
+from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from std_msgs.msg import Header, String
 
 from pmp_ros.data import splits
@@ -17,7 +18,7 @@ from pmp_ros.geometry import backproject
 from pmp_ros.ros import interface, qos
 from pmp_ros.ros.image_conversion import array_to_image
 from pmp_ros.ros.node import READY_TEXT
-from pmp_ros_msgs.msg import LabelledPointArray
+from pmp_ros_msgs.msg import LabelledPointArray, Object3DArray
 
 from ros_harness import NodeProcess, python_module, wait_until
 
@@ -28,7 +29,7 @@ INSTRUCTION_QOS = qos.INSTRUCTION
 def test_points_from_depth_lie_on_the_objects_they_mark(ros_client):
     scene = TabletopWorld().render(splits.TEST[3])
     names = sorted({o.class_name for o in scene.objects})
-    instruction = "find " + " and ".join(f"the {n}" for n in names[:3])
+    instruction = "find " + " and ".join(f"every {n}" for n in names[:3])
     header = Header(stamp=Time(sec=123, nanosec=456), frame_id="camera_color_optical_frame")
     depth_mm = np.round(scene.depth_gt * 1000).astype(np.uint16)
     info = CameraInfo(
@@ -36,6 +37,8 @@ def test_points_from_depth_lie_on_the_objects_they_mark(ros_client):
     )
 
     points = ros_client.subscribe(LabelledPointArray, interface.POINTS_TOPIC)
+    objects = ros_client.subscribe(Object3DArray, interface.OBJECTS_TOPIC)
+    clouds = ros_client.subscribe(PointCloud2, interface.OBJECT_POINTS_TOPIC)
     argv = python_module(
         "pmp_ros.ros.node",
         "--ros-args",
@@ -59,10 +62,14 @@ def test_points_from_depth_lie_on_the_objects_they_mark(ros_client):
             info_pub.publish(info)
             depth_pub.publish(array_to_image(depth_mm, "16UC1", header))
             image_pub.publish(array_to_image(scene.rgb, "rgb8", header))
-            return any(m.instruction == instruction and m.points for m in points)
+            return any(m.instruction == instruction and m.points for m in points) and objects and clouds
 
-        wait_until(send, 120, interval=0.5, what="labelled points for the instruction")
-    result = next(m for m in points if m.instruction == instruction and m.points)
+        wait_until(send, 120, interval=0.5, what="labelled points, objects and a cloud for the instruction")
+    # Every frame is the same scene with the same header; the first ones may have been computed before the
+    # camera info arrived, the last ones with it.
+    result = [m for m in points if m.instruction == instruction and m.points][-1]
+    _check_objects(scene, result, objects[-1])
+    _check_cloud(clouds[-1], objects)
     assert result.header.frame_id == "camera_color_optical_frame" and result.header.stamp.sec == 123
     on_objects = 0
     for point in result.points:
@@ -81,6 +88,44 @@ def test_points_from_depth_lie_on_the_objects_they_mark(ros_client):
                 <= obj.radius_m + obj.height_m + 0.01
             ), (obj.class_name, point)
     assert on_objects >= 1, "no labelled point fell on an object"
+
+
+def _check_objects(scene, points, found):
+    """One Object3D per labelled point (same ids, order); on an object its centroid is near the object's
+    visible centre, its box no larger than the object, and its normal faces the camera, mostly along the
+    table's up direction (the world's objects show their flat top faces; a point near a side face may take
+    that face's normal)."""
+    assert [o.instance_id for o in found.objects] == [p.instance_id for p in points.points]
+    assert found.header == points.header and found.instruction == points.instruction
+    up = np.asarray(scene.table_plane[0])
+    checked = along_up = 0
+    for item, point in zip(found.objects, points.points):
+        object_id = int(scene.instance[point.v, point.u])
+        assert item.num_points > 0 and item.label == point.label
+        if not object_id:
+            continue
+        obj = next(o for o in scene.objects if o.id == object_id)
+        if obj.visible_area < 100:
+            continue
+        centroid = (item.centroid.x, item.centroid.y, item.centroid.z)
+        # The instance's mask may miss part of the object or spill onto the table: a loose bound.
+        assert math.dist(centroid, obj.visible_center_cam) < obj.radius_m + 0.02, (obj.class_name, item)
+        assert max(item.box_size.x, item.box_size.y, item.box_size.z) < 2 * obj.radius_m + obj.height_m + 0.05
+        assert item.normal_valid
+        normal = np.array([item.normal.x, item.normal.y, item.normal.z])
+        assert abs(np.linalg.norm(normal) - 1) < 1e-3 and normal[2] < 0  # faces the camera
+        along_up += np.degrees(np.arccos(np.clip(normal @ up, -1, 1))) < 15
+        checked += 1
+    assert checked >= 1 and along_up >= checked / 2, (checked, along_up)
+
+
+def _check_cloud(cloud, objects):
+    ids = {o.instance_id for array in objects for o in array.objects}
+    assert cloud.height == 1 and cloud.width > 0 and cloud.point_step == 20
+    assert [f.name for f in cloud.fields] == ["x", "y", "z", "rgb", "instance_id"]
+    layout = np.dtype({"names": ["z", "id"], "formats": ["<f4", "<u2"], "offsets": [8, 16], "itemsize": 20})
+    data = np.frombuffer(bytes(cloud.data), layout)
+    assert set(np.unique(data["id"])) <= ids and (data["z"] > 0).all()
 
 
 def test_uncalibrated_camera_info_is_reported_and_3d_returns_with_a_calibration(ros_client, tmp_path):
