@@ -25,6 +25,7 @@ _TOKEN = re.compile(r"[,;.!?:]|[^\W_]+")
 _SENTENCE_END = frozenset(";.!?:")
 _CONNECTIVES = frozenset({"and", "then", "or", "but", "nor"})
 ORDERS = ("left", "right", "top", "bottom", "nearest", "farthest", "biggest", "smallest")
+_BEFORE_TO = frozenset({"next", "close", "closest", "nearest", "adjacent"})  # "next to" is a relation
 _AFTER_COMMAND = w.PARTICLES | w.DETERMINERS | w.QUANTITY_ALL | frozenset(w.NUMBERS) | w.TRAILING | w.EVERYTHING
 RELATIONS = ("near", "left_of", "right_of", "above", "below", "in_front_of", "behind")
 
@@ -313,10 +314,17 @@ def _read(segment: _Segment) -> _Phrase | None:
 
 
 def _without_destination(words: list[str]) -> list[str]:
-    """The target's words of a placing command's phrase ("knives in the drawer" -> "knives")."""
+    """The target's words of a placing command's phrase ("knives in the drawer" -> "knives"); a relation
+    ("to the right of", "nearest to") is not a destination."""
     for index in range(1, len(words)):
-        if words[index] in w.DESTINATION_WORDS and not _is_side(words[index + 1 :]):
-            return words[:index]
+        if words[index] not in w.DESTINATION_WORDS or _is_side(words[index + 1 :]):
+            continue
+        starts_relation = any(
+            len(pattern) > 1 and tuple(words[index : index + len(pattern)]) == pattern for pattern, _ in w.RELATIONS
+        )
+        if starts_relation or words[index - 1] in _BEFORE_TO:
+            continue
+        return words[:index]
     return words
 
 
@@ -333,8 +341,12 @@ def _read_relation(phrase: _Phrase) -> None:
                 continue  # "the cup closest": a selector, read later
             if pattern[0] == "on" and len(pattern) == 1 and _is_side(rest):
                 continue  # "on the left": a selector
-            if len(pattern) == 1 and pattern[0] in ("nearest", "closest") and rest[0] in ("from",):
-                continue
+            if (
+                pattern[0] in ("nearest", "closest")
+                and len(pattern) == 1
+                and (rest[0] == "from" or words[start - 1] in w.ORDINALS or words[start - 1] == "last")
+            ):
+                continue  # "the second nearest cup": an ordinal and an order
             reference = _strip_determiners(rest)
             phrase.words = words[:start]
             if relation == "near" and reference and all(r in w.SELF_REFERENCES for r in reference):

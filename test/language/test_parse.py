@@ -83,6 +83,16 @@ def test_the_issue_table(text, expected):
         ("hand me the plate", expect(["plate"])),  # one letter from the command "place": never corrected
         ("truck, car", expect(["truck", "car"], [True, True])),  # nor "truck" into "track"
         ("point at the bottle or the can", expect(["bottle", "can"], alternatives=True)),
+        ("the second nearest cup", expect(["cup"], order="nearest", ordinal=2)),
+        # after a placing command, a relation is still a relation, not the destination
+        (
+            "move to the brown doughnut to the right of the aqua crescent",
+            expect(["brown ring"], relation="right_of", reference="cyan crescent"),
+        ),
+        (
+            "bring me the red hexagon nearest to the grey triangle",
+            expect(["red hexagon"], relation="near", reference="grey triangle"),
+        ),
     ],
 )
 def test_more_instructions(text, expected):
