@@ -30,6 +30,7 @@ CONSOLE_SCRIPTS = [
     "pmp-train = pmp_ros.train.train_pmp:main",
     "pmp-eval = pmp_ros.eval.cli:main",
     "pmp-convert-fcclip = pmp_ros.model.fcclip_import:main",
+    "pmp-export-onnx = pmp_ros.deploy.export:main",
     "pmp-write-bag = pmp_ros.bags.writer:main",
     "pmp-eval-bag = pmp_ros.bags.evaluate:main",
     "pmp-demo = pmp_ros.demo:main",

@@ -137,3 +137,24 @@ def test_bench_objects3d(tmp_path):
     )
     assert "measure_objects per frame" in out and "+ cloud" in out and "standalone" in out
     assert (tmp_path / "o.json").is_file()
+
+
+def test_bench_onnx(tmp_path):
+    out = run(
+        "bench_onnx.py",
+        "--random-model",
+        "--threads",
+        "1",
+        "--iterations",
+        "2",
+        "--warmup",
+        "1",
+        "--sizes",
+        "160x120",
+        "--profile",
+        "--json",
+        str(tmp_path / "onnx.json"),
+    )
+    assert "onnxruntime" in out and "PyTorch median / ONNX Runtime median" in out
+    assert "ONNX Runtime profile, 160x120" in out and "load_average_after" in out
+    assert (tmp_path / "onnx.json").is_file()
