@@ -146,6 +146,17 @@ PARAMETERS: tuple[Parameter, ...] = (
         dynamic=True,
     ),
     Parameter(
+        "backend",
+        "torch",
+        "Inference backend: torch (eager PyTorch) or onnxruntime (a graph from pmp-export-onnx, docs/deployment.md)",
+        choices=("torch", "onnxruntime"),
+    ),
+    Parameter(
+        "onnx_path",
+        "",
+        "With backend onnxruntime: the graph exported from model_path; empty = model_path with the suffix .onnx",
+    ),
+    Parameter(
         "image_transport",
         "raw",
         "raw (sensor_msgs/Image) or compressed (CompressedImage on <image>/compressed)",

@@ -165,8 +165,9 @@ class SegmenterNode(LifecycleNode):
             Segment, interface.SEGMENT_SERVICE, self._on_segment, callback_group=self._service_group
         )
         self.get_logger().info(
-            f"{READY_TEXT}: model {self.model_path} (all weights from the checkpoint) on "
-            f"{self.predictor.device} ({str(self.predictor.dtype).removeprefix('torch.')}); "
+            f"{READY_TEXT}: model {self.model_path} (all weights from the checkpoint; backend "
+            f"{self.params['backend']}) on {self.predictor.device} "
+            f"({str(self.predictor.dtype).removeprefix('torch.')}); "
             f"inference settings: {self._describe_inference()}"
         )
         return TransitionCallbackReturn.SUCCESS
@@ -253,15 +254,36 @@ class SegmenterNode(LifecycleNode):
         silence_random_init = _DropMessage(OPEN_CLIP_RANDOM_INIT)
         logging.getLogger().addFilter(silence_random_init)  # open_clip warns through the root logger
         try:
-            predictor, model_cfg = Predictor.from_checkpoint(self.model_path, p["device"], p["precision"])
+            if p["backend"] == "onnxruntime":
+                predictor, model_cfg = self._load_onnx()
+            else:
+                predictor, model_cfg = Predictor.from_checkpoint(self.model_path, p["device"], p["precision"])
             self.checkpoint_inference = model_cfg.inference
             predictor.cfg = self._inference_settings()
+            if p["backend"] == "onnxruntime" and predictor.cfg.size != model_cfg.inference.size:
+                raise StartupError(
+                    f"the ONNX graph's input size is fixed at {model_cfg.inference.size[1]}x"
+                    f"{model_cfg.inference.size[0]}: leave inference_width/height at 0 or export another size"
+                )
             predictor.warmup()
+        except StartupError:
+            raise
         except Exception as error:  # any failure to load is fatal and reported as one line
             raise StartupError(f"cannot load model {self.model_path}: {type(error).__name__}: {error}") from None
         finally:
             logging.getLogger().removeFilter(silence_random_init)
         return predictor, model_cfg
+
+    def _load_onnx(self):
+        """(Predictor on ONNX Runtime, ModelConfig) for backend onnxruntime; the text tower stays in PyTorch."""
+        from pmp_ros.deploy.runtime import load_onnx_predictor
+
+        onnx_path = self.params["onnx_path"] or str(Path(self.model_path).with_suffix(".onnx"))
+        if not Path(onnx_path).is_file():
+            raise StartupError(
+                f"ONNX graph not found: {onnx_path} (pmp-export-onnx {self.model_path} {onnx_path}, or set onnx_path)"
+            )
+        return load_onnx_predictor(self.model_path, onnx_path, self.params["device"], self.params["cpu_threads"])
 
     def _create_subscriptions(self) -> None:
         p = self.params
