@@ -1,6 +1,7 @@
 """pmp-write-bag: record an evaluation bag (mcap or sqlite3) of the procedural world or of real photos.
 
     pmp-write-bag bags/world_10s --seconds 10 --storage mcap
+    pmp-write-bag bags/tracking --source tracking --seconds 30 --scene-seconds 3
     pmp-write-bag bags/photos --source photos --storage sqlite3
 
 Topics and the ground-truth format: pmp_ros/bags/messages.py and docs/bags.md. Each message's bag time is
@@ -10,6 +11,7 @@ its header stamp, so a player reproduces the camera's timing.
 from __future__ import annotations
 
 import argparse
+import math
 import shutil
 import sys
 from collections.abc import Iterable
@@ -19,6 +21,7 @@ from tqdm import tqdm
 
 from pmp_ros.bags.messages import BagTopics, frame_messages
 from pmp_ros.bags.storage import STORAGES, BagWriter
+from pmp_ros.data.sequences import TrackingSequenceConfig, tracking_stream
 from pmp_ros.data.streams import SequenceConfig, StreamFrame, procedural_stream
 
 DEFAULT_TOPICS = BagTopics()  # the layout pmp-write-bag records (pmp_ros/bags/messages.py)
@@ -52,14 +55,18 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("output", type=Path, help="bag folder to create")
     parser.add_argument(
         "--source",
-        choices=("procedural", "photos"),
+        choices=("procedural", "tracking", "photos"),
         default="procedural",
-        help="procedural tabletop world, or the offline real photos with masks",
+        help="procedural tabletop world; tracking sequences of it (moving objects, an occluder, a vanishing "
+        "target, ids stable within a scene: pmp_ros/data/sequences.py); or the offline real photos with masks",
     )
     parser.add_argument("--storage", choices=tuple(STORAGES), default="mcap")
     parser.add_argument("--seconds", type=float, default=defaults.seconds, help="procedural: stream length")
     parser.add_argument(
-        "--fps", type=float, default=None, help=f"frame rate (default {defaults.fps:g} procedural, 10 photos)"
+        "--fps",
+        type=float,
+        default=None,
+        help=f"frame rate (default {defaults.fps:g} procedural, {TrackingSequenceConfig.fps:g} tracking, 10 photos)",
     )
     parser.add_argument("--width", type=int, default=defaults.width)
     parser.add_argument("--height", type=int, default=defaults.height)
@@ -67,7 +74,7 @@ def _parser() -> argparse.ArgumentParser:
         "--scene-seconds",
         type=float,
         default=defaults.scene_seconds,
-        help="procedural: time each scene (seed) stays in view before the next one",
+        help="procedural, tracking: time each scene (seed) stays in view before the next one",
     )
     parser.add_argument(
         "--instruction-seconds",
@@ -79,9 +86,11 @@ def _parser() -> argparse.ArgumentParser:
         "--pan-deg",
         type=float,
         default=defaults.pan_deg,
-        help="procedural: amplitude of the camera's slow pan (0 = static camera)",
+        help="procedural, tracking: amplitude of the camera's slow pan (0 = static camera)",
     )
-    parser.add_argument("--first-seed", type=int, default=defaults.first_seed, help="procedural: first scene seed")
+    parser.add_argument(
+        "--first-seed", type=int, default=defaults.first_seed, help="procedural, tracking: first scene seed"
+    )
     parser.add_argument("--seconds-per-photo", type=float, default=1.0, help="photos: time each photo is shown")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing bag folder")
     return parser
@@ -99,6 +108,17 @@ def main(argv: list[str] | None = None) -> int:
         from pmp_ros.data.photos import photo_stream
 
         frames, total = photo_stream(args.fps or 10.0, args.seconds_per_photo), None
+    elif args.source == "tracking":
+        fps = args.fps or TrackingSequenceConfig.fps
+        cfg = TrackingSequenceConfig(
+            width=args.width,
+            height=args.height,
+            fps=fps,
+            num_frames=max(1, round(args.scene_seconds * fps)),
+            pan_deg=args.pan_deg,
+        )
+        count = max(1, math.ceil(args.seconds / args.scene_seconds))
+        frames, total = tracking_stream(range(args.first_seed, args.first_seed + count), cfg), count * cfg.num_frames
     else:
         cfg = SequenceConfig(
             width=args.width,

@@ -72,11 +72,12 @@ class SequenceConfig:
         return max(1, round(self.seconds * self.fps))
 
 
-def camera_rotation(t: float, cfg: SequenceConfig) -> np.ndarray:
-    """Rotation (old camera frame -> current one) at time t since the cut: a slow sinusoidal pan and tilt,
-    identity at t = 0 so a scene's first frame is its plain rendering."""
-    phase = np.sin(2 * np.pi * t / cfg.pan_period_s)
-    yaw, pitch = np.radians(cfg.pan_deg * phase), np.radians(0.5 * cfg.pan_deg * np.sin(np.pi * t / cfg.pan_period_s))
+def camera_rotation(t: float, pan_deg: float, pan_period_s: float) -> np.ndarray:
+    """Rotation (old camera frame -> current one) at time t since the cut: a slow sinusoidal pan of amplitude
+    pan_deg and period pan_period_s and a tilt of half of it, identity at t = 0 so a scene's first frame is
+    its plain rendering."""
+    phase = np.sin(2 * np.pi * t / pan_period_s)
+    yaw, pitch = np.radians(pan_deg * phase), np.radians(0.5 * pan_deg * np.sin(np.pi * t / pan_period_s))
     cy, sy, cp, sp = np.cos(yaw), np.sin(yaw), np.cos(pitch), np.sin(pitch)
     r_yaw = np.array([[cy, 0, sy], [0, 1, 0], [-sy, 0, cy]])
     r_pitch = np.array([[1, 0, 0], [0, cp, -sp], [0, sp, cp]])
@@ -98,11 +99,11 @@ def rotated_view(
     rgb = cv2.warpPerspective(scene.rgb, homography, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     depth = cv2.warpPerspective(scene.depth, homography, size, flags=cv2.INTER_NEAREST, borderValue=0)
     instance = cv2.warpPerspective(scene.instance, homography, size, flags=cv2.INTER_NEAREST, borderValue=0)
-    u, v = np.meshgrid(np.arange(width), np.arange(height))
-    rays = np.stack([u, v, np.ones_like(u)], -1).reshape(-1, 3) @ np.linalg.inv(k).T
-    scale = (rays @ rotation)[:, 2].reshape(height, width)  # (R^T ray)_z for every destination pixel
+    # (R^T ray)_z for every destination pixel, ray = K^-1 [u, v, 1]: linear in (u, v), w . [u, v, 1].
+    w = np.linalg.inv(k).T @ rotation[:, 2]
+    scale = w[0] * np.arange(width)[None, :] + (w[1] * np.arange(height)[:, None] + w[2])
     depth_mm = np.clip(np.rint(depth / scale * MM_PER_M), 0, 65535).astype(np.uint16)
-    areas = np.bincount(instance.ravel(), minlength=len(scene.objects) + 1)
+    areas = np.bincount(instance.ravel(), minlength=max((o.id for o in scene.objects), default=0) + 1)
     objects = tuple(
         TruthObject(o.id, o.class_name, tuple(float(c) for c in rotation @ np.array(o.center_cam)), int(areas[o.id]))
         for o in scene.objects
@@ -138,7 +139,9 @@ def procedural_stream(
         if in_scene == 0 or in_scene % frames_per_instruction == 0:
             text, prompts = _next_instruction(scene, instructions, instruction_count, cfg.absent_prob)
             instruction_count += 1
-        rgb, depth_mm, instance, objects = rotated_view(scene, camera_rotation(in_scene / cfg.fps, cfg))
+        rgb, depth_mm, instance, objects = rotated_view(
+            scene, camera_rotation(in_scene / cfg.fps, cfg.pan_deg, cfg.pan_period_s)
+        )
         yield StreamFrame(
             stamp_ns=cfg.start_ns + round(index * 1e9 / cfg.fps),
             rgb=rgb,

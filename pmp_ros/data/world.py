@@ -9,6 +9,9 @@ Geometry (world frame W: table plane z = 0, x right, y away from the camera, z u
   them (their base is the top of what they overlap), so occlusion is physical and comes from a z-buffer.
 - Every face (table, floor, object tops, front-facing object sides) is a plane, so depth is a per-pixel
   ray-plane intersection, computed vectorised per object crop.
+- render(seed) = draw(plan(seed)): the plan holds what the seed decides (camera, background, object specs,
+  the sensor noise's generator state), so a sequence can draw one scene with objects moved, added or
+  removed (pmp_ros.data.sequences), each object keeping its id (draw(plan, compact_ids=False)).
 
 Appearance: table texture (wood, checker, noise, plain), floor texture, per-object colour jitter around the
 class colour (bounded, so colours stay distinguishable), Lambertian shading from a random light, a smooth
@@ -153,6 +156,49 @@ class _Camera:
         return (p_w - self.C) @ self.R.T
 
 
+@dataclass(frozen=True)
+class ObjectSpec:
+    """One object before drawing: a prism of the class's shape outline scaled to `radius` (m), turned by `yaw`
+    (rad) about its centre `xy` (world, m), from `base` to base + height above the table; rgb: its colour
+    (0..255). id: its value in the instance image when drawn without compacting ids (TabletopWorld.draw)."""
+
+    id: int
+    name: str
+    colour: str
+    shape: str
+    radius: float
+    xy: tuple[float, float]
+    base: float
+    height: float
+    yaw: float
+    rgb: tuple[int, int, int]
+
+
+@dataclass(frozen=True, eq=False)
+class ScenePlan:
+    """What a seed decides before objects are drawn (TabletopWorld.plan); TabletopWorld.draw renders it.
+    Replace `objects` (dataclasses.replace) to move, add or remove objects in the same scene.
+
+    z_background: float32 [H] depth of the table or floor per row; illumination: float32 [H,W] gain;
+    background: float32 [H,W,3] the textured table and floor, lit; first_row: first table row (floor above);
+    table_edge: world y of the table's far edge (m); effects_state: the generator state the sensor effects
+    (blur, RGB and depth noise) start from, so every drawing of a plan has the same noise.
+    """
+
+    seed: int
+    camera: _Camera
+    table_edge: float
+    first_row: int
+    z_background: np.ndarray
+    light: np.ndarray
+    illumination: np.ndarray
+    background: np.ndarray
+    texture: str
+    objects: tuple[ObjectSpec, ...]
+    focus_class: str | None
+    effects_state: dict
+
+
 @dataclass
 class TabletopWorld:
     """Renders scenes; render(seed) is a pure function of (config, size, seed)."""
@@ -176,8 +222,13 @@ class TabletopWorld:
 
     def render(self, seed: int) -> Scene:
         """The scene of one seed (same seed, config and size -> identical arrays)."""
+        return self.draw(self.plan(seed))
+
+    def plan(self, seed: int) -> ScenePlan:
+        """Everything the seed decides before objects are drawn: camera, light, background, object specs
+        (ids 1..n in drawing order) and the generator state of the sensor effects."""
         rng = np.random.default_rng(seed)
-        cfg, H, W = self.config, self.height, self.width
+        cfg = self.config
         pitch = np.radians(rng.uniform(*cfg.pitch_deg))
         cam_h = rng.uniform(*cfg.camera_height_m)
         s, c = float(np.sin(pitch)), float(np.cos(pitch))  # Python floats keep float32 arrays float32
@@ -191,24 +242,47 @@ class TabletopWorld:
         table_edge = rng.uniform(0.85, 1.6) * float(y_table[0])  # world y of the table's far edge
         first_row = int(np.argmax(y_table <= table_edge))
         z_floor = (FLOOR_Z - cam_h) / den_row[:first_row]
-        z_bg = np.concatenate([z_floor, z_table[first_row:]]).astype(np.float32)
-        zbuf = np.repeat(z_bg[:, None], W, 1)
+        z_background = np.concatenate([z_floor, z_table[first_row:]]).astype(np.float32)
         light = _unit(np.array([rng.uniform(-0.6, 0.6), rng.uniform(-0.6, 0.6), 1.0]))
         illum = self._illumination(rng)  # applied while drawing: cheaper than a pass over the final image
-        rgb, texture = self._background(rng, z_table, y_table, first_row, 0.55 + 0.45 * light[2], illum)
-        instance = np.zeros((H, W), np.uint16)
-
+        background, texture = self._background(rng, z_table, y_table, first_row, 0.55 + 0.45 * light[2], illum)
         names, focus = self._sample_classes(rng)
-        specs = self._place(rng, names, cam, first_row, table_edge)
+        objects = self._place(rng, names, cam, first_row, table_edge)
+        return ScenePlan(
+            seed=seed,
+            camera=cam,
+            table_edge=table_edge,
+            first_row=first_row,
+            z_background=z_background,
+            light=light,
+            illumination=illum,
+            background=background,
+            texture=texture,
+            objects=tuple(objects),
+            focus_class=focus,
+            effects_state=rng.bit_generator.state,
+        )
+
+    def draw(self, plan: ScenePlan, compact_ids: bool = True) -> Scene:
+        """The scene of a plan (a pure function of it). compact_ids: objects hidden entirely are dropped and
+        the visible ones numbered 1..n in drawing order (as render does); False: instance values and object
+        ids are the specs' own ids, so an object keeps its id in plans that add, remove or move others."""
+        cfg, W = self.config, self.width
+        cam, light, illum = plan.camera, plan.light, plan.illumination
+        rng = np.random.Generator(np.random.PCG64())
+        rng.bit_generator.state = plan.effects_state
+        zbuf = np.repeat(plan.z_background[:, None], W, 1)
+        rgb = plan.background.copy()
+        instance = np.zeros((self.height, W), np.uint16)
         drawn = []
-        for spec in specs:
-            box = self._draw(spec, len(drawn) + 1, cam, light, illum, z_bg, zbuf, rgb, instance)
+        for spec in plan.objects:
+            box = self._draw(spec, cam, light, illum, plan.z_background, zbuf, rgb, instance)
             if box is not None:
                 drawn.append((spec, box))
 
-        objects = self._measure(drawn, cam, zbuf, instance)
-        lut = np.full(len(objects) + 1, -1, np.int16)
-        lut[1:] = [voc.class_index(o.class_name) for o in objects]
+        objects = self._measure(drawn, cam, zbuf, instance, compact_ids)
+        lut = np.full(max((o.id for o in objects), default=0) + 1, -1, np.int16)
+        lut[[o.id for o in objects]] = [voc.class_index(o.class_name) for o in objects]
         present = {o.class_name for o in objects}
 
         if rng.random() < cfg.blur_prob:
@@ -219,7 +293,7 @@ class TabletopWorld:
         world_to_camera = np.eye(4)
         world_to_camera[:3, :3], world_to_camera[:3, 3] = cam.R, -cam.R @ cam.C
         return Scene(
-            seed=seed,
+            seed=plan.seed,
             rgb=np.clip(rgb, 0, 255, out=rgb).astype(np.uint8),
             depth=self._depth_sensor(rng, zbuf),
             depth_gt=zbuf,
@@ -229,8 +303,8 @@ class TabletopWorld:
             objects=objects,
             world_to_camera=world_to_camera,
             table_plane=cam.plane(np.array([0.0, 0.0, 1.0]), 0.0),
-            focus_class=focus if focus in present else None,
-            texture=texture,
+            focus_class=plan.focus_class if plan.focus_class in present else None,
+            texture=plan.texture,
         )
 
     # --- scene content ---------------------------------------------------------------------------------
@@ -249,12 +323,12 @@ class TabletopWorld:
             names.append(src[rng.integers(len(src))])
         return names, focus
 
-    def _place(self, rng, names, cam, first_row, table_edge) -> list[dict]:
+    def _place(self, rng, names, cam, first_row, table_edge) -> list[ObjectSpec]:
         """Object poses: a random pixel on the table is back-projected to the table plane, so objects spread
         over the image, or (clump) a spot next to an earlier object; overlapping footprints stack (base =
         top of the highest object overlapped)."""
         cfg, margin = self.config, 8
-        specs: list[dict] = []
+        specs: list[ObjectSpec] = []
         for name in names:
             colour, shape = voc.split_class(name)
             small = rng.random() < cfg.small_prob
@@ -262,8 +336,8 @@ class TabletopWorld:
             xy = None
             if specs and rng.random() < cfg.clump:
                 near = specs[rng.integers(len(specs))]
-                angle, gap = rng.uniform(0, 2 * np.pi), rng.uniform(0.3, 1.1) * (near["radius"] + radius)
-                xy = near["xy"] + gap * np.array([np.cos(angle), np.sin(angle)])
+                angle, gap = rng.uniform(0, 2 * np.pi), rng.uniform(0.3, 1.1) * (near.radius + radius)
+                xy = np.asarray(near.xy) + gap * np.array([np.cos(angle), np.sin(angle)])
                 if xy[1] > table_edge:  # off the table: place it at random instead
                     xy = None
             if xy is None:
@@ -273,21 +347,22 @@ class TabletopWorld:
                 z = -cam.C[2] / (cam.R[1, 2] * yn + cam.R[2, 2])  # ray meets the table plane
                 xy = np.array([z * (u - self.K.cx) / self.K.fx, z * (cam.R[2, 1] + cam.R[1, 1] * yn)])
             base = max(
-                (o["base"] + o["height"] for o in specs if np.hypot(*(o["xy"] - xy)) < 0.9 * (o["radius"] + radius)),
+                (o.base + o.height for o in specs if np.hypot(*(np.asarray(o.xy) - xy)) < 0.9 * (o.radius + radius)),
                 default=0.0,
             )
             jitter = rng.integers(-cfg.colour_jitter, cfg.colour_jitter + 1, 3)
             specs.append(
-                dict(
+                ObjectSpec(
+                    id=len(specs) + 1,
                     name=name,
                     colour=colour,
                     shape=shape,
                     radius=radius,
-                    xy=xy,
+                    xy=(float(xy[0]), float(xy[1])),
                     base=base,
                     height=rng.uniform(*cfg.height_m),
                     yaw=rng.uniform(0, 2 * np.pi),
-                    rgb=np.clip(np.array(voc.colour_rgb(colour)) + jitter, 0, 255),
+                    rgb=tuple(int(v) for v in np.clip(np.array(voc.colour_rgb(colour)) + jitter, 0, 255)),
                 )
             )
         return specs
@@ -295,15 +370,16 @@ class TabletopWorld:
     # --- rasterisation ---------------------------------------------------------------------------------
 
     def _draw(
-        self, spec, obj_id, cam, light, illum, z_bg, zbuf, rgb, instance
+        self, spec: ObjectSpec, cam, light, illum, z_bg, zbuf, rgb, instance
     ) -> tuple[int, int, int, int, int] | None:
-        """z-buffers one prism into zbuf/rgb/instance; returns (x0, y0, x1, y1, full_area) of its crop."""
-        verts, nxt, normals_obj, starts = edge_table(spec["shape"])
-        ca, sa = np.cos(spec["yaw"]), np.sin(spec["yaw"])
+        """z-buffers one prism into zbuf/rgb/instance (value spec.id); returns (x0, y0, x1, y1, full_area) of
+        its crop."""
+        verts, nxt, normals_obj, starts = edge_table(spec.shape)
+        ca, sa = np.cos(spec.yaw), np.sin(spec.yaw)
         rot = np.array([[ca, -sa], [sa, ca]])
-        a = verts @ (rot.T * spec["radius"]) + spec["xy"]  # world xy of the outline vertices
-        z_top = spec["base"] + spec["height"]
-        top_px, bottom_px = self._to_px(cam, a, z_top), self._to_px(cam, a, spec["base"])
+        a = verts @ (rot.T * spec.radius) + np.asarray(spec.xy)  # world xy of the outline vertices
+        z_top = spec.base + spec.height
+        top_px, bottom_px = self._to_px(cam, a, z_top), self._to_px(cam, a, spec.base)
         lo = np.minimum(top_px.min(0), bottom_px.min(0))
         hi = np.maximum(top_px.max(0), bottom_px.max(0))
         x0, y0 = np.maximum(np.floor(lo).astype(int), 0)
@@ -345,14 +421,14 @@ class TabletopWorld:
         # A side seen at a grazing angle covers pixels whose rays meet its plane far off the face; clamp
         # every hit between the heights of the top and the bottom of the prism.
         up = cam.R[1, 2] * self._yn[gy] + cam.R[2, 2]
-        z = np.clip(z, (z_top - cam.C[2]) / up, (spec["base"] - cam.C[2]) / up).astype(np.float32)
+        z = np.clip(z, (z_top - cam.C[2]) / up, (spec.base - cam.C[2]) / up).astype(np.float32)
         full_area = int(np.count_nonzero(z < z_bg[gy]))  # its pixels in front of the table, alone
         win = (z > 0) & (z < zbuf[gy, gx])
         gy, gx, lab = gy[win], gx[win], lab[win]
         zbuf[gy, gx] = z[win]
-        instance[gy, gx] = obj_id
+        instance[gy, gx] = spec.id
         shade = 0.55 + 0.45 * np.clip(normals @ light, 0.0, 1.0)
-        rgb[gy, gx] = ((shade[lab - 1] * illum[gy, gx])[:, None] * spec["rgb"]).astype(np.float32)
+        rgb[gy, gx] = ((shade[lab - 1] * illum[gy, gx])[:, None] * np.asarray(spec.rgb)).astype(np.float32)
         return int(x0), int(y0), int(x1), int(y1), full_area
 
     def _to_px(self, cam: _Camera, xy: np.ndarray, z: float) -> np.ndarray:
@@ -360,40 +436,41 @@ class TabletopWorld:
         p = cam.project(np.concatenate([xy, np.full((len(xy), 1), z)], 1))
         return np.stack([self.K.fx * p[:, 0] / p[:, 2] + self.K.cx, self.K.fy * p[:, 1] / p[:, 2] + self.K.cy], 1)
 
-    def _measure(self, drawn, cam, zbuf, instance) -> list[SceneObject]:
-        """Visible statistics per drawn object; objects hidden entirely are dropped and ids compacted."""
+    def _measure(self, drawn, cam, zbuf, instance, compact_ids: bool) -> list[SceneObject]:
+        """Visible statistics per drawn object (painted with its spec's id); objects hidden entirely are
+        dropped, and with compact_ids the others renumbered 1..n in drawing order (instance image too)."""
         objects: list[SceneObject] = []
-        remap = np.zeros(len(drawn) + 1, np.uint16)
-        for old_id, (spec, (x0, y0, x1, y1, full)) in enumerate(drawn, start=1):
-            vis = instance[y0:y1, x0:x1] == old_id
+        remap = np.arange(max((spec.id for spec, _ in drawn), default=0) + 1, dtype=np.uint16)
+        for spec, (x0, y0, x1, y1, full) in drawn:
+            vis = instance[y0:y1, x0:x1] == spec.id
             area = int(vis.sum())
             if area == 0:
                 continue
-            new_id = len(objects) + 1
-            remap[old_id] = new_id
+            object_id = len(objects) + 1 if compact_ids else spec.id
+            remap[spec.id] = object_id
             ys, xs = np.nonzero(vis)
             z = zbuf[y0:y1, x0:x1][ys, xs].astype(np.float64)
             pts = np.stack([z * self._xn[xs + x0], z * self._yn[ys + y0], z], 1)
-            top = cam.project(np.array([[*spec["xy"], spec["base"] + spec["height"]]]))[0]
+            top = cam.project(np.array([[*spec.xy, spec.base + spec.height]]))[0]
             objects.append(
                 SceneObject(
-                    id=new_id,
-                    class_name=spec["name"],
-                    colour=spec["colour"],
-                    shape=spec["shape"],
+                    id=object_id,
+                    class_name=spec.name,
+                    colour=spec.colour,
+                    shape=spec.shape,
                     visible_area=area,
                     full_area=full,
                     bbox=(int(xs.min()) + x0, int(ys.min()) + y0, int(xs.max()) + x0 + 1, int(ys.max()) + y0 + 1),
                     occlusion=float(1.0 - area / full),
                     center_cam=tuple(float(v) for v in top),
                     visible_center_cam=tuple(float(v) for v in pts.mean(0)),
-                    radius_m=float(spec["radius"]),
-                    height_m=float(spec["height"]),
-                    base_m=float(spec["base"]),
-                    yaw=float(spec["yaw"]),
+                    radius_m=float(spec.radius),
+                    height_m=float(spec.height),
+                    base_m=float(spec.base),
+                    yaw=float(spec.yaw),
                 )
             )
-        if len(objects) < len(drawn):
+        if any(object_id != spec_id for spec_id, object_id in enumerate(remap) if object_id):
             instance[...] = remap[instance]
         return objects
 
