@@ -32,7 +32,10 @@ _SEMANTIC_CHUNK = 16
 @dataclass(frozen=True)
 class Instance:
     """One instance. id: its value in the label image (1..n, in decreasing score order);
-    box: (x0, y0, x1, y1) inclusive pixel bounds; area: pixels; mask: bool [H,W]."""
+    box: (x0, y0, x1, y1) inclusive pixel bounds; area: pixels; mask: bool [H,W]; embedding: float32 [D],
+    L2-normalised, the CLIP image embedding the classifier used for its query (segmenter's
+    query_embeddings: the tower's embedding of its crop, or its mask-pooled features), or None when the
+    segmenter gives none (appearance for tracking)."""
 
     id: int
     label: str
@@ -41,6 +44,7 @@ class Instance:
     box: tuple[int, int, int, int]
     area: int
     mask: np.ndarray
+    embedding: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -124,16 +128,22 @@ def instance_geometry(label: Tensor, ids: Tensor) -> tuple[Tensor, Tensor]:
 
 
 def instances_from_queries(
-    class_log_probs: Tensor, mask_logits: Tensor, num_prompts: int, out_size: tuple[int, int], cfg: InferenceConfig
+    class_log_probs: Tensor,
+    mask_logits: Tensor,
+    num_prompts: int,
+    out_size: tuple[int, int],
+    cfg: InferenceConfig,
+    query_embeddings: Tensor | None = None,
 ) -> dict[str, Tensor]:
     """One image's queries -> its instances at out_size (H, W), as named fields.
 
-    class_log_probs: [Q,C+1]; mask_logits: [Q,h,w] logits at the model's mask resolution. Scores are
-    computed there; only the top max_instances candidates are upsampled (bilinear on logits) and painted.
-    Returns, for N = the candidates considered (at most max_instances, highest score first):
-    label_image int32 [H,W] (0 = background, else an id), ids int32 [N] (value in label_image, 0 = dropped
-    by a threshold or by overlap), scores float32 [N], labels int64 [N] (class index: prompts first),
-    boxes float32 [N,4] (x0, y0, x1, y1 inclusive pixel bounds of the painted pixels), areas float32 [N].
+    class_log_probs: [Q,C+1]; mask_logits: [Q,h,w] logits at the model's mask resolution; query_embeddings:
+    [Q,D] or None. Scores are computed there; only the top max_instances candidates are upsampled (bilinear
+    on logits) and painted. Returns, for N = the candidates considered (at most max_instances, highest score
+    first): label_image int32 [H,W] (0 = background, else an id), ids int32 [N] (value in label_image, 0 =
+    dropped by a threshold or by overlap), scores float32 [N], labels int64 [N] (class index: prompts
+    first), boxes float32 [N,4] (x0, y0, x1, y1 inclusive pixel bounds of the painted pixels), areas
+    float32 [N], and with query_embeddings, embeddings float32 [N,D] (L2-normalised; zero rows stay zero).
     """
     scores, classes = instance_scores(class_log_probs, mask_logits, num_prompts, cfg.mask_threshold)
     top_scores, top = scores.topk(min(cfg.max_instances, scores.numel()))  # sorted, highest first
@@ -152,7 +162,7 @@ def instances_from_queries(
         logits > _logit(cfg.mask_threshold), top_scores >= cfg.score_threshold, cfg.overlap_threshold
     )
     boxes, areas = instance_geometry(label, ids)
-    return {
+    found = {
         "label_image": label,
         "ids": ids,
         "scores": top_scores.float(),
@@ -160,6 +170,9 @@ def instances_from_queries(
         "boxes": boxes,
         "areas": areas,
     }
+    if query_embeddings is not None:
+        found["embeddings"] = F.normalize(query_embeddings[top].float(), dim=-1)
+    return found
 
 
 def semantic_map(class_log_probs: Tensor, mask_logits: Tensor, out_size: tuple[int, int], threshold: float) -> Tensor:
@@ -330,11 +343,14 @@ class Predictor:
         if not images:
             return []
         out = self.forward(images, text)
+        embeddings = out.get("query_embeddings")
         fields = []  # per image: its instance fields, then its semantic map when asked for
         with torch.inference_mode():
             for i, image in enumerate(images):
                 log_probs, masks = out["class_log_probs"][i].float(), out["pred_masks"][i].float()
-                found = instances_from_queries(log_probs, masks, len(prompts), image.shape[:2], cfg)
+                found = instances_from_queries(
+                    log_probs, masks, len(prompts), image.shape[:2], cfg, None if embeddings is None else embeddings[i]
+                )
                 fields.append(
                     found
                     | (
@@ -392,6 +408,7 @@ def _prediction(found: dict[str, np.ndarray], names: tuple[str, ...]) -> Predict
     for k in np.flatnonzero(found["ids"] > 0):
         instance_id, label = int(found["ids"][k]), int(found["labels"][k])
         x0, y0, x1, y1 = (int(v) for v in found["boxes"][k])
+        embedding = found["embeddings"][k].copy() if "embeddings" in found else None
         instances.append(
             Instance(
                 id=instance_id,
@@ -401,6 +418,7 @@ def _prediction(found: dict[str, np.ndarray], names: tuple[str, ...]) -> Predict
                 box=(x0, y0, x1, y1),
                 area=int(found["areas"][k]),
                 mask=label_image == instance_id,
+                embedding=embedding if embedding is not None and embedding.any() else None,
             )
         )
     semantic = found.get("semantic")

@@ -125,7 +125,10 @@ class PMPSegmenter(nn.Module):
         """images: float [B,3,H,W] RGB in [0,1], any size (padded to a multiple of 32 inside).
 
         Returns pred_logits [B,Q,C+1], pred_masks [B,Q,ceil(H/4),ceil(W/4)] (logits), aux_outputs; in eval
-        mode also class_log_probs [B,Q,C+1] (FC-CLIP's in/out-of-vocabulary ensemble, void last).
+        mode also class_log_probs [B,Q,C+1] (FC-CLIP's in/out-of-vocabulary ensemble, void last) and
+        query_embeddings [B,Q,D]: each query's CLIP image embedding that the out-of-vocabulary classifier
+        used (the tower's embedding of its crop, or its mask-pooled dense features; zeros for a query
+        without a crop).
         """
         batch, _, height, width = images.shape
         x = (images - self.pixel_mean) / self.pixel_std
@@ -157,6 +160,7 @@ class PMPSegmenter(nn.Module):
                     settings.crop_size,
                     max_crops=settings.max_crops,
                 )
+                embeddings = ensemble["crop_embeddings"]
             else:
                 ensemble = fcclip_ensemble(
                     out["pred_logits"],
@@ -171,7 +175,9 @@ class PMPSegmenter(nn.Module):
                     settings.beta,
                     settings.on_valid_mask,
                 )
+                embeddings = ensemble["pooled_clip_feature"]
             out["class_log_probs"] = ensemble["class_log_probs"]
+            out["query_embeddings"] = embeddings
         mask_h, mask_w = math.ceil(height / 4), math.ceil(width / 4)
         out["pred_masks"] = out["pred_masks"][..., :mask_h, :mask_w]
         for aux in out["aux_outputs"]:

@@ -67,10 +67,12 @@ def test_crop_logits_are_the_towers_own_classification_of_the_cut_crop():
     with torch.no_grad():
         out = _crop_ensemble(model, pred_logits, masks, images)
         crop = F.pad(images, (64, 64, 64, 64), mode="replicate")[:, :, 64 - 8 : 64 + 56, 64:128]
-        expected = classification_logits(
-            model.backbone.encode_crops(crop)[None], classifier, model.backbone.logit_scale, text.num_templates
-        )[0, 0]
+        embedding = model.backbone.encode_crops(crop)
+        expected = classification_logits(embedding[None], classifier, model.backbone.logit_scale, text.num_templates)[
+            0, 0
+        ]
     assert torch.allclose(out["out_vocab_logits"][0, 0], expected, atol=1e-4)
+    assert torch.allclose(out["crop_embeddings"][0, 0], embedding[0], atol=1e-5)
     # The empty mask's CLIP vote is ignored: its ensemble is the in-vocabulary softmax alone.
     in_vocab = pred_logits[0, 1, :-1].softmax(-1) * (1 - pred_logits[0, 1].softmax(-1)[-1])
     assert torch.allclose(out["class_log_probs"][0, 1, :-1].exp(), in_vocab, atol=1e-5)
@@ -85,6 +87,7 @@ def test_segmenter_with_crop_classification_gives_probabilities():
         out = model(torch.rand(2, 3, 70, 90), text)
     probs = out["class_log_probs"].exp()
     assert probs.shape == (2, model.cfg.decoder.num_queries, 3)
+    assert out["query_embeddings"].shape == (2, model.cfg.decoder.num_queries, model.backbone.clip_dim)
     assert torch.allclose(probs.sum(-1), torch.ones(2, model.cfg.decoder.num_queries), atol=1e-4)
 
 
@@ -109,5 +112,8 @@ def test_max_crops_classifies_only_the_most_object_like_queries_with_clip():
         two = _crop_ensemble(model, pred_logits, masks, images, max_crops=2)
     assert torch.allclose(two["out_vocab_logits"][0, 1:], every["out_vocab_logits"][0, 1:], atol=1e-5)
     assert (two["out_vocab_logits"][0, 0] == 0).all()  # query 0 is not cropped: in-vocabulary alone
+    assert (two["crop_embeddings"][0, 0] == 0).all() and torch.allclose(
+        two["crop_embeddings"][0, 1:], every["crop_embeddings"][0, 1:], atol=1e-5
+    )
     in_vocab = pred_logits[0, 0, :-1].softmax(-1) * (1 - pred_logits[0, 0].softmax(-1)[-1])
     assert torch.allclose(two["class_log_probs"][0, 0, :-1].exp(), in_vocab, atol=1e-5)

@@ -1,5 +1,6 @@
 """Post-processing on hand-built query outputs, and the Predictor on a real small model once it exists."""
 
+import dataclasses
 import math
 
 import numpy as np
@@ -59,6 +60,14 @@ def test_two_overlapping_squares_higher_score_paints_first():
     assert found["scores"].tolist() == pytest.approx([0.9, 0.6], abs=1e-3)
     assert found["boxes"].tolist() == [[6, 6, 13, 13], [0, 0, 7, 7]]
     assert found["areas"].tolist() == [64, 60]  # id 2: 64 - 4 hidden pixels
+
+
+def test_query_embeddings_follow_their_candidates_normalised():
+    masks = torch.stack([_square(16, 16, 0, 0, 6), _square(16, 16, 8, 8, 6)])
+    log_probs = _log_probs([[0.6, 0.4], [0.9, 0.1]])  # query 1 scores higher: candidate 0
+    embeddings = torch.tensor([[3.0, 0.0, 0.0], [0.0, 0.0, 2.0]])
+    found = instances_from_queries(log_probs, masks, 1, (16, 16), _cfg(), query_embeddings=embeddings)
+    assert found["embeddings"].tolist() == [[0.0, 0.0, 1.0], [1.0, 0.0, 0.0]]
 
 
 def test_mostly_hidden_instance_is_dropped():
@@ -159,6 +168,20 @@ def test_predictor_end_to_end_on_a_small_model(small_predictor):
         for instance in prediction.instances:
             assert instance.label in ("red star", "green ring")
             assert instance.area == instance.mask.sum()
+
+
+def test_predictor_instances_carry_their_clip_embedding(small_predictor):
+    small_predictor.set_prompts(["red star", "green ring"])
+    cfg = small_predictor.cfg
+    small_predictor.cfg = dataclasses.replace(cfg, score_threshold=0.0)
+    try:
+        (prediction,) = small_predictor.predict([np.random.default_rng(1).integers(0, 255, (48, 64, 3), np.uint8)])
+    finally:
+        small_predictor.cfg = cfg
+    assert prediction.instances
+    for instance in prediction.instances:
+        assert instance.embedding.shape == (small_predictor.segmenter.backbone.clip_dim,)
+        assert np.linalg.norm(instance.embedding) == pytest.approx(1.0, abs=1e-5)
 
 
 def test_predictor_caches_text_per_prompt_set(small_predictor):

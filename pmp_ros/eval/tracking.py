@@ -1,0 +1,335 @@
+"""Tracking metrics: the model's instances over tracking sequences, frame by frame and through the tracker.
+
+    python -m pmp_ros.eval.tracking --sequences 60 --validation-sequences 60 --frames 30 \\
+        --model models/pmp_default.safetensors --out docs/results/tracking.json
+
+Sequences (pmp_ros.data.sequences, default TrackingSequenceConfig: 320x240 at 10 fps): the first
+--validation-sequences seeds of the validation split choose the tracker's parameters (a small grid, below);
+the first --sequences seeds of the evaluation split are reported. Per sequence the Predictor is prompted with
+the sequence's classes and the rest of the vocabulary as context (as the node), its score threshold lowered
+to DETECTION_FLOOR so the tracker also sees weak instances; each instance's 3D centroid comes from
+objects3d.measure_objects on the frame's depth, its appearance from Instance.embedding, and the camera's
+image shift from the previous frame from tracking.image_shift.
+
+Two outputs per frame, scored against the same truth:
+- per-frame: the instances scoring >= the model's own score threshold, with the ids the node publishes
+  today (Instance.id: 1..n by score in each frame);
+- tracked: the tracker fed every instance (>= DETECTION_FLOOR), its published tracks (ids, masks; a missed
+  track's predicted mask).
+Truth: in each frame, the targets (objects of the prompted classes) with at least MIN_VISIBLE_AREA visible
+pixels, ids = the sequence's object ids. Matching (motmetrics): 1 - mask IoU, pairs below IoU 0.5 never
+match. Reported: IDF1, ID switches, MOTA, false positives, misses, and the target flicker rate: over each
+target's visible frames in order, the frames where no output covers it (IoU >= 0.5) while outputs covered
+it at an earlier and a later visible frame (it disappeared from the output and came back), divided by all
+visible target frames; dropouts counts those gaps.
+Goals (issue 16): IDF1 tracked > per-frame, and flicker rate tracked <= half of per-frame.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import itertools
+import json
+import shlex
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import motmetrics
+import numpy as np
+import torch
+
+from pmp_ros.data import splits, vocabulary
+from pmp_ros.data.sequences import TrackingSequenceConfig, sequence_frames, sequence_script, tracking_world
+from pmp_ros.data.streams import StreamFrame
+from pmp_ros.eval.report import markdown_table
+from pmp_ros.model.inference import Predictor
+from pmp_ros.objects3d import measure_objects
+from pmp_ros.paths import model_file
+from pmp_ros.tracking import Tracker, TrackerParams, image_shift, mask_iou
+
+MIN_VISIBLE_AREA = 50  # px: a target with fewer visible pixels is not in the truth of that frame
+MATCH_IOU = 0.5
+DETECTION_FLOOR = 0.05  # the Predictor's score threshold here: what the tracker is given
+PREDICT_BATCH = 5
+METRICS = ("idf1", "num_switches", "mota", "num_false_positives", "num_misses", "num_objects")
+# The validation grid: every combination of these TrackerParams fields; the others keep their defaults.
+GRID = {
+    "new_track_score": (0.15, 0.25),
+    "min_hits": (1, 2),
+    "max_misses": (5, 15),
+    "score_weight": (0.3, 0.6),
+    "miss_decay": (0.8, 1.0),
+    "distance_weight": (0.0, 1.0),
+    "max_cost": (0.7, 0.8),
+}
+
+
+@dataclass(frozen=True, eq=False)
+class DetectedInstance:
+    """An instance of a cached prediction (what the tracker reads). mask = label_image == id, computed on
+    access, so a frame's instances share its label image."""
+
+    id: int
+    label: str
+    score: float
+    embedding: np.ndarray | None
+    centroid: tuple[float, float, float] | None
+    label_image: np.ndarray
+
+    @property
+    def mask(self) -> np.ndarray:
+        return self.label_image == self.id
+
+
+@dataclass(frozen=True, eq=False)
+class FrameRecord:
+    """One frame: the truth (instance image uint16 [H,W], the ids of the targets visible enough), the
+    model's instances scoring >= DETECTION_FLOOR, best first, and the image shift (dx, dy) from the previous
+    frame (None in the first)."""
+
+    instance_image: np.ndarray
+    truth_ids: tuple[int, ...]
+    instances: tuple[DetectedInstance, ...]
+    camera_shift: tuple[float, float] | None = None
+
+
+Output = list[tuple[int, np.ndarray]]  # one frame's (id, bool [H,W] mask) per output instance
+
+
+@dataclass
+class Score:
+    """Matching and flicker counts over sequences (one motmetrics accumulator each)."""
+
+    accumulators: list = dataclasses.field(default_factory=list)
+    visible_frames: int = 0
+    flicker_frames: int = 0
+    dropouts: int = 0
+
+    def add(self, frames: Sequence[FrameRecord], outputs: Sequence[Output]) -> None:
+        accumulator = motmetrics.MOTAccumulator(auto_id=True)
+        covered: dict[int, list[bool]] = {}
+        for frame, output in zip(frames, outputs):
+            iou = _truth_iou(frame, output)
+            accumulator.update(
+                list(frame.truth_ids), [i for i, _ in output], np.where(iou >= MATCH_IOU, 1.0 - iou, np.nan)
+            )
+            for row, truth_id in enumerate(frame.truth_ids):
+                covered.setdefault(truth_id, []).append(bool(output) and bool(iou[row].max() >= MATCH_IOU))
+        self.accumulators.append(accumulator)
+        for flags in covered.values():
+            self.visible_frames += len(flags)
+            hits = np.flatnonzero(flags)
+            if len(hits) >= 2:
+                inside = ~np.asarray(flags[hits[0] : hits[-1] + 1])
+                self.flicker_frames += int(inside.sum())
+                self.dropouts += int(np.count_nonzero(np.diff(inside.astype(int)) == 1))
+
+    def summary(self) -> dict:
+        """IDF1, ID switches, MOTA, FP, misses, truth count over all sequences, and the flicker figures."""
+        overall = motmetrics.metrics.create().compute_many(
+            self.accumulators,
+            metrics=list(METRICS),
+            names=[str(i) for i in range(len(self.accumulators))],
+            generate_overall=True,
+        )
+        row = overall.loc["OVERALL"]
+        return {name: float(row[name]) if name in ("idf1", "mota") else int(row[name]) for name in METRICS} | {
+            "visible_target_frames": self.visible_frames,
+            "flicker_frames": self.flicker_frames,
+            "dropouts": self.dropouts,
+            "flicker_rate": self.flicker_frames / max(self.visible_frames, 1),
+        }
+
+
+def record_sequence(predictor: Predictor, frames: Sequence[StreamFrame]) -> list[FrameRecord]:
+    """The model's instances (>= the predictor's threshold) on a sequence's frames, with 3D centroids, and
+    the image shifts between frames."""
+    predictor.set_prompts(frames[0].prompts, vocabulary.all_classes())
+    records = []
+    for start in range(0, len(frames), PREDICT_BATCH):
+        batch = frames[start : start + PREDICT_BATCH]
+        predictions = predictor.predict([f.rgb for f in batch], semantic=False)
+        for index, (frame, prediction) in enumerate(zip(batch, predictions), start=start):
+            masks = [i.mask for i in prediction.instances]
+            measured = measure_objects(masks, frame.depth_mm, frame.k) if masks else []
+            instances = tuple(
+                DetectedInstance(i.id, i.label, i.score, i.embedding, m.centroid, prediction.label_image)
+                for i, m in zip(prediction.instances, measured)
+            )
+            truth = tuple(o.id for o in frame.objects if o.id in frame.target_ids and o.area >= MIN_VISIBLE_AREA)
+            shift = image_shift(frames[index - 1].rgb, frame.rgb) if index else None
+            records.append(FrameRecord(frame.instance, truth, instances, shift))
+    return records
+
+
+def per_frame_outputs(frames: Sequence[FrameRecord], score_threshold: float) -> list[Output]:
+    """The node's output today: instances >= score_threshold with their per-frame ids."""
+    return [[(i.id, i.mask) for i in f.instances if i.score >= score_threshold] for f in frames]
+
+
+def tracked_outputs(frames: Sequence[FrameRecord], params: TrackerParams) -> list[Output]:
+    """The published tracks of a fresh tracker fed each frame's instances."""
+    tracker, outputs = Tracker(params), []
+    for frame in frames:
+        instances = frame.instances
+        result = tracker.update(
+            instances, [i.embedding for i in instances], [i.centroid for i in instances], frame.camera_shift
+        )
+        outputs.append([(t.track_id, t.mask) for t in result.tracks])
+    return outputs
+
+
+def grid_settings() -> Iterator[dict]:
+    """Every combination of GRID, as TrackerParams keyword dicts."""
+    for values in itertools.product(*GRID.values()):
+        yield dict(zip(GRID, values))
+
+
+def choose_setting(rows: Sequence[dict], baseline: dict) -> dict:
+    """The validation row to ship: among settings that at least halve the baseline's flicker rate, the
+    highest IDF1 (ties: the higher MOTA); without any, the highest IDF1."""
+    halving = [r for r in rows if r["metrics"]["flicker_rate"] <= baseline["flicker_rate"] / 2]
+    return max(halving or rows, key=lambda r: (r["metrics"]["idf1"], r["metrics"]["mota"]))
+
+
+def sequences(split: range, count: int, cfg: TrackingSequenceConfig) -> Iterator[list[StreamFrame]]:
+    """The frames of the first `count` sequences of a split."""
+    world = tracking_world(cfg)
+    for seed in splits.seeds(split, count):
+        yield list(sequence_frames(world, sequence_script(world, seed, cfg), cfg))
+
+
+def evaluate_tracking(
+    model: Path, num_sequences: int, num_validation: int, num_frames: int, progress: bool = True
+) -> dict:
+    """The JSON-able result (module docstring): setup, validation grid, chosen setting, evaluation."""
+    started = time.time()
+    cfg = TrackingSequenceConfig(num_frames=num_frames)
+    predictor, model_cfg = Predictor.from_checkpoint(model, device="cpu", score_threshold=DETECTION_FLOOR)
+    threshold = model_cfg.inference.score_threshold  # the checkpoint's own: what the node uses
+
+    validation = [record_sequence(predictor, frames) for frames in sequences(splits.VALIDATION, num_validation, cfg)]
+    _log(progress, f"validation: {num_validation} sequences recorded ({time.time() - started:.0f} s)")
+    baseline = Score()
+    for frames in validation:
+        baseline.add(frames, per_frame_outputs(frames, threshold))
+    rows = []
+    for setting in grid_settings():
+        score = Score()
+        for frames in validation:
+            score.add(frames, tracked_outputs(frames, TrackerParams(**setting)))
+        rows.append({"setting": setting, "metrics": score.summary()})
+    validation_baseline = baseline.summary()
+    chosen = choose_setting(rows, validation_baseline)
+    _log(progress, f"validation grid: {len(rows)} settings ({time.time() - started:.0f} s); chosen {chosen['setting']}")
+
+    params = TrackerParams(**chosen["setting"])
+    per_frame, tracked = Score(), Score()
+    for number, frames in enumerate(sequences(splits.EVAL, num_sequences, cfg), start=1):
+        records = record_sequence(predictor, frames)
+        per_frame.add(records, per_frame_outputs(records, threshold))
+        tracked.add(records, tracked_outputs(records, params))
+        if number % 10 == 0:
+            _log(progress, f"evaluation: {number}/{num_sequences} sequences ({time.time() - started:.0f} s)")
+    evaluation = {"per_frame": per_frame.summary(), "tracked": tracked.summary()}
+    return {
+        "setup": {
+            "model": str(model),
+            "sequences": num_sequences,
+            "validation_sequences": num_validation,
+            "frames": num_frames,
+            "fps": cfg.fps,
+            "eval_seeds": [splits.EVAL[0], splits.EVAL[num_sequences - 1]],
+            "validation_seeds": [splits.VALIDATION[0], splits.VALIDATION[num_validation - 1]],
+            "per_frame_score_threshold": threshold,
+            "detection_floor": DETECTION_FLOOR,
+            "min_visible_area": MIN_VISIBLE_AREA,
+            "match_iou": MATCH_IOU,
+            "grid": {k: list(v) for k, v in GRID.items()},
+            "seconds": round(time.time() - started, 1),
+        },
+        "validation": {"per_frame": validation_baseline, "grid": rows, "chosen": chosen},
+        "tracker_params": dataclasses.asdict(params),
+        "evaluation": evaluation,
+        "goals": goals(evaluation),
+    }
+
+
+def goals(evaluation: dict) -> dict:
+    """Issue 16's goals on the evaluation figures."""
+    before, after = evaluation["per_frame"], evaluation["tracked"]
+    return {
+        "idf1_higher_with_tracking": after["idf1"] > before["idf1"],
+        "flicker_rate_at_least_halved": after["flicker_rate"] <= before["flicker_rate"] / 2,
+    }
+
+
+def format_summary(result: dict) -> str:
+    """The evaluation as a markdown table, with the chosen parameters and the goals."""
+    setup, evaluation = result["setup"], result["evaluation"]
+    header = ["output", "IDF1", "ID switches", "MOTA", "false positives", "misses", "flicker rate", "dropouts"]
+    rows = [
+        [
+            name,
+            m["idf1"],
+            m["num_switches"],
+            m["mota"],
+            m["num_false_positives"],
+            m["num_misses"],
+            m["flicker_rate"],
+            m["dropouts"],
+        ]
+        for name, m in (("per-frame (today)", evaluation["per_frame"]), ("tracked", evaluation["tracked"]))
+    ]
+    truth = evaluation["per_frame"]
+    lines = [
+        f"{setup['sequences']} evaluation sequences x {setup['frames']} frames at {setup['fps']:g} fps, model "
+        f"{setup['model']}: {truth['num_objects']} target boxes, {truth['visible_target_frames']} visible target "
+        "frames",
+        *markdown_table(header, rows),
+        "tracker (chosen on "
+        + f"{setup['validation_sequences']} validation sequences): "
+        + ", ".join(f"{k}={v}" for k, v in result["validation"]["chosen"]["setting"].items()),
+    ]
+    lines += [f"goal {name}: {'met' if met else 'NOT met'}" for name, met in result["goals"].items()]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m pmp_ros.eval.tracking", description=__doc__.split("\n")[0])
+    parser.add_argument("--sequences", type=int, default=60, help="evaluation sequences (first seeds of the split)")
+    parser.add_argument("--validation-sequences", type=int, default=60, help="validation sequences for the grid")
+    parser.add_argument("--frames", type=int, default=30, help="frames per sequence")
+    parser.add_argument("--model", type=Path, default=model_file("pmp_default.safetensors"))
+    parser.add_argument("--out", type=Path, help="write the result (setup, grid, figures) here as JSON")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
+    result = evaluate_tracking(args.model, args.sequences, args.validation_sequences, args.frames)
+    result["command"] = shlex.join(["python", "-m", "pmp_ros.eval.tracking", *(sys.argv[1:] if argv is None else argv)])
+    print(format_summary(result))
+    if args.out is not None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(result, indent=1) + "\n")
+        print(f"wrote {args.out}")
+    return 0
+
+
+def _truth_iou(frame: FrameRecord, output: Output) -> np.ndarray:
+    """float [truths, outputs] mask IoU of a frame's truth objects and output masks."""
+    if not frame.truth_ids or not output:
+        return np.zeros((len(frame.truth_ids), len(output)))
+    truth = np.stack([frame.instance_image == i for i in frame.truth_ids])
+    return mask_iou(truth, np.stack([mask for _, mask in output]))
+
+
+def _log(progress: bool, message: str) -> None:
+    if progress:
+        print(message, file=sys.stderr, flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
