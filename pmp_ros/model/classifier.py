@@ -11,15 +11,20 @@ from torch import Tensor, nn
 
 
 def classification_logits(
-    x: Tensor, text_classifier: Tensor, logit_scale: Tensor, num_templates: Sequence[int]
+    x: Tensor, text_classifier: Tensor, logit_scale: Tensor, num_templates: Sequence[int] | Tensor
 ) -> Tensor:
     """x: [B, Q, D] embeddings; text_classifier: [K+1, D] L2-normalised synonym rows then the void row;
     logit_scale: raw scalar (exp, clamped at 100, is applied here); num_templates: len C, sum K,
-    consecutive synonym rows per class. Returns [B, Q, C+1]: per class the max over its synonyms, void last.
+    consecutive synonym rows per class, or the same layout as a bool [C, K] membership tensor (True where
+    synonym row k belongs to class c: an exported graph's input, where the counts are not Python ints).
+    Returns [B, Q, C+1]: per class the max over its synonyms, void last.
     """
-    num_templates = [int(n) for n in num_templates]
     scale = torch.clamp(logit_scale.exp(), max=100)
     logits = scale * F.normalize(x, dim=-1) @ text_classifier.T  # [B, Q, K+1]
+    if isinstance(num_templates, Tensor):
+        per_class = logits[..., None, :-1].masked_fill(~num_templates, float("-inf")).amax(-1)  # [B, Q, C]
+        return torch.cat([per_class, logits[..., -1:]], dim=-1)
+    num_templates = [int(n) for n in num_templates]
     k = sum(num_templates)
     if k != text_classifier.shape[0] - 1:
         raise ValueError(f"num_templates sums to {k}, text_classifier has {text_classifier.shape[0] - 1} rows + void")
@@ -168,6 +173,42 @@ def crop_images(images: Tensor, boxes: Tensor, crop_size: int) -> Tensor:
     return torch.stack(crops)
 
 
+def crop_images_by_resampling(images: Tensor, boxes: Tensor, crop_size: int) -> Tensor:
+    """crop_images in tensor arithmetic only, for graph export (crop_images reads the windows on the host
+    and slices by them, which a traced graph cannot express). Same windows (corner rounded down, side
+    rounded), same area averaging and edge replication, as two matrix products per crop:
+    crop = rows @ image @ cols^T, where rows [S,H] and cols [S,W] resample the window's positions.
+
+    images [B,3,H,W], boxes [B,Q,4] (x0, y0, x1, y1 in pixels, square windows) -> crops [B*Q,3,S,S].
+    """
+    height, width = images.shape[-2:]
+    corners = boxes[..., :2].floor()
+    sides = (boxes[..., 2] - boxes[..., 0]).round().clamp(min=1)
+    rows = _area_resampling(corners[..., 1], sides, crop_size, height)  # [B,Q,S,H]
+    cols = _area_resampling(corners[..., 0], sides, crop_size, width)  # [B,Q,S,W]
+    crops = rows[:, :, None] @ images[:, None] @ cols[:, :, None].transpose(-1, -2)  # [B,Q,3,S,S]
+    return crops.flatten(0, 1)
+
+
+def _area_resampling(starts: Tensor, sides: Tensor, crop_size: int, length: int) -> Tensor:
+    """Area interpolation of windows [start, start + side) to crop_size cells, as a matrix over the image's
+    positions: starts, sides [...] (whole pixels) -> weights [..., S, length].
+
+    Cell i averages positions [start + floor(i side / S), start + ceil((i + 1) side / S)) (adaptive average
+    pooling's cells, as F.interpolate(mode="area") cuts them); a position before the image counts as its
+    first pixel, one after it as its last (replicate padding).
+    """
+    cells = torch.arange(crop_size, dtype=starts.dtype, device=starts.device)
+    first = starts[..., None] + torch.floor(cells * sides[..., None] / crop_size)  # [..., S]
+    end = starts[..., None] + torch.ceil((cells + 1) * sides[..., None] / crop_size)
+    pixels = torch.arange(length, dtype=starts.dtype, device=starts.device)
+    # Pixel p covers positions [p, p + 1); the first pixel also all before it, the last all after it.
+    covers_from = torch.where(pixels == 0, float("-inf"), pixels)
+    covers_to = torch.where(pixels == length - 1, float("inf"), pixels + 1)
+    overlap = torch.minimum(end[..., None], covers_to) - torch.maximum(first[..., None], covers_from)
+    return overlap.clamp(min=0) / (end - first)[..., None]
+
+
 def crop_ensemble(
     pred_logits: Tensor,
     pred_masks: Tensor,
@@ -191,8 +232,8 @@ def crop_ensemble(
     CLIP-normalised padded input; encode_crops: [N,3,S,S] -> [N,D] (the CLIP tower's pooled embedding).
     max_crops: crop only the K queries per image most likely to be objects (lowest in-vocabulary void
     probability); 0 = every query. Where a query's mask is empty, or it is not cropped, the CLIP classifier
-    gets weight 0. Returns crop_boxes [B,Q,4], out_vocab_logits [B,Q,C+1] (zeros where not cropped),
-    class_log_probs [B,Q,C+1].
+    gets weight 0. Returns crop_boxes [B,Q,4], crop_embeddings [B,Q,D] (the tower's embedding of each crop,
+    zeros where not cropped), out_vocab_logits [B,Q,C+1] (zeros where not cropped), class_log_probs [B,Q,C+1].
     """
     boxes, valid = mask_crop_boxes(pred_masks, mask_stride, crop_size)
     batch, queries = boxes.shape[:2]
@@ -202,11 +243,20 @@ def crop_ensemble(
     else:
         chosen = torch.arange(queries, device=boxes.device).expand(batch, queries)
     picked_boxes = boxes.gather(1, chosen[..., None].expand(-1, -1, 4))
-    embeddings = encode_crops(crop_images(images, picked_boxes, crop_size)).reshape(*chosen.shape, -1)
+    cut_crops = crop_images_by_resampling if torch.compiler.is_exporting() else crop_images
+    embeddings = encode_crops(cut_crops(images, picked_boxes, crop_size)).reshape(*chosen.shape, -1)
     picked = classification_logits(embeddings, text_classifier, clip_logit_scale, num_templates)  # [B,K,C+1]
     out_vocab = picked.new_zeros(batch, queries, picked.shape[-1]).scatter(
         1, chosen[..., None].expand(-1, -1, picked.shape[-1]), picked
     )
+    crop_embeddings = embeddings.new_zeros(batch, queries, embeddings.shape[-1]).scatter(
+        1, chosen[..., None].expand(-1, -1, embeddings.shape[-1]), embeddings
+    )
     cropped = torch.zeros_like(valid).scatter(1, chosen, True)
     log_probs = geometric_ensemble(pred_logits, out_vocab, category_overlapping_mask, alpha, beta, valid & cropped)
-    return {"crop_boxes": boxes, "out_vocab_logits": out_vocab, "class_log_probs": log_probs}
+    return {
+        "crop_boxes": boxes,
+        "crop_embeddings": crop_embeddings,
+        "out_vocab_logits": out_vocab,
+        "class_log_probs": log_probs,
+    }
