@@ -95,7 +95,7 @@ def test_profile_node():
     if not (shutil.which("py-spy") or Path(sys.executable).with_name("py-spy").is_file()):
         pytest.skip("py-spy not installed")
     out = run("profile_node.py", "--random-model", "--duration", "3", "--stream-size", "320x240")
-    assert "inclusive share" in out and "SegmenterNode._process" in out
+    assert "inclusive share" in out and "SegmenterNode._segment" in out
 
 
 def test_gpu_bench():
