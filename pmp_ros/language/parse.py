@@ -284,8 +284,8 @@ def _read(segment: _Segment) -> _Phrase | None:
             article = article or word in w.ARTICLES
             saw_determiner = True
         elif word in w.NUMBERS and i + 1 < len(words) and words[i + 1] not in w.ORDINALS:
-            if word == "one" and (i + 1 == len(words) or words[i + 1] in ("of",)):
-                break  # "the red one": the anaphora word stays as the head
+            if word == "one" and words[i + 1] == "of":
+                break  # "one of the cups": the phrase follows
             every = every or w.NUMBERS[word] > 1
             article = article or word == "one"
             saw_determiner = True
@@ -421,9 +421,7 @@ def _assemble(phrases: list[_Phrase], any_command: bool, world: WorldWords, norm
     _lend_shapes(named, world)
     for phrase, (text, plural) in zip(phrases, named):
         if not phrase.negative and (not text or text in world.everything_phrases):
-            everything = everything or not text and phrase.every or text in world.everything_phrases
-            if not text:
-                continue
+            everything = everything or bool(text) or phrase.every  # "everything", or "all" with no noun
             continue
         if text.split()[-1] in ("one", "ones"):
             stem = text.split()[:-1]

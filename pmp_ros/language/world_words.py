@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, cached_property
 
 from pmp_ros.data import vocabulary as voc
 from pmp_ros.language import words as w
@@ -27,14 +27,14 @@ class WorldWords:
                 shapes[voc.plural_shape(word)] = (s.name, True)
         return WorldWords(colours, shapes)
 
-    @property
+    @cached_property
     def typo_targets(self) -> frozenset[str]:
         """Known words whose misspellings are corrected anywhere (commands only at a segment's start)."""
         return _typo_targets(self)
 
-    @property
-    def everything_phrases(self) -> frozenset[str]:
-        return frozenset({"everything", "anything", "all", *w.EVERYTHING_NOUNS, "everything else", "all object"})
+    everything_phrases = frozenset(
+        {"everything", "anything", "all", *w.EVERYTHING_NOUNS, "everything else", "all object"}
+    )
 
     def class_name(self, colour: str, shape: str) -> str:
         return voc.class_name(colour, shape)
