@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# The PMP ablation of docs/results.md: the shipped recipe (config/train/pmp_tiny_side.yaml, the shipped CLIP)
+# against its prompt-free twin (model.decoder.pmp=false), same data, budget and seeds; STEPS per run (shorter
+# than the shipped 12,000, the same for both variants), then the 500 evaluation scenes with the shipped
+# inference settings and a paired bootstrap over scenes for the difference of each headline metric.
+#   STEPS=1500 SEEDS="0 1 2" scripts/ablation.sh        # 2 CPU cores: ~15 min per pair of runs + ~5 min eval
+# Runs resume where they stopped (--resume); two runs (one thread each) train at a time.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+BIN="${PMP_VENV:-$ROOT/.venv}/bin"
+SEEDS="${SEEDS:-0 1 2}"
+STEPS="${STEPS:-1500}"
+EVAL_SCENES="${EVAL_SCENES:-500}"
+OUT="${OUT:-runs/ablation_side}"
+CLIP="${CLIP:-models/pmp-tiny-rn-clip.safetensors}"
+# The settings shipped with models/pmp_default.safetensors (chosen on the validation split).
+SETTINGS=(inference.score_threshold=0.15 ensemble.alpha=0.4 ensemble.beta=0.8)
+export HF_HUB_OFFLINE=1 OMP_NUM_THREADS=1
+
+train() {  # variant seed
+  local pmp; pmp=$([ "$1" = pmp ] && echo true || echo false)
+  "$BIN/pmp-train" --config config/train/pmp_tiny_side.yaml --out "$OUT/$1_s$2" --resume \
+      --set "train.seed=$2" "train.steps=$STEPS" "model.decoder.pmp=$pmp" "model.clip.pretrained=$CLIP" \
+      train.threads=1 train.checkpoint_every=250 > "$OUT/$1_s$2.log" 2>&1
+  "$BIN/python" -m pmp_ros.train.ship_model "$OUT/$1_s$2/model.safetensors" "$OUT/$1_s$2.safetensors" \
+      --set "${SETTINGS[@]}"
+}
+
+evaluate() {  # variant: one pmp-eval process per variant, all seeds
+  local args=()
+  for seed in $SEEDS; do args+=(--model "$OUT/$1_s$seed.safetensors" --name "$1_s$seed"); done
+  "$BIN/pmp-eval" "${args[@]}" --scenes "$EVAL_SCENES" --examples 0 --no-progress \
+      --out "$OUT/eval_$1" > "$OUT/eval_$1.log" 2>&1
+}
+
+mkdir -p "$OUT"
+for seed in $SEEDS; do
+  train pmp "$seed" & train twin "$seed" & wait
+done
+evaluate pmp & evaluate twin & wait
+"$BIN/python" -m pmp_ros.eval.ablation --a "$OUT/eval_pmp" --b "$OUT/eval_twin" --names pmp twin \
+    --out "$OUT/ablation"
+echo "ablation table: $OUT/ablation.md"
