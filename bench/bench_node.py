@@ -16,6 +16,7 @@ Modes (--modes, comma separated; default all):
             instruction and how many results arrived until then (goal: 1 = the next processed frame).
   text      instructions naming 1, 5 and 16 classes (16 = the parser's MAX_TARGETS), --frames lock-step
             frames each: first frame (pays the text encoding) against the following ones (text reused).
+  idle      the node's CPU over --idle-duration s with no frames (goal: near zero).
   memory    RSS of the node process once a second while streaming for --memory-duration s (default 600),
             growth after --memory-warmup s.
 """
@@ -32,7 +33,7 @@ import numpy as np
 import benchlib
 import rosbench
 
-MODES = ("lockstep", "load", "switch", "text", "memory")
+MODES = ("lockstep", "load", "switch", "text", "idle", "memory")
 RESULT_TIMEOUT_S = 60.0
 INSTRUCTION = "pick up the red star"
 
@@ -69,11 +70,17 @@ def lockstep(client, msg, frames: int, warmup: int) -> tuple[list[float], int]:
     return latencies, lost
 
 
-def run_lockstep(client, args, raw) -> list[dict]:
-    rows = []
+def run_lockstep(client, args, raw, pid: int) -> tuple[list[dict], dict[str, list[dict]]]:
+    """(a row per camera size, the node's CPU per thread during each size's timed frames)."""
+    rows, threads = [], {}
     for width, height in args.sizes:
         msg = rosbench.image_message(benchlib.scene_image(width, height))
-        latencies, lost = lockstep(client, msg, args.frames, args.warmup)
+        lockstep(client, msg, 0, args.warmup)
+        before, start = rosbench.thread_cpu(pid), time.perf_counter()
+        latencies, lost = lockstep(client, msg, args.frames, 0)
+        threads[f"{width}x{height}"] = rosbench.thread_cpu_rows(
+            pid, before, rosbench.thread_cpu(pid), args.frames, time.perf_counter() - start
+        )
         node = benchlib.summary_ms(latencies)
         diagnostics = client.fresh_diagnostics()
         base = raw[f"{width}x{height}"]
@@ -87,26 +94,31 @@ def run_lockstep(client, args, raw) -> list[dict]:
                 "lost": lost,
                 "ratio_p50": node["median_ms"] / base["median_ms"] if latencies else None,
                 "ratio_in_node": node["median_ms"] / float(diagnostics["inference_p50_ms"]) if latencies else None,
+                "in_node_over_raw": float(diagnostics["inference_p50_ms"]) / base["median_ms"],
             }
         )
-    return rows
+    return rows, threads
 
 
-def run_load(client, args) -> dict:
+def run_load(client, args, pid: int) -> tuple[dict, list[dict]]:
+    """(the stream's row, the node's CPU per thread during the stream, per result)."""
     msg = rosbench.image_message(benchlib.scene_image(*args.stream_size))
     before = client.fresh_diagnostics()
     first = len(client.results)
+    cpu_before, start_cpu = rosbench.thread_cpu(pid), time.perf_counter()
     sent = rosbench.stream(client, msg, args.rate, args.load_duration)
+    cpu_after, seconds = rosbench.thread_cpu(pid), time.perf_counter() - start_cpu
     time.sleep(2.0)  # the last frame's result
     after = client.fresh_diagnostics()
     results = [r for r in client.results[first:] if r.key in client.published]
+    threads = rosbench.thread_cpu_rows(pid, cpu_before, cpu_after, len(results), seconds)
     start = min(client.published[r.key][1] for r in results) if results else 0.0
     by_third: list[list[float]] = [[], [], []]
     for r in results:
         third = min(2, int(3 * (client.published[r.key][1] - start) / args.load_duration))
         by_third[third].append(client.latency(r))
     first_p50, last_p50 = (benchlib.median(x) for x in (by_third[0], by_third[2]))
-    return {
+    row = {
         "image": "{}x{}".format(*args.stream_size),
         "rate_in_hz": args.rate,
         "sent": sent,
@@ -118,6 +130,15 @@ def run_load(client, args) -> dict:
         "first_third_p50_ms": first_p50 and first_p50 * 1e3,
         "last_third_p50_ms": last_p50 and last_p50 * 1e3,
     }
+    return row, threads
+
+
+def run_idle(args, pid: int) -> list[dict]:
+    """The node's CPU per thread over --idle-duration s in which nothing is published to it."""
+    time.sleep(2.0)  # the last frame of the previous mode is done
+    before, start = rosbench.thread_cpu(pid), time.perf_counter()
+    time.sleep(args.idle_duration)
+    return rosbench.thread_cpu_rows(pid, before, rosbench.thread_cpu(pid), 0, time.perf_counter() - start)
 
 
 def run_switch(client, args) -> list[dict]:
@@ -240,6 +261,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--rate", type=float, default=30.0, help="input rate (Hz) of the streaming modes")
     parser.add_argument("--load-duration", type=float, default=60.0)
     parser.add_argument("--switches", type=int, default=10)
+    parser.add_argument("--idle-duration", type=float, default=10.0)
     parser.add_argument("--memory-duration", type=float, default=600.0)
     parser.add_argument("--memory-warmup", type=float, default=60.0)
     parser.add_argument("--domain-id", type=int, help="ROS_DOMAIN_ID (default: random in 1..101)")
@@ -291,7 +313,8 @@ def main() -> None:
 
 def run_modes(client, args, raw, pid: int, report: dict) -> None:
     if "lockstep" in args.modes:
-        report["lockstep"] = rows = run_lockstep(client, args, raw)
+        rows, threads = run_lockstep(client, args, raw, pid)
+        report["lockstep"], report["lockstep_threads"] = rows, threads
         benchlib.print_table(
             "lockstep: publish -> result vs raw Predictor.predict (goal: ratio <= 1.10 at p50)",
             rows,
@@ -303,11 +326,19 @@ def run_modes(client, args, raw, pid: int, report: dict) -> None:
                 ("node_inference_p50_ms", "in-node fwd p50", ".1f"),
                 ("ratio_p50", "node/raw p50", ".2f"),
                 ("ratio_in_node", "node/in-node", ".2f"),
+                ("in_node_over_raw", "in-node/raw", ".2f"),
                 ("lost", "lost", "d"),
             ],
         )
+        for image, thread_rows in threads.items():
+            benchlib.print_table(
+                f"lockstep {image}: the node's CPU per thread (goal: executor <= 5 ms per frame)",
+                thread_rows,
+                rosbench.THREAD_COLUMNS,
+            )
     if "load" in args.modes:
-        report["load"] = row = run_load(client, args)
+        row, threads = run_load(client, args, pid)
+        report["load"], report["load_threads"] = row, threads
         benchlib.print_table(
             "load: streaming input (goal: last-third p50 ~ first-third p50, no backlog)",
             [row],
@@ -323,6 +354,7 @@ def run_modes(client, args, raw, pid: int, report: dict) -> None:
                 ("last_third_p50_ms", "last third p50", ".1f"),
             ],
         )
+        benchlib.print_table("load: the node's CPU per thread, per result", threads, rosbench.THREAD_COLUMNS)
     if "switch" in args.modes:
         report["switch"] = rows = run_switch(client, args)
         benchlib.print_table(
@@ -349,6 +381,13 @@ def run_modes(client, args, raw, pid: int, report: dict) -> None:
                 ("text_ms", "first - p50", ".1f"),
                 *benchlib.STAT_COLUMNS,
             ],
+        )
+    if "idle" in args.modes:
+        report["idle_threads"] = rows = run_idle(args, pid)
+        benchlib.print_table(
+            f"idle: the node's CPU with no frames for {args.idle_duration:.0f} s (goal: near zero)",
+            rows,
+            [("thread", "thread", "s"), ("core_share", "share of a core", ".1%")],
         )
     if "memory" in args.modes:
         report["memory"] = row = run_memory(client, args, pid)

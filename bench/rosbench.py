@@ -8,6 +8,7 @@ DDS profile (large shared-memory segment). The node inherits this environment.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from dataclasses import dataclass
@@ -49,6 +50,50 @@ def rss_mib(pid: int) -> float:
                 return int(line.split()[1]) / 1024.0
         raise RuntimeError(f"no VmRSS for process {pid}") from None
     return psutil.Process(pid).memory_info().rss / 2**20
+
+
+def thread_cpu(pid: int) -> dict[int, tuple[str, float]]:
+    """{thread id: (thread name, CPU seconds in user + kernel mode so far)} of a process's threads, from
+    /proc/<pid>/task/<tid>/stat (Linux). Threads that end between listing and reading are left out."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    out = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            stat = (task / "stat").read_text()
+        except FileNotFoundError:
+            continue
+        name = stat[stat.index("(") + 1 : stat.rindex(")")]
+        fields = stat[stat.rindex(")") + 2 :].split()  # from field 3 (state) on: utime, stime are 14, 15
+        out[int(task.name)] = (name, (int(fields[11]) + int(fields[12])) / ticks)
+    return out
+
+
+def thread_cpu_rows(pid: int, before: dict, after: dict, frames: int, seconds: float) -> list[dict]:
+    """Per thread of the node between two thread_cpu snapshots: CPU ms per frame (frames > 0) and the share
+    of one core over `seconds`, busiest first; threads under 0.5 % of a core (but the main one) are pooled
+    into one row. The main thread is the one that runs the executor; `pmp_inference` is the node's worker."""
+    rows = []
+    for tid, (name, total) in after.items():
+        cpu_s = total - before.get(tid, (name, 0.0))[1]
+        role = "executor (main)" if tid == pid else name
+        rows.append({"thread": role, "tid": tid, "cpu_s": cpu_s})
+    rows.sort(key=lambda r: -r["cpu_s"])
+    quiet = [r for r in rows if r["cpu_s"] < 0.005 * seconds and r["tid"] != pid]
+    busy = [r for r in rows if r not in quiet]
+    if quiet:
+        busy.append({"thread": f"{len(quiet)} other threads", "tid": None, "cpu_s": sum(r["cpu_s"] for r in quiet)})
+    busy.append({"thread": "process total", "tid": pid, "cpu_s": sum(r["cpu_s"] for r in rows)})
+    for r in busy:
+        r["cpu_ms_per_frame"] = 1e3 * r["cpu_s"] / frames if frames else None
+        r["core_share"] = r["cpu_s"] / seconds
+    return busy
+
+
+THREAD_COLUMNS = [
+    ("thread", "thread", "s"),
+    ("cpu_ms_per_frame", "CPU ms/frame", ".1f"),
+    ("core_share", "share of a core", ".1%"),
+]
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,7 @@
 Only that they run and report: timing figures are never asserted (they depend on the machine).
 """
 
+import json
 import os
 import shutil
 import subprocess
@@ -67,12 +68,17 @@ def test_bench_node(tmp_path):
         "3",
         "--memory-warmup",
         "1",
+        "--idle-duration",
+        "1",
         "--json",
         str(tmp_path / "node.json"),
     )
-    for title in ("lockstep:", "load:", "switch:", "text:", "memory:"):
+    for title in ("lockstep:", "load:", "switch:", "text:", "idle:", "memory:"):
         assert title in out, out
-    assert (tmp_path / "node.json").is_file()
+    report = json.loads((tmp_path / "node.json").read_text())
+    threads = report["lockstep_threads"]["320x240"]
+    assert threads[0]["cpu_ms_per_frame"] > 0 and threads[-1]["thread"] == "process total", threads
+    assert any(row["thread"] == "executor (main)" for row in threads + report["load_threads"]), threads
 
 
 def test_bench_frame_size(tmp_path):
