@@ -6,9 +6,11 @@
 For each bag: the node is started in its own process (or --use-running-node uses one already running in this
 ROS domain), the bag is played into its topics (timed, --rate, or --lockstep), its answers are matched to
 the images by header stamp, and report.json / report.md / latency plots are written to OUT/<bag name>/.
-Accuracy uses pmp_ros.eval.frame_metrics on the frames that have ground truth and a result. Several bags run
-in parallel processes (--jobs), each in its own ROS domain with its own node. A bag with problems (missing
-topics, unexpected types, truncated files, no ground truth) is reported with what could still be measured.
+Accuracy uses pmp_ros.eval.frame_metrics on the frames that have ground truth and a result; with depth, so do
+the 3D errors of the node's objects for the matched targets (pmp_ros.eval.errors3d, against the ground
+truth's solids). Several bags run in parallel processes (--jobs), each in its own ROS domain with its own
+node. A bag with problems (missing topics, unexpected types, truncated files, no ground truth) is reported
+with what could still be measured.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from tqdm import tqdm
 from pmp_ros.bags.messages import COMPRESSED_TYPE, STRING_TYPE, BagTopics, prediction_from_messages, truth_from_message
 from pmp_ros.bags.player import Playback, Player
 from pmp_ros.bags.storage import BagContents, BagMessage, inspect_bag
+from pmp_ros.eval.errors3d import matched_summary
 from pmp_ros.eval.frame_metrics import aggregate_instruction_metrics, instruction_frame_metrics
 from pmp_ros.eval.report import latency_summary, write_bag_report
 from pmp_ros.ros.client import serialize
@@ -126,7 +129,8 @@ def _frames_and_records(playback: Playback, contents: BagContents) -> tuple[list
         if frame.result is not None and truth is not None:
             try:
                 record = instruction_frame_metrics(
-                    prediction_from_messages(frame.result, frame.points), truth_from_message(truth)
+                    prediction_from_messages(frame.result, frame.points, frame.objects),
+                    truth_from_message(truth, playback.cameras.get(frame.key)),
                 )
             except ValueError as error:  # e.g. ground truth of another size than the image
                 contents.problems.append(f"frame {frame.index}: not evaluated: {error}")
@@ -135,6 +139,26 @@ def _frames_and_records(playback: Playback, contents: BagContents) -> tuple[list
                 row.update(tp=record["tp"], fp=record["fp"], fn=record["fn"])
         rows.append(row)
     return rows, records
+
+
+def _objects_3d(playback: Playback, records: list[dict]) -> tuple[dict | None, str]:
+    """(errors3d.matched_summary of the records' targets, or None when no 3D error can be measured; why)."""
+    evaluated = [f for f in playback.frames if f.result is not None and f.key in playback.truths]
+    if not records:
+        return None, "no frame with ground truth and a result"
+    if all(f.objects is None for f in evaluated):
+        return None, (
+            "the node published no 3D objects (they need depth and camera info in the bag, and a running node "
+            "with use_depth)"
+        )
+    if not any(o.shape for f in evaluated for o in playback.truths[f.key].objects):
+        return None, (
+            "the ground truth holds no 3D truths (real photos, or a bag recorded before pmp-write-bag recorded them)"
+        )
+    with_objects = sum(f.objects is not None for f in evaluated)
+    return matched_summary([t for r in records for t in r["targets"]]), (
+        f"{with_objects} of {len(evaluated)} evaluated frames with the node's 3D objects"
+    )
 
 
 def evaluate_bag(bag: Path, options: EvalOptions, domain_id: int | None, out_dir: Path, position: int = 0) -> dict:
@@ -157,6 +181,8 @@ def evaluate_bag(bag: Path, options: EvalOptions, domain_id: int | None, out_dir
         "throughput_hz": None,
         "accuracy": None,
         "accuracy_note": "nothing was played (see problems)",
+        "objects_3d": None,
+        "objects_3d_note": "nothing was played (see problems)",
         "problems": contents.problems,
         "other_topics": contents.other_topics,
     }
@@ -183,6 +209,7 @@ def evaluate_bag(bag: Path, options: EvalOptions, domain_id: int | None, out_dir
                 if "gt" not in contents.roles
                 else f"{len(records)} frames with ground truth and a result"
             )
+            report["objects_3d"], report["objects_3d_note"] = _objects_3d(playback, records)
     write_bag_report(report, rows, out_dir)
     return report
 
@@ -206,7 +233,9 @@ def _play(
         if options.use_running_node
         else NodeProcess(_node_params(options, contents), domain_id, out_dir / "node.log")
     )
-    with node, Player(domain_id, options.namespace, contents.roles.get("image") == COMPRESSED_TYPE) as player:
+    # objects=None: the 3D objects are collected when the node publishes them (with depth).
+    compressed = contents.roles.get("image") == COMPRESSED_TYPE
+    with node, Player(domain_id, options.namespace, compressed, objects=None) as player:
         if not options.use_running_node:
             node.wait_ready()
         player.wait_for_node()

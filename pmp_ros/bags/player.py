@@ -25,11 +25,13 @@ from pmp_ros.bags.messages import GT_TYPE, deserialize, header_stamp, stamp_key
 from pmp_ros.bags.storage import BagMessage
 from pmp_ros.ros import interface, qos
 from pmp_ros.ros.client import BackgroundNode
-from pmp_ros_msgs.msg import LabelledPointArray, SegmentationResult
+from pmp_ros_msgs.msg import LabelledPointArray, Object3DArray, SegmentationResult
 
 DISCOVERY_TIMEOUT_S = 30.0
 SETTLE_S = 0.02  # lockstep: lets depth / camera info sent just before an image reach the node first
 MIN_RESEND_S = 1.0
+# Discovery reports a node's publishers one by one: a node with objects shows that one within this of the others.
+OBJECTS_DISCOVERY_S = 1.0
 
 Key = tuple[int, int]
 
@@ -37,7 +39,7 @@ Key = tuple[int, int]
 @dataclass
 class FrameLog:
     """One published image: when it went out (monotonic s; the last time, when resent), the instruction the
-    player had sent before it, and the node's answer."""
+    player had sent before it, and the node's answer (objects: only when the player collects them)."""
 
     index: int
     key: Key
@@ -46,6 +48,7 @@ class FrameLog:
     sends: int = 1
     result: SegmentationResult | None = None
     points: LabelledPointArray | None = None
+    objects: Object3DArray | None = None
     result_at: float | None = None
     overlay: Image | None = None
     data: bytes | None = field(default=None, repr=False)  # the image, kept only while a resend may need it
@@ -57,11 +60,13 @@ class FrameLog:
 
 @dataclass
 class Playback:
-    """What a run produced: frames in publication order, ground truth by stamp (deserialised GroundTruth),
-    the wall-clock span of the playback, images that repeated a stamp, and notes for the report."""
+    """What a run produced: frames in publication order, ground truth by stamp (deserialised GroundTruth), the
+    camera intrinsics (float64 [3,3]) by stamp of the camera infos played, the wall-clock span of the
+    playback, images that repeated a stamp, and notes for the report."""
 
     frames: list[FrameLog] = field(default_factory=list)
     truths: dict[Key, object] = field(default_factory=dict)
+    cameras: dict[Key, np.ndarray] = field(default_factory=dict)
     started_at: float = 0.0
     ended_at: float = 0.0
     duplicates: int = 0
@@ -72,14 +77,21 @@ class Player(BackgroundNode):
     """An rclpy node of its own context, spun in a background thread; use as a context manager.
 
     namespace: the node under test's namespace (its topics are relative). overlay: also collect the node's
-    overlay images (the node draws them only while someone subscribes).
+    overlay images (the node draws them only while someone subscribes). objects: also collect the node's 3D
+    objects, and in lockstep wait for them; None: if the node publishes them (known from wait_for_node).
     """
 
     def __init__(
-        self, domain_id: int | None = None, namespace: str = "", compressed: bool = False, overlay: bool = False
+        self,
+        domain_id: int | None = None,
+        namespace: str = "",
+        compressed: bool = False,
+        overlay: bool = False,
+        objects: bool | None = False,
     ):
         super().__init__("pmp_bag_player", namespace, domain_id)
         self.overlay = overlay
+        self.objects = objects
         self._cond = threading.Condition()
         self._frames: dict[Key, FrameLog] = {}
         self._pending_points: dict[Key, LabelledPointArray] = {}
@@ -95,6 +107,8 @@ class Player(BackgroundNode):
         }
         node.create_subscription(SegmentationResult, interface.SEGMENTATION_TOPIC, self._on_result, qos.profile(50))
         node.create_subscription(LabelledPointArray, interface.POINTS_TOPIC, self._on_points, qos.profile(50))
+        if objects is not False:
+            node.create_subscription(Object3DArray, interface.OBJECTS_TOPIC, self._on_objects, qos.profile(50))
         if overlay:
             node.create_subscription(Image, interface.OVERLAY_TOPIC, self._on_overlay, qos.profile(10))
 
@@ -114,6 +128,13 @@ class Player(BackgroundNode):
                 frame.points = msg
                 self._cond.notify_all()
 
+    def _on_objects(self, msg: Object3DArray) -> None:
+        with self._cond:
+            frame = self._frames.get(stamp_key(msg.header.stamp))
+            if frame is not None:
+                frame.objects = msg
+                self._cond.notify_all()
+
     def _on_overlay(self, msg: Image) -> None:
         with self._cond:
             frame = self._frames.get(stamp_key(msg.header.stamp))
@@ -122,7 +143,9 @@ class Player(BackgroundNode):
 
     # -- playing -------------------------------------------------------------------------------------
     def wait_for_node(self, timeout: float = DISCOVERY_TIMEOUT_S) -> None:
-        """Wait until the node under test subscribes to images and instructions and publishes results."""
+        """Wait until the node under test subscribes to images and instructions and publishes results and
+        points; then, with objects None, whether it publishes 3D objects (found within OBJECTS_DISCOVERY_S)
+        decides if they are collected."""
         deadline = time.monotonic() + timeout
         checks = {
             f"a subscriber on {self._publishers['image'].topic_name}": lambda: (
@@ -132,6 +155,7 @@ class Player(BackgroundNode):
                 self._publishers["instruction"].get_subscription_count() > 0
             ),
             "a publisher of segmentation results": lambda: self.node.count_publishers(interface.SEGMENTATION_TOPIC) > 0,
+            "a publisher of labelled points": lambda: self.node.count_publishers(interface.POINTS_TOPIC) > 0,
         }
         if self.overlay:
             checks["a publisher of overlays"] = lambda: self.node.count_publishers(interface.OVERLAY_TOPIC) > 0
@@ -143,6 +167,11 @@ class Player(BackgroundNode):
                         f"running in this ROS domain and namespace?)"
                     )
                 time.sleep(0.02)
+        if self.objects is None:
+            grace = time.monotonic() + OBJECTS_DISCOVERY_S
+            while self.node.count_publishers(interface.OBJECTS_TOPIC) == 0 and time.monotonic() < grace:
+                time.sleep(0.02)
+            self.objects = self.node.count_publishers(interface.OBJECTS_TOPIC) > 0
 
     def play(
         self,
@@ -191,6 +220,9 @@ class Player(BackgroundNode):
             else:
                 if message.role == "instruction":
                     instruction = deserialize(message.data, message.msgtype).data
+                elif message.role == "depth_info":
+                    k = np.reshape(deserialize(message.data, message.msgtype).k, (3, 3))
+                    out.cameras[header_stamp(message.data)] = k
                 self._publishers[message.role].publish(message.data)
                 aux_sent = True
         self._drain(out.frames, 0.0 if lockstep else drain_timeout)  # lockstep already waited per frame
@@ -216,16 +248,15 @@ class Player(BackgroundNode):
         return frame
 
     def _await(self, frame: FrameLog, instruction: str | None, timeout: float, latencies: list[float]) -> None:
-        """Lockstep: wait for the frame's result computed with the current instruction (and its points),
-        resending the image when it does not come."""
+        """Lockstep: wait for the frame's result computed with the current instruction (and its points and,
+        when collected, objects), resending the image when it does not come."""
         deadline = time.monotonic() + timeout
         resend_after = max(MIN_RESEND_S, 5 * float(np.median(latencies)) if latencies else 5.0)
 
         def answered() -> bool:
-            return (
-                frame.result is not None
-                and frame.points is not None
-                and (instruction is None or frame.result.instruction == frame.points.instruction == instruction)
+            parts = [frame.result, frame.points, frame.objects] if self.objects else [frame.result, frame.points]
+            return all(p is not None for p in parts) and (
+                instruction is None or all(p.instruction == instruction for p in parts)
             )
 
         with self._cond:
@@ -234,11 +265,11 @@ class Player(BackgroundNode):
                     if time.monotonic() >= deadline:
                         break
                     frame.sends += 1
-                    frame.result = frame.points = None
+                    frame.result = frame.points = frame.objects = None
                     frame.published_at = time.monotonic()
                     self._publishers["image"].publish(frame.data)
         if not answered():  # a wrong-instruction or half answer counts as none
-            frame.result = frame.points = frame.result_at = None
+            frame.result = frame.points = frame.objects = frame.result_at = None
         else:
             latencies.append(frame.latency_s)
         frame.data = None
@@ -249,7 +280,9 @@ class Player(BackgroundNode):
         deadline = time.monotonic() + timeout
         with self._cond:
             while time.monotonic() < deadline:
-                missing = sum(f.result is None or f.points is None for f in frames)
+                missing = sum(
+                    f.result is None or f.points is None or (self.objects and f.objects is None) for f in frames
+                )
                 if not missing or not self._cond.wait(min(2.0, deadline - time.monotonic())):
                     break
         for frame in frames:

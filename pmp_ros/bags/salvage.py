@@ -31,11 +31,13 @@ RECORD_PREFIX_BYTES = 9
 
 @dataclass
 class SalvageResult:
-    """channels: id -> (topic, message type); counts: messages per channel id; start_ns: earliest message
-    log time; problems: sentences."""
+    """channels: id -> (topic, message type); definitions: channel id -> the message definition its schema
+    stores ("" when none); counts: messages per channel id; start_ns: earliest message log time; problems:
+    sentences."""
 
     start_ns: int = 0
     channels: dict[int, tuple[str, str]] = field(default_factory=dict)
+    definitions: dict[int, str] = field(default_factory=dict)
     counts: dict[int, int] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
 
@@ -153,12 +155,16 @@ def salvage_mcap(path: Path) -> tuple[SalvageResult, Iterator[tuple[int, int, by
 
     The file is streamed twice: for the channels and counts, then by the iterator."""
     result = SalvageResult()
-    schemas: dict[int, str] = {}
+    schemas: dict[int, Schema] = {}
     for record in _records(Path(path), result):
         if isinstance(record, Schema):
-            schemas[record.id] = record.name
+            schemas[record.id] = record
         elif isinstance(record, Channel):
-            result.channels[record.id] = (record.topic, schemas.get(record.schema_id, "unknown"))
+            schema = schemas.get(record.schema_id)
+            result.channels[record.id] = (record.topic, "unknown" if schema is None else schema.name)
+            # rosbag2 stores .msg definitions with encoding ros2msg; others (ros2idl) are not read here.
+            stored = schema is not None and schema.encoding == "ros2msg"
+            result.definitions[record.id] = schema.data.decode(errors="replace") if stored else ""
         elif isinstance(record, Message):
             # The first message sets it (a log time of 0 is a time like any other).
             first = not result.counts

@@ -13,10 +13,11 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from rosbags.interfaces import MessageDefinitionFormat
 from rosbags.rosbag2 import Reader, StoragePlugin, Writer
 from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 
-from pmp_ros.bags.messages import ROLE_TYPES, BagTopics
+from pmp_ros.bags.messages import GT_OBJECT_TYPE, GT_TYPE, ROLE_TYPES, BagTopics
 from pmp_ros.bags.salvage import salvage_mcap
 
 STORAGES = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}
@@ -48,6 +49,45 @@ def typestore():
     for name in CUSTOM_TYPES:
         store.register(get_types_from_msg((folder / f"{name}.msg").read_text(), f"{CUSTOM_PACKAGE}/msg/{name}"))
     return store
+
+
+def ground_truth_upgrade(definition: str) -> Callable[[bytes], bytes] | None:
+    """None when a bag's GroundTruth definition (the text it stores beside its messages) has the current
+    GroundTruthObject fields; otherwise a function from such a message's bytes to the same message in the
+    current definition, each field added since then unknown as msg/GroundTruthObject.msg says (NaN occlusion
+    and visible centre, an empty shape): bags recorded before the 3D truths stay readable. A bag that stores
+    no definition is taken to be current."""
+    if not definition.strip():
+        return None
+    store = typestore()
+    recorded = get_typestore(Stores.ROS2_KILTED)
+    recorded.register(get_types_from_msg(definition, GT_TYPE))
+    names = [name for name, _ in store.fielddefs[GT_OBJECT_TYPE][1]]
+    old_names = {name for name, _ in recorded.fielddefs[GT_OBJECT_TYPE][1]}
+    if old_names == set(names):
+        return None
+    point, pose, quaternion = (store.types[f"geometry_msgs/msg/{name}"] for name in ("Point", "Pose", "Quaternion"))
+    nan = float("nan")
+    unknown = {
+        "occlusion": nan,
+        "visible_centre": point(nan, nan, nan),
+        "shape": "",
+        "radius": 0.0,
+        "height": 0.0,
+        "pose": pose(point(0.0, 0.0, 0.0), quaternion(0.0, 0.0, 0.0, 1.0)),
+    }
+    truth_class, object_class = store.types[GT_TYPE], store.types[GT_OBJECT_TYPE]
+
+    def upgrade(data: bytes) -> bytes:
+        old = recorded.deserialize_cdr(data, GT_TYPE)
+        objects = [
+            object_class(**{name: getattr(o, name) if name in old_names else unknown[name] for name in names})
+            for o in old.objects
+        ]
+        fields = {name: getattr(old, name) for name, _ in store.fielddefs[GT_TYPE][1]}
+        return bytes(store.serialize_cdr(truth_class(**{**fields, "objects": objects}), GT_TYPE))
+
+    return upgrade
 
 
 class BagWriter:
@@ -144,13 +184,19 @@ def inspect_bag(path: Path, topics: BagTopics, topics_only: bool = False) -> tup
         reader.close()
         return contents, None
     by_topic = topics.by_topic()
+    # Definitions in another format than .msg (IDL) are not read: such a bag is taken to be current.
+    stored = {
+        c.topic: (c.msgtype, c.msgdef.data if c.msgdef.format == MessageDefinitionFormat.MSG else "") for c in used
+    }
+    readers = _readers(contents, stored)
 
     def messages() -> Iterator[BagMessage]:
         try:
             if not used:  # rosbags reads every connection when given none
                 return
             for connection, time_ns, data in reader.messages(connections=used):
-                yield BagMessage(by_topic[connection.topic], connection.msgtype, time_ns, bytes(data))
+                read = readers.get(connection.topic, bytes)
+                yield BagMessage(by_topic[connection.topic], connection.msgtype, time_ns, read(data))
         except Exception as error:
             contents.problems.append(
                 f"reading stopped early ({type(error).__name__}: {error}): the bag is "
@@ -160,6 +206,25 @@ def inspect_bag(path: Path, topics: BagTopics, topics_only: bool = False) -> tup
             reader.close()
 
     return contents, messages
+
+
+def _readers(contents: BagContents, topics: dict[str, tuple[str, str]]) -> dict[str, Callable[[bytes], bytes]]:
+    """Per topic whose messages must be converted to the current definitions, the conversion (noted in the
+    problems). topics: topic -> (message type, the definition the bag stores for it)."""
+    readers = {}
+    for topic, (msgtype, definition) in topics.items():
+        try:
+            upgrade = ground_truth_upgrade(definition) if msgtype == GT_TYPE else None
+        except Exception as error:  # rosbags raises several types for a definition it cannot parse
+            contents.problems.append(f"the definition stored for {topic} does not parse ({error}): read as current")
+            continue
+        if upgrade is not None:
+            readers[topic] = upgrade
+            contents.problems.append(
+                f"ground truth on {topic} was recorded without the 3D truths (an older GroundTruthObject): read "
+                f"with them unknown"
+            )
+    return readers
 
 
 def _salvage(contents: BagContents) -> MessageSource | None:
@@ -180,11 +245,13 @@ def _salvage(contents: BagContents) -> MessageSource | None:
     )
     contents.problems += result.problems
     by_topic = contents.topics.by_topic()
+    topics = {result.channels[c][0]: (result.channels[c][1], result.definitions[c]) for c in used}
+    readers = _readers(contents, topics)
 
     def messages() -> Iterator[BagMessage]:
         for channel_id, time_ns, data in records:
             if channel_id in used:
                 topic, msgtype = result.channels[channel_id]
-                yield BagMessage(by_topic[topic], msgtype, time_ns, data)
+                yield BagMessage(by_topic[topic], msgtype, time_ns, readers.get(topic, bytes)(data))
 
     return messages

@@ -4,8 +4,8 @@ Each scene (one world seed) stays in view for `scene_seconds` while the camera p
 about its optical centre; then the next seed's scene follows (a cut, as if the robot moved to another
 table). A rotation about the optical centre is exactly an image homography K R K^-1, so the colour,
 depth and instance images of the rendered scene are warped instead of re-rendered, and the ground truth
-(instance image, 3D centres) stays exact. A new instruction is generated every `instruction_seconds` and
-at every cut. No ROS here: the bag writer and the demo turn frames into messages.
+(instance image, 3D centres, visible centres, object poses) stays exact. A new instruction is generated
+every `instruction_seconds` and at every cut. No ROS here: the bag writer and the demo turn frames into messages.
 """
 
 from __future__ import annotations
@@ -18,20 +18,27 @@ import numpy as np
 
 from pmp_ros.data import splits
 from pmp_ros.data.instructions import generate_instructions
+from pmp_ros.data.prism import Prism
 from pmp_ros.data.world import Scene, TabletopWorld, WorldConfig
 
 MM_PER_M = 1000.0
+UNKNOWN_POINT = (float("nan"),) * 3
 
 
 @dataclass(frozen=True)
 class TruthObject:
-    """An object in view: id = its value in the instance image; centre in the optical frame (m), NaN when
-    unknown (real photos)."""
+    """An object in view: id = its value in the instance image; centre (SceneObject.center_cam) and
+    visible_centre (the mean of its visible pixels' noise-free points) in the optical frame (m), NaN when
+    unknown (real photos); occlusion in [0, 1] (SceneObject.occlusion), NaN when unknown; prism: its solid in
+    the optical frame, None when unknown."""
 
     id: int
     label: str
     centre: tuple[float, float, float]
     area: int
+    visible_centre: tuple[float, float, float] = UNKNOWN_POINT
+    occlusion: float = float("nan")
+    prism: Prism | None = None
 
 
 @dataclass(frozen=True)
@@ -90,7 +97,8 @@ def rotated_view(
     """(rgb, depth_mm, instance, objects) seen after rotating the camera by `rotation` about its centre.
 
     Depth is the z of the rotated point, not the source pixel's z: z' = z / (R^T K^-1 [u', v', 1])_z.
-    Pixels that come from outside the rendering get the border colour, no depth and no object.
+    Pixels that come from outside the rendering get the border colour, no depth and no object. The objects'
+    visible centres are those of the pixels still in view, from the noise-free depth warped the same way.
     """
     k = scene.K.matrix()
     height, width = scene.instance.shape
@@ -103,9 +111,24 @@ def rotated_view(
     w = np.linalg.inv(k).T @ rotation[:, 2]
     scale = w[0] * np.arange(width)[None, :] + (w[1] * np.arange(height)[:, None] + w[2])
     depth_mm = np.clip(np.rint(depth / scale * MM_PER_M), 0, 65535).astype(np.uint16)
-    areas = np.bincount(instance.ravel(), minlength=max((o.id for o in scene.objects), default=0) + 1)
+    z_true = cv2.warpPerspective(scene.depth_gt, homography, size, flags=cv2.INTER_NEAREST, borderValue=0) / scale
+    ids = instance.ravel()
+    length = max((o.id for o in scene.objects), default=0) + 1
+    areas = np.bincount(ids, minlength=length)
+    # The visible points' coordinates summed per object id: x = (u - cx) z / fx, y = (v - cy) z / fy.
+    x = (np.arange(width) - k[0, 2]) / k[0, 0] * z_true
+    y = ((np.arange(height) - k[1, 2]) / k[1, 1])[:, None] * z_true
+    sums = np.stack([np.bincount(ids, weights=c.ravel(), minlength=length) for c in (x, y, z_true)])
     objects = tuple(
-        TruthObject(o.id, o.class_name, tuple(float(c) for c in rotation @ np.array(o.center_cam)), int(areas[o.id]))
+        TruthObject(
+            o.id,
+            o.class_name,
+            tuple(float(c) for c in rotation @ np.array(o.center_cam)),
+            int(areas[o.id]),
+            tuple(float(c) for c in sums[:, o.id] / areas[o.id]),
+            o.occlusion,
+            Prism.of(scene, o).turned(rotation),
+        )
         for o in scene.objects
         if areas[o.id] > 0
     )

@@ -30,7 +30,9 @@ from tqdm import tqdm
 
 from pmp_ros.data import splits, vocabulary
 from pmp_ros.data.instructions import Instruction, generate_instructions
+from pmp_ros.data.prism import Prism
 from pmp_ros.data.world import Scene, TabletopWorld, WorldConfig
+from pmp_ros.eval.errors3d import matched_summary
 from pmp_ros.eval.frame_metrics import (
     FramePrediction,
     FrameTruth,
@@ -43,6 +45,7 @@ from pmp_ros.eval.semantic import accumulate_confusion, new_confusion, semantic_
 from pmp_ros.geometry import locate_instances
 from pmp_ros.language.parse import InstructionParseError, parse_instruction
 from pmp_ros.model.inference import Predictor, instances_from_queries
+from pmp_ros.objects3d import measure_objects
 
 ABSENT_PROB = 0.1  # share of instructions that also name a class absent from the scene
 IMAGE_SIZE = (320, 240)  # width, height of the rendered scenes (the world's default)
@@ -102,15 +105,19 @@ def eval_cases(
 
 
 def frame_truth(case: EvalCase) -> FrameTruth:
-    """The case's instruction targets as FrameTruth (centres: SceneObject.center_cam)."""
-    objects = case.scene.objects
+    """The case's instruction targets as FrameTruth (centres: SceneObject.center_cam; the 3D truths: the
+    objects' visible centres and prisms, the scene's K)."""
+    scene = case.scene
     return FrameTruth(
-        instance_image=case.scene.instance,
-        class_names={o.id: o.class_name for o in objects},
+        instance_image=scene.instance,
+        class_names={o.id: o.class_name for o in scene.objects},
         target_ids=case.instruction.all_target_ids if case.instruction else (),
-        centres={o.id: o.center_cam for o in objects},
+        centres={o.id: o.center_cam for o in scene.objects},
         prompts=case.instruction.prompts if case.instruction else (),
-        occlusions={o.id: o.occlusion for o in objects},
+        occlusions={o.id: o.occlusion for o in scene.objects},
+        visible_centres={o.id: o.visible_center_cam for o in scene.objects},
+        prisms={o.id: Prism.of(scene, o) for o in scene.objects},
+        k=scene.K.matrix(),
     )
 
 
@@ -160,16 +167,26 @@ def _predict_group(predictor: Predictor, cases: Sequence[EvalCase], names: tuple
 
 
 def frame_prediction(case: EvalCase, found: dict[str, np.ndarray], names: list[str]) -> FramePrediction:
-    """FramePrediction from a host copy of instances_from_queries' fields, with points located as the node
-    does (geometry.locate_instances on the scene's depth and K)."""
+    """FramePrediction from a host copy of instances_from_queries' fields, with points located and objects
+    measured in 3D as the node does (geometry.locate_instances, then objects3d.measure_objects with the normal
+    at each point, on the scene's depth and K)."""
     label_image = found["label_image"].astype(np.uint16)
     instances = [
         (int(found["ids"][k]), names[int(found["labels"][k])], float(found["scores"][k]))
         for k in np.flatnonzero(found["ids"] > 0)
     ]
-    estimates = locate_instances([label_image == i for i, _, _ in instances], case.scene.depth, case.scene.K.matrix())
+    masks = [label_image == i for i, _, _ in instances]
+    depth, k = case.scene.depth, case.scene.K.matrix()
+    estimates = locate_instances(masks, depth, k)
     points = [(i, e.u, e.v, e.position) for (i, _, _), e in zip(instances, estimates)]
-    return FramePrediction(label_image, instances, points)
+    objects = (
+        measure_objects(
+            masks, depth, k, instance_ids=[i for i, _, _ in instances], pixels=[(e.u, e.v) for e in estimates]
+        )
+        if masks
+        else []
+    )
+    return FramePrediction(label_image, instances, points, objects)
 
 
 def _proposal_ranks(
@@ -249,7 +266,8 @@ def evaluate(
     """Evaluate a segmenter (PMPSegmenter API) on the first num_scenes scenes of the evaluation set.
 
     Returns a JSON-able dict: setup, semantic (semantic.semantic_metrics), instruction
-    (frame_metrics.aggregate_instruction_metrics), difficulty, proposals, timing, records (per frame).
+    (frame_metrics.aggregate_instruction_metrics), difficulty, proposals, objects_3d (errors3d.matched_summary:
+    the 3D errors of the matched targets' measurements), timing, records (per frame).
     """
     predictor = Predictor(segmenter, model_cfg.inference, device)
     vocab = vocabulary.all_classes()
@@ -292,6 +310,7 @@ def evaluate(
         "instruction": aggregate_instruction_metrics(records),
         "difficulty": difficulty_splits(records),
         "proposals": proposal_summary(records, model_cfg.decoder.num_queries),
+        "objects_3d": matched_summary([t for r in records for t in r["targets"]]),
         "timing": {"seconds": seconds, "scenes_per_minute": 60.0 * num_scenes / seconds if seconds else None},
         "records": records,
     }

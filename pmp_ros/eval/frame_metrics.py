@@ -16,6 +16,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from pmp_ros.data import vocabulary
+from pmp_ros.data.prism import Prism
+from pmp_ros.eval.errors3d import box_comparable, measurement_errors
+from pmp_ros.objects3d import Object3D
 
 # Labels / classes are bucketed into these splits; "other" = not a vocabulary class (open phrase).
 SPLITS = ("seen", "unseen", "other")
@@ -31,6 +34,9 @@ class FrameTruth:
     centres: object id -> 3D centre (x, y, z) in the camera optical frame, metres (may be empty).
     prompts: the instruction's target classes (for per-class / seen-unseen splits).
     occlusions: object id -> occluded fraction in [0, 1] (may be empty: unknown).
+    visible_centres: object id -> mean camera-frame point of its visible pixels on noise-free depth, metres
+        (may be empty); prisms: object id -> its solid in the camera frame (may be empty); k: the camera's
+        3x3 intrinsics (None: unknown). The truths of the 3D errors (errors3d).
     """
 
     instance_image: np.ndarray
@@ -39,6 +45,9 @@ class FrameTruth:
     centres: dict[int, tuple[float, float, float]]
     prompts: tuple[str, ...] = ()
     occlusions: dict[int, float] = field(default_factory=dict)
+    visible_centres: dict[int, tuple[float, float, float]] = field(default_factory=dict)
+    prisms: dict[int, Prism] = field(default_factory=dict)
+    k: np.ndarray | None = None
 
 
 @dataclass
@@ -49,11 +58,13 @@ class FramePrediction:
     instances: (id, label, score) per predicted instance.
     points: (instance id, u, v, xyz or None) per labelled point; (u, v) = (column, row) pixel, xyz in
         the camera optical frame, metres.
+    objects: the 3D measurement of each instance that has one (Object3D.instance_id = its id); empty: no 3D.
     """
 
     label_image: np.ndarray
     instances: list[tuple[int, str, float]]
     points: list[tuple[int, int, int, tuple[float, float, float] | None]]
+    objects: list[Object3D] = field(default_factory=list)
 
 
 def class_split(name: str | None) -> str:
@@ -109,7 +120,9 @@ def instruction_frame_metrics(pred: FramePrediction, truth: FrameTruth, iou_thre
     best_iou (max IoU with any predicted instance, 0 when none overlaps), matched (bool)}; predictions:
     per predicted instance {id, label, split, score, matched_target (id or None)}; points_inside /
     points_total (points of matched instances, and how many lie in the matched target's true mask);
-    errors_3d: metres, per matched instance point with an xyz and a known target centre; prompts.
+    errors_3d: metres, per matched instance point with an xyz and a known target centre; per target the
+    errors3d.measurement_errors of its matched instance's 3D measurement (centroid_error_m, size_error_m,
+    normal_error_deg, normal_face; None without a match, a measurement or the truth); prompts.
     Targets with no visible pixel cannot be segmented and are left out (listed in invisible_targets).
     Unmatched predictions are false positives whether they cover a non-target object or nothing.
     """
@@ -139,6 +152,8 @@ def instruction_frame_metrics(pred: FramePrediction, truth: FrameTruth, iou_thre
         if xyz is not None and centre is not None and np.all(np.isfinite(xyz)):
             acc[2].append(float(np.linalg.norm(np.subtract(xyz, centre))))
 
+    pred_of_target = {tid: pid for pid, tid in target_of_pred.items()}
+    measured = {o.instance_id: o for o in pred.objects}
     targets = []
     for col, tid in enumerate(targets_vis):
         name = truth.class_names.get(tid)
@@ -156,6 +171,7 @@ def instruction_frame_metrics(pred: FramePrediction, truth: FrameTruth, iou_thre
                 "points_inside": inside,
                 "points_total": total,
                 "errors_3d": errors,
+                **_object_errors(measured.get(pred_of_target.get(tid)), tid, truth),
             }
         )
     predictions = [
@@ -182,6 +198,28 @@ def instruction_frame_metrics(pred: FramePrediction, truth: FrameTruth, iou_thre
         "errors_3d": [e for t in targets for e in t["errors_3d"]],
         "prompts": list(truth.prompts),
     }
+
+
+def _object_errors(estimate: Object3D | None, target_id: int, truth: FrameTruth) -> dict:
+    """errors3d.measurement_errors of a target's matched measurement (None: no match or no measurement)."""
+    if estimate is None:
+        return measurement_errors(None, None, None, None, box_whole=False, normal_on_object=False)
+    mask = truth.instance_image == target_id
+    rows, cols = np.nonzero(mask)
+    height, width = mask.shape
+    u, v = estimate.normal_pixel
+    return measurement_errors(
+        estimate,
+        truth.visible_centres.get(target_id),
+        truth.prisms.get(target_id),
+        truth.k,
+        box_whole=box_comparable(
+            truth.occlusions.get(target_id),
+            (int(cols.min()), int(rows.min()), int(cols.max()) + 1, int(rows.max()) + 1),
+            (width, height),
+        ),
+        normal_on_object=0 <= u < width and 0 <= v < height and bool(mask[v, u]),
+    )
 
 
 def _prf(tp: int, fp: int, fn: int) -> dict:

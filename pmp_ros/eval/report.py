@@ -43,6 +43,49 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence]) -> list[str]
     return lines + [""]
 
 
+_GOAL_TEXT = {"centroid_error_m": ("centroid error", 1e3, "mm"), "normal_error_deg": ("normal error", 1.0, "deg")}
+
+
+def objects_3d_lines(summary: dict) -> list[str]:
+    """Markdown of an errors3d.matched_summary: a table of median / p90 (count) per error over all matched
+    targets and those of >= min_area px, then whether each goal is met."""
+    blocks = (summary["matched"], summary["matched_large"])
+
+    def cells(pick, scale: float) -> list:
+        out = []
+        for block in blocks:
+            stats = pick(block)
+            out += [stats["count"], *(None if stats[q] is None else stats[q] * scale for q in ("median", "p90"))]
+        return out
+
+    rows = [
+        ["centroid (mm)", *cells(lambda b: b["centroid_error_m"], 1e3)],
+        ["normal (deg)", *cells(lambda b: b["normal_error_deg"], 1.0)],
+        *[
+            [f"box size axis {axis}, abs (mm)", *cells(lambda b, axis=axis: b["size_abs_error_m"][axis], 1e3)]
+            for axis in range(3)
+        ],
+        ["box size worst axis, abs (mm)", *cells(lambda b: b["size_max_abs_error_m"], 1e3)],
+    ]
+    large = f">= {summary['min_area']} px"
+    lines = [
+        f"Matched targets: {blocks[0]['targets']} ({blocks[1]['targets']} of {large}). Box sizes only where the "
+        f"target is unoccluded and not cut by the border; axes from largest to smallest spread.",
+        "",
+    ]
+    lines += markdown_table(
+        ["error", "n", "median", "p90", f"n ({large})", f"median ({large})", f"p90 ({large})"], rows
+    )
+    for name, goal in summary["goals"].items():
+        what, scale, unit = _GOAL_TEXT[name]
+        median = "n/a" if goal["median"] is None else f"{goal['median'] * scale:.2f} {unit}"
+        lines.append(
+            f"- goal: median {what} <= {goal['median_at_most'] * scale:g} {unit} on matched targets of {large}: "
+            f"**{'met' if goal['met'] else 'not met'}** (median {median})"
+        )
+    return lines + [""]
+
+
 def _model_sections(name: str, result: dict, examples: Sequence[Path]) -> list[str]:
     sem, ins, prop = result["semantic"], result["instruction"], result["proposals"]
     out = [f"## {name}", "", "### Semantic segmentation (prompts = all 100 classes)", ""]
@@ -107,6 +150,8 @@ def _model_sections(name: str, result: dict, examples: Sequence[Path]) -> list[s
         ["targets", "n", *[f"R@{k}" if k != "all" else f"R@all ({prop['num_queries']})" for k in ks]],
         [[s, prop[s]["targets"], *prop[s]["recall"].values()] for s in ("all", "seen", "unseen")],
     )
+    out += ["### 3D objects of matched targets (measured from the predicted mask and depth)", ""]
+    out += objects_3d_lines(result["objects_3d"])
     out += ["### Difficulty", ""]
     out += markdown_table(
         ["subset", "targets", "precision", "recall", "mean target IoU", "points inside"],
@@ -295,6 +340,11 @@ def bag_markdown(report: dict) -> str:
                 lines.append(f"| F1 {split} classes ({s['targets']} targets) | {format_value(s['f1'])} |")
     else:
         lines += ["", f"Accuracy not measured: {report.get('accuracy_note', 'no ground truth')}."]
+    lines += ["", "## 3D objects of matched targets (the node's objects against the ground truth's solids)", ""]
+    if report["objects_3d"]:
+        lines += [f"{report['objects_3d_note']}.", ""] + objects_3d_lines(report["objects_3d"])
+    else:
+        lines += [f"3D errors not measured: {report['objects_3d_note']}."]
     if report["problems"]:
         lines += ["", "## Problems", ""] + [f"- {p}" for p in report["problems"]]
     lines += [

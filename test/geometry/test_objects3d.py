@@ -8,9 +8,11 @@ import numpy as np
 import pytest
 
 from pmp_ros.data import splits
+from pmp_ros.data.prism import Prism
 from pmp_ros.data.shapes import edge_table
 from pmp_ros.data.world import TabletopWorld, WorldConfig
-from pmp_ros.eval.objects3d import GOALS, evaluate_objects3d, main, prism_corners, true_normal
+from pmp_ros.eval.errors3d import GOALS
+from pmp_ros.eval.objects3d import evaluate_objects3d, main
 from pmp_ros.objects3d import (
     Objects3DParams,
     measure_objects,
@@ -251,32 +253,82 @@ def test_noise_free_depth_without_erosion_or_rejection_gives_the_worlds_visible_
 def test_the_evaluations_truths_hold_the_worlds_noise_free_points(world_scenes):
     for scene in world_scenes:
         k = scene.K
-        rotation, translation = scene.world_to_camera[:3, :3], scene.world_to_camera[:3, 3]
         for obj in scene.objects:
+            prism = Prism.of(scene, obj)
             v, u = np.nonzero(scene.mask(obj.id))
             z = scene.depth_gt[v, u].astype(np.float64)
             points = np.stack([(u - k.cx) * z / k.fx, (v - k.cy) * z / k.fy, z], 1)
-            world = (points - translation) @ rotation
+            local = (points - prism.origin) @ prism.rotation()  # in the prism's frame: z up from its bottom
             # Every visible point lies between the prism's bottom and top, and the top face's points inside its
             # outline up to the rasteriser's reach (a pixel whose centre is just outside an edge is filled).
             # Side points are not checked there: the world clamps grazing sides' depths to the prism's heights,
             # which moves them off the side plane.
-            corners = (prism_corners(scene, obj) - translation) @ rotation
-            top = obj.base_m + obj.height_m
-            assert np.allclose(corners[:, 2].min(), obj.base_m) and np.allclose(corners[:, 2].max(), top)
-            assert (world[:, 2] >= obj.base_m - 1e-4).all() and (world[:, 2] <= top + 1e-4).all()
-            on_top = np.abs(world[:, 2] - top) < 5e-4
+            corners = (prism.corners() - prism.origin) @ prism.rotation()
+            assert np.allclose(corners[:, 2].min(), 0) and np.allclose(corners[:, 2].max(), obj.height_m)
+            assert (local[:, 2] >= -1e-4).all() and (local[:, 2] <= obj.height_m + 1e-4).all()
+            on_top = np.abs(local[:, 2] - obj.height_m) < 5e-4
             outer = corners[: edge_table(obj.shape)[3][1], :2].astype(np.float32)
             reach = 1.5 * z.max() / k.fx
-            for x, y in world[on_top, :2]:
+            for x, y in local[on_top, :2]:
                 assert cv2.pointPolygonTest(outer, (float(x), float(y)), True) >= -reach
-            for i in np.flatnonzero(on_top)[:3].tolist() + np.flatnonzero(~on_top)[:3].tolist():
-                normal, face = true_normal(scene, obj, int(u[i]), int(v[i]))
-                assert face == ("top" if on_top[i] else "side")
-                assert np.linalg.norm(normal) == pytest.approx(1.0)
-                assert normal @ points[i] < 0  # a visible face faces the camera
-                if face == "side":
-                    assert abs(normal @ scene.table_plane[0]) < 1e-9  # the sides are vertical
+
+
+def test_the_face_a_pixels_ray_meets_is_the_one_the_world_drew_there(world_scenes):
+    # The normal's truth is a ray cast on the prism; the world rasterises it. They agree but on pixels within
+    # a pixel of an edge of the projected prism (the rasteriser fills pixels whose centres are up to about a
+    # pixel outside a polygon), and where they agree the face's plane holds the noise-free point. Objects cut
+    # by the image border are left out: there the rasteriser's clipping fills pixels farther off.
+    agree = total = 0
+    for scene in world_scenes:
+        k = scene.K.matrix()
+        height, width = scene.instance.shape
+        for obj in scene.objects:
+            x0, y0, x1, y1 = obj.bbox
+            if not (x0 > 0 and y0 > 0 and x1 < width and y1 < height):
+                continue
+            prism = Prism.of(scene, obj)
+            edges = _projected_edges(prism, k)
+            v, u = np.nonzero(scene.mask(obj.id))
+            z = scene.depth_gt[v, u].astype(np.float64)
+            rays = np.stack([(u - k[0, 2]) / k[0, 0], (v - k[1, 2]) / k[1, 1], np.ones_like(z)], 1)
+            drawn_on_top = np.abs((rays * z[:, None] - prism.origin) @ prism.rotation()[:, 2] - obj.height_m) < 5e-4
+            for i in range(len(u)):
+                seen = prism.face_seen(rays[i])
+                total += 1
+                if seen is not None and seen[1] == ("top" if drawn_on_top[i] else "side"):
+                    agree += 1
+                    normal, point = seen[0], rays[i] * z[i]
+                    assert np.linalg.norm(normal) == pytest.approx(1.0)
+                    assert normal @ point < 0  # a visible face faces the camera
+                    if seen[1] == "side":
+                        assert abs(normal @ prism.rotation()[:, 2]) < 1e-9  # the sides are vertical
+                        # The point is on that side's plane, up to the world's clamping of grazing sides.
+                        on_plane = [abs(normal @ (point - c)) for c in prism.corners()]
+                        assert min(on_plane) < 2e-3 or _distance_to_edges((u[i], v[i]), edges) <= 1.0
+                else:
+                    assert _distance_to_edges((u[i], v[i]), edges) <= 1.0, (obj.shape, u[i], v[i], seen)
+    assert agree > 0.8 * total  # measured: 0.86 (small objects are mostly edge pixels)
+
+
+def _projected_edges(prism: Prism, k: np.ndarray) -> np.ndarray:
+    """float64 [E,2,2]: the prism's edges (outline edges on the bottom and on the top, and the vertical ones)
+    in pixels."""
+    corners = prism.corners() @ k.T
+    pixels = corners[:, :2] / corners[:, 2:]
+    _, following, _, _ = edge_table(prism.shape)
+    n = len(following)
+    starts = np.concatenate([np.arange(n), np.arange(n) + n, np.arange(n)])
+    ends = np.concatenate([following, following + n, np.arange(n) + n])
+    return np.stack([pixels[starts], pixels[ends]], 1)
+
+
+def _distance_to_edges(pixel, edges: np.ndarray) -> float:
+    """Pixels from a pixel's centre to the nearest of the segments edges [E,2,2]."""
+    a, b = edges[:, 0], edges[:, 1]
+    along = np.clip(
+        np.einsum("ij,ij->i", np.asarray(pixel) - a, b - a) / np.maximum(((b - a) ** 2).sum(1), 1e-12), 0, 1
+    )
+    return float(np.linalg.norm(a + along[:, None] * (b - a) - np.asarray(pixel), axis=1).min())
 
 
 def test_world_scene_evaluation_meets_the_goals_and_writes_json(tmp_path):

@@ -9,7 +9,7 @@ import array
 
 import numpy as np
 from builtin_interfaces.msg import Time
-from geometry_msgs.msg import Point
+from geometry_msgs.msg import Point, Pose, Quaternion
 from sensor_msgs.msg import Image, RegionOfInterest
 from std_msgs.msg import Header
 
@@ -77,7 +77,18 @@ def _point(i: int) -> LabelledPoint:
 
 
 def _gt_object(i: int) -> GroundTruthObject:
-    return GroundTruthObject(id=i, label="blue cross", centre=Point(x=0.1 * i, y=0.2, z=0.9), area=77 * i)
+    return GroundTruthObject(
+        id=i,
+        label="blue cross",
+        centre=Point(x=0.1 * i, y=0.2, z=0.9),
+        area=77 * i,
+        occlusion=0.25,
+        visible_centre=Point(x=0.1 * i, y=0.25, z=0.875),
+        shape="cross",
+        radius=0.03,
+        height=0.0125,
+        pose=Pose(position=Point(x=0.1 * i, y=0.2, z=0.95), orientation=Quaternion(x=0.5, y=0.5, z=-0.5, w=0.5)),
+    )
 
 
 def samples() -> dict[str, object]:
