@@ -195,7 +195,7 @@ def measure_objects(
     ids = list(instance_ids) if instance_ids is not None else list(range(1, len(masks) + 1))
     normal_pixels, inliers = [], []
     for index, mask in enumerate(masks):
-        box = boxes[index] if boxes is not None else _mask_box(mask)
+        box = boxes[index] if boxes is not None else mask_box(mask)
         pixel = pixels[index] if pixels is not None else _interior_point_in(mask, box)
         normal_pixels.append(pixel)
         inliers.append(_select_inliers(mask, depth, box, params) if camera is not None else None)
@@ -224,6 +224,32 @@ def measure_objects(
         points = None if cloud is None else ObjectPoints(instance_id, *cloud)
         objects.append(Object3D(instance_id, num_points, centroid, box, normal_pixels[index], normal, points))
     return objects
+
+
+def object_centroids(
+    masks: Sequence[np.ndarray],
+    depth: np.ndarray,
+    k,
+    *,
+    boxes: Sequence[tuple[int, int, int, int]] | None = None,
+    params: Objects3DParams = DEFAULT_PARAMS,
+) -> list[Vector3 | None]:
+    """measure_objects' centroid of each mask (same arguments), None where it has none: the same inliers
+    and mean without the box, normal and interior point, for a caller that needs only positions (the
+    node's tracker, for every instance of a frame)."""
+    if not has_intrinsics(k):
+        return [None] * len(masks)
+    camera = np.asarray(k, dtype=np.float64).reshape(3, 3)
+    inliers = [
+        _select_inliers(mask, depth, boxes[index] if boxes is not None else mask_box(mask), params)
+        for index, mask in enumerate(masks)
+    ]
+    measured = [index for index, found in enumerate(inliers) if found is not None]
+    centroids: list[Vector3 | None] = [None] * len(masks)
+    if measured:
+        for index, centroid in zip(measured, _centroids(_Batch.of([inliers[i] for i in measured], camera))[0]):
+            centroids[index] = centroid
+    return centroids
 
 
 def stack_points(objects: Sequence[Object3D]) -> ObjectCloud:
@@ -281,6 +307,12 @@ def rotation_from_quaternion(quaternion) -> np.ndarray:
     )
 
 
+def mask_box(mask: np.ndarray) -> tuple[int, int, int, int]:
+    """(x0, y0, x1, y1) inclusive pixel box of a mask's pixels (cv2.boundingRect: one fast pass)."""
+    x, y, w, h = cv2.boundingRect(mask.view(np.uint8))
+    return x, y, x + w - 1, y + h - 1
+
+
 @cache
 def _window_layout(window: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(du, dv int [n], candidates bool [5,n]) of a square window of n = window^2 pixels (row-major): the
@@ -293,12 +325,6 @@ def _window_layout(window: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     for array in layout:
         array.setflags(write=False)  # shared by every call
     return layout
-
-
-def _mask_box(mask: np.ndarray) -> tuple[int, int, int, int]:
-    """(x0, y0, x1, y1) inclusive pixel box of a mask's pixels (cv2.boundingRect: one fast pass)."""
-    x, y, w, h = cv2.boundingRect(mask.view(np.uint8))
-    return x, y, x + w - 1, y + h - 1
 
 
 def _interior_point_in(mask: np.ndarray, box: tuple[int, int, int, int]) -> tuple[int, int]:

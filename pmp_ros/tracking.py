@@ -39,6 +39,11 @@ from typing import Protocol
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
+# The least instance score the tracker is meant to be given (the Predictor's score threshold for it):
+# weak instances continue tracks, only new_track_score starts one, only publish_score is published.
+# TrackerParams were chosen with it (python -m pmp_ros.eval.tracking); the node uses it too.
+DETECTION_FLOOR = 0.05
+
 
 class Detection(Protocol):
     """What the tracker needs of an instance (model/inference.Instance has it). mask: bool [H,W]."""

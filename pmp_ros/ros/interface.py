@@ -7,8 +7,11 @@ tests read them from here.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+
+from pmp_ros.tracking import TrackerParams
 
 NODE_NAME = "pmp_segmenter"
 
@@ -73,6 +76,46 @@ class Parameter:
             if self.max_value is not None and value > self.max_value:
                 return f"{self.name} must be <= {self.max_value}, got {value}"
         return None
+
+
+# The tracker's settings (pmp_ros.tracking.TrackerParams, whose docstring explains them): each field is the
+# parameter TRACKER_PREFIX + field, its default the field's. publish_score is none of them: the node publishes
+# tracks from score_threshold on, as it publishes instances without tracking.
+TRACKER_PREFIX = "tracking_"
+_TRACKER_FIELDS = {  # field: (description, min, max)
+    "iou_weight": ("Weight of 1 - mask IoU in the association cost", 0.0, 10.0),
+    "appearance_weight": ("Weight of the appearance (CLIP embedding) distance in the association cost", 0.0, 10.0),
+    "distance_weight": ("Weight of the 3D distance (with depth) in the association cost", 0.0, 10.0),
+    "appearance_scale": ("Cosine distance at which the appearance cost is 1", 0.001, 2.0),
+    "distance_scale_m": ("3D distance (m) at which the distance cost is 1", 0.001, 10.0),
+    "label_change_cost": ("Association cost added when an instance's label differs from the track's", 0.0, 10.0),
+    "max_cost": ("Track-instance pairs costing more are never associated", 0.0, 10.0),
+    "new_track_score": ("Least instance score that starts a track (weaker ones only continue tracks)", 0.0, 1.0),
+    "min_hits": ("Frames with an instance that confirm a track (published from then on)", 1, 100),
+    "max_misses": ("Consecutive frames without an instance a confirmed track survives", 0, 1000),
+    "score_weight": ("Weight of the frame's score in the track's smoothed score (1 = no smoothing)", 0.0, 1.0),
+    "miss_decay": ("Factor on a track's smoothed score per frame without an instance", 0.0, 1.0),
+    "motion_weight": ("Weight of the newest step in a track's velocity estimate", 0.0, 1.0),
+    "appearance_update": ("Weight of the newest instance's embedding in the track's appearance", 0.0, 1.0),
+}
+TRACKER_PARAMETERS: tuple[Parameter, ...] = tuple(
+    Parameter(
+        TRACKER_PREFIX + field,
+        getattr(TrackerParams, field),
+        description,
+        min_value=low,
+        max_value=high,
+        dynamic=True,
+    )
+    for field, (description, low, high) in _TRACKER_FIELDS.items()
+)
+
+
+def tracker_params(values: Mapping[str, Any], publish_score: float) -> TrackerParams:
+    """The TrackerParams of the node's parameter values (name -> value) and its publish threshold."""
+    return TrackerParams(
+        **{field: values[TRACKER_PREFIX + field] for field in _TRACKER_FIELDS}, publish_score=publish_score
+    )
 
 
 PARAMETERS: tuple[Parameter, ...] = (
@@ -207,6 +250,15 @@ PARAMETERS: tuple[Parameter, ...] = (
         "Configure and activate at startup; false leaves the managed node unconfigured for a lifecycle manager",
     ),
     Parameter("cpu_threads", 0, "torch intra-op threads on CPU; 0 = torch's default", min_value=0, max_value=256),
+    Parameter(
+        "tracking",
+        True,
+        "Track instances over the stream's frames: stable track ids and smoothed scores (docs/node.md); false: "
+        "track_id 0 and per-frame scores",
+        dynamic=True,
+    ),
+    *TRACKER_PARAMETERS,
 )
+
 
 PARAMETERS_BY_NAME = {parameter.name: parameter for parameter in PARAMETERS}

@@ -77,10 +77,12 @@ def segmentation_result(
     prompts: Sequence[str],
     resolution: str,
     prediction: Prediction,
+    track_ids: Mapping[int, int] | None = None,
 ) -> SegmentationResult:
     """SegmentationResult for one frame; header is the input image's (stamp and frame identify it).
     prompts: the target prompts (Instance.prompt_index points into them); resolution: how the instances
-    were chosen."""
+    were chosen; track_ids: instance id -> track id (absent or None: 0, not tracked)."""
+    track_ids = track_ids or {}
     instances = [
         Instance(
             id=i.id,
@@ -91,6 +93,7 @@ def segmentation_result(
                 x_offset=i.box[0], y_offset=i.box[1], width=i.box[2] - i.box[0] + 1, height=i.box[3] - i.box[1] + 1
             ),
             area=i.area,
+            track_id=track_ids.get(i.id, 0),
         )
         for i in prediction.instances
     ]
@@ -106,9 +109,15 @@ def segmentation_result(
 
 
 def labelled_points(
-    header: Header, instruction: str, prediction: Prediction, points: Sequence[PointEstimate]
+    header: Header,
+    instruction: str,
+    prediction: Prediction,
+    points: Sequence[PointEstimate],
+    track_ids: Mapping[int, int] | None = None,
 ) -> LabelledPointArray:
-    """One LabelledPoint per instance (points[i] belongs to prediction.instances[i])."""
+    """One LabelledPoint per instance (points[i] belongs to prediction.instances[i]); track_ids as
+    segmentation_result's."""
+    track_ids = track_ids or {}
     out = []
     for instance, point in zip(prediction.instances, points, strict=True):
         position = (
@@ -117,6 +126,7 @@ def labelled_points(
         out.append(
             LabelledPoint(
                 instance_id=instance.id,
+                track_id=track_ids.get(instance.id, 0),
                 label=instance.label,
                 score=float(instance.score),
                 u=point.u,
@@ -129,13 +139,24 @@ def labelled_points(
 
 
 def objects_3d(
-    header: Header, instruction: str, prediction: Prediction, measured: Sequence[Measured3D] | None
+    header: Header,
+    instruction: str,
+    prediction: Prediction,
+    measured: Sequence[Measured3D] | None,
+    track_ids: Mapping[int, int] | None = None,
 ) -> Object3DArray:
     """One Object3D per instance (measured[i] belongs to prediction.instances[i]); measured None (no depth
-    or camera info for this frame): entries with num_points 0 and no geometry."""
+    or camera info for this frame): entries with num_points 0 and no geometry; track_ids as
+    segmentation_result's."""
+    track_ids = track_ids or {}
     out = []
     for index, instance in enumerate(prediction.instances):
-        item = Object3D(instance_id=instance.id, label=instance.label, score=float(instance.score))
+        item = Object3D(
+            instance_id=instance.id,
+            track_id=track_ids.get(instance.id, 0),
+            label=instance.label,
+            score=float(instance.score),
+        )
         found = measured[index] if measured is not None else None
         if found is not None and found.num_points:
             item.num_points = found.num_points

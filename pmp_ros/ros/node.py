@@ -50,6 +50,7 @@ from pmp_ros.ros.pipeline import (
     Target,
     instruction_problem,
 )
+from pmp_ros.ros.tracking_stage import TrackingStage, above_threshold, detection_settings
 from pmp_ros_msgs.msg import Instruction, LabelledPointArray, Object3DArray, SegmentationResult
 from pmp_ros_msgs.srv import Segment
 
@@ -124,6 +125,7 @@ class SegmenterNode(LifecycleNode):
         self._train_classes: tuple[str, ...] = ()
         self.slot = FrameSlot()
         self.depth_cache = DepthCache()
+        self.tracking = TrackingStage()  # the stream's tracks; only the worker thread uses it
         self.stats = RollingStats()
         self.camera_info: CameraInfo | None = None
         self.arrivals = ArrivalCounter()
@@ -133,8 +135,9 @@ class SegmenterNode(LifecycleNode):
         self._segments_lock = threading.Lock()
         self._silent_since: float | None = None  # since when the image topic has publishers but no images
         self._received_at_last_check = 0
-        self._subscriptions: list = []
-        self._publishers: list = []
+        # Not rclpy.Node's own _subscriptions and _publishers, which these names would replace.
+        self._input_subscriptions: list = []
+        self._output_publishers: list = []
         self._service = None
         self._worker: threading.Thread | None = None
         self._active = False
@@ -198,18 +201,19 @@ class SegmenterNode(LifecycleNode):
 
     def _stop_streaming(self) -> None:
         self._active = False
-        for subscription in self._subscriptions:
+        for subscription in self._input_subscriptions:
             self.destroy_subscription(subscription)
-        self._subscriptions = []
+        self._input_subscriptions = []
         self.slot.close()
         if self._worker is not None:
             self._worker.join(timeout=10.0)
             self._worker = None
+        self.tracking.reset()
 
     def _release(self) -> None:
-        for publisher in self._publishers:
+        for publisher in self._output_publishers:
             self.destroy_publisher(publisher)
-        self._publishers = []
+        self._output_publishers = []
         if self._service is not None:
             self.destroy_service(self._service)
             self._service = None
@@ -259,7 +263,7 @@ class SegmenterNode(LifecycleNode):
             else:
                 predictor, model_cfg = Predictor.from_checkpoint(self.model_path, p["device"], p["precision"])
             self.checkpoint_inference = model_cfg.inference
-            predictor.cfg = self._inference_settings()
+            predictor.cfg = self._predictor_settings()
             if p["backend"] == "onnxruntime" and predictor.cfg.size != model_cfg.inference.size:
                 raise StartupError(
                     f"the ONNX graph's input size is fixed at {model_cfg.inference.size[1]}x"
@@ -310,7 +314,7 @@ class SegmenterNode(LifecycleNode):
                     f"image_reliability:=reliable (docs/node.md)",
                     once=True,
                 )
-        self._subscriptions = [
+        self._input_subscriptions = [
             self.image_subscription,
             self.create_subscription(
                 String, interface.INSTRUCTION_TOPIC, self._on_instruction, qos.INSTRUCTION, **group
@@ -324,7 +328,7 @@ class SegmenterNode(LifecycleNode):
             ),
         ]
         if p["use_depth"]:
-            self._subscriptions += [
+            self._input_subscriptions += [
                 self.create_subscription(
                     Image,
                     interface.DEPTH_TOPIC,
@@ -342,11 +346,11 @@ class SegmenterNode(LifecycleNode):
         self.points_pub = self.create_publisher(LabelledPointArray, interface.POINTS_TOPIC, 5)
         self.overlay_pub = self.create_publisher(Image, interface.OVERLAY_TOPIC, 2)
         self.markers_pub = self.create_publisher(MarkerArray, interface.MARKERS_TOPIC, 2)
-        self._publishers = [self.segmentation_pub, self.points_pub, self.overlay_pub, self.markers_pub]
+        self._output_publishers = [self.segmentation_pub, self.points_pub, self.overlay_pub, self.markers_pub]
         if self.params["use_depth"]:
             self.objects_pub = self.create_publisher(Object3DArray, interface.OBJECTS_TOPIC, 5)
             self.cloud_pub = self.create_publisher(PointCloud2, interface.OBJECT_POINTS_TOPIC, 2)
-            self._publishers += [self.objects_pub, self.cloud_pub]
+            self._output_publishers += [self.objects_pub, self.cloud_pub]
 
     # -- parameters ----------------------------------------------------------------------------------
     def _check_parameters(self, parameters) -> SetParametersResult:
@@ -360,8 +364,8 @@ class SegmenterNode(LifecycleNode):
     def _apply_parameters(self, parameters) -> None:
         changes = {parameter.name: parameter.value for parameter in parameters}
         self.params = {**self.params, **changes}
-        if self.predictor is not None and any(name in INFERENCE_PARAMETERS for name in changes):
-            self.predictor.cfg = self._inference_settings()
+        if self.predictor is not None and any(name in (*INFERENCE_PARAMETERS, "tracking") for name in changes):
+            self.predictor.cfg = self._predictor_settings()
             self.get_logger().info(f"inference settings: {self._describe_inference()}")
 
     def _inference_settings(self):
@@ -375,16 +379,28 @@ class SegmenterNode(LifecycleNode):
             width = p["inference_width"]
         return replace(self.checkpoint_inference, size=(height, width), **overrides)
 
+    def _predictor_settings(self):
+        """What the predictor runs with: the inference settings, with the score threshold lowered for the
+        tracker while tracking (the tracks are published from the score threshold on, and the segment
+        service's answers are cut to it: tracking_stage.above_threshold)."""
+        settings = self._inference_settings()
+        return detection_settings(settings) if self.params["tracking"] else settings
+
     def _describe_inference(self) -> str:
         """The inference settings in force and where each comes from, e.g. 'score_threshold 0.15 (checkpoint)'."""
-        cfg, p, specs = self.predictor.cfg, self.params, interface.PARAMETERS_BY_NAME
+        cfg, p, specs = self._inference_settings(), self.params, interface.PARAMETERS_BY_NAME
 
         def source(*names: str) -> str:
             return "checkpoint" if all(specs[n].is_unset(p[n]) for n in names) else "parameter"
 
         parts = [f"{name} {getattr(cfg, name)} ({source(name)})" for name in INFERENCE_PARAMETERS]
+        tracking = (
+            f"tracking on (instances from score {detection_settings(cfg).score_threshold})"
+            if p["tracking"]
+            else "tracking off"
+        )
         return ", ".join(
-            [f"size {cfg.size[1]}x{cfg.size[0]} ({source('inference_width', 'inference_height')})", *parts]
+            [f"size {cfg.size[1]}x{cfg.size[0]} ({source('inference_width', 'inference_height')})", *parts, tracking]
         )
 
     def _text_settings(self) -> tuple[tuple[str, ...], tuple[str, ...] | None]:
@@ -568,18 +584,37 @@ class SegmenterNode(LifecycleNode):
         depth, k = self._depth_for(frame.msg, rgb.shape[:2])
         return rgb, depth, k
 
-    def _segment(self, msg, rgb, depth, k, parsed: ParsedInstruction, instruction: str, cloud: bool = False):
-        """FrameOutputs of one frame for one instruction: segment its prompts, resolve it on the instances,
-        measure the chosen ones in 3D (with depth). An instruction with no target (only exclusions) gives
-        empty results without running the model, so that a consumer sees there is nothing to act on."""
+    def _segment(
+        self,
+        msg,
+        rgb,
+        depth,
+        k,
+        parsed: ParsedInstruction,
+        instruction: str,
+        cloud: bool = False,
+        track: bool = False,
+    ):
+        """FrameOutputs of one frame for one instruction: segment its prompts, with `track` follow the
+        instances with the stream's tracker (the stream only: an answer for one frame must not move its
+        tracks), resolve the instruction on them, measure the chosen ones in 3D (with depth). An
+        instruction with no target (only exclusions) gives empty results without running the model, so
+        that a consumer sees there is nothing to act on."""
         context, templates = self._text_settings()
         plan = resolve.plan_prompts(parsed, context)
+        track_ids: dict[int, int] = {}  # instance id -> track id
         if plan.num_targets:
             if self._encoded != (plan.prompts, context, templates):
                 self._encoded = None  # until set_prompts has succeeded
                 self.predictor.set_prompts(plan.prompts, context, templates)
                 self._encoded = (plan.prompts, context, templates)
             prediction = self.predictor.predict([rgb], semantic=False)[0]
+            score_threshold = self._inference_settings().score_threshold
+            if track:
+                tracker_params = interface.tracker_params(self.params, publish_score=score_threshold)
+                prediction, track_ids = self.tracking.track(prediction, rgb, depth, k, plan.prompts, tracker_params)
+            else:
+                prediction = above_threshold(prediction, score_threshold)
             prediction, resolution = resolve.apply(prediction, parsed, plan, depth, k)
         else:
             prediction = Prediction(np.zeros(rgb.shape[:2], np.uint16), [], None)
@@ -600,9 +635,11 @@ class SegmenterNode(LifecycleNode):
             )
         header = msg.header
         return FrameOutputs(
-            result=messages.segmentation_result(header, instruction, parsed, plan.targets, resolution.note, prediction),
-            points=messages.labelled_points(header, instruction, prediction, points),
-            objects=messages.objects_3d(header, instruction, prediction, measured),
+            result=messages.segmentation_result(
+                header, instruction, parsed, plan.targets, resolution.note, prediction, track_ids
+            ),
+            points=messages.labelled_points(header, instruction, prediction, points, track_ids),
+            objects=messages.objects_3d(header, instruction, prediction, measured, track_ids),
             prediction=prediction,
             estimates=points,
             cloud=messages.object_cloud(header, stack_points(measured or [])) if cloud else None,
@@ -612,9 +649,11 @@ class SegmenterNode(LifecycleNode):
         """Segment a frame for the topic's instruction and publish it, unless the instruction changed
         meanwhile."""
         start = time.monotonic()
-        use_depth = self.params["use_depth"]
+        use_depth, tracking = self.params["use_depth"], self.params["tracking"]
+        if not tracking:  # here, not where the parameter changes: only this thread may touch the tracks
+            self.tracking.reset()
         cloud = use_depth and self.cloud_pub.get_subscription_count() > 0
-        outputs = self._segment(frame.msg, rgb, depth, k, target.parsed, target.instruction, cloud)
+        outputs = self._segment(frame.msg, rgb, depth, k, target.parsed, target.instruction, cloud, tracking)
         points = outputs.estimates
         inference_s = time.monotonic() - start
         header = frame.msg.header
@@ -688,7 +727,7 @@ class SegmenterNode(LifecycleNode):
             "understood": target.parsed.describe() if target.parsed else "",
         }
         if self.predictor is not None:
-            cfg = self.predictor.cfg
+            cfg = self._inference_settings()
             values |= {name: getattr(cfg, name) for name in INFERENCE_PARAMETERS}
             values |= {"inference_size": f"{cfg.size[1]}x{cfg.size[0]}", "device": self.predictor.device}
         if not self._active:

@@ -27,11 +27,13 @@ from ros_harness import NodeProcess, python_module
 # 12 frames, two scenes, an instruction change every 3 frames; small images keep the node fast.
 STREAM = SequenceConfig(width=160, height=120, seconds=0.4, instruction_seconds=0.1, scene_seconds=0.2)
 # A random model labels nearly every query with a training class, and those never become instances; one
-# made-up context class leaves the prompts in charge, so frames have instances to score.
+# made-up context class leaves the prompts in charge, so frames have instances to score. Without tracking,
+# each frame's result is its own, as direct_evaluation computes it.
 CONTEXT = ("table",)
 NODE_PARAMS = {
     "cpu_threads": "1",
     "score_threshold": "0.0",
+    "tracking": "false",
     "context_vocabulary": "['table']",
     "inference_width": "320",
     "inference_height": "240",

@@ -101,6 +101,18 @@ class RosTestClient(client.BackgroundNode):
             )
         return pub
 
+    def call_async(self, srv_type, name: str, request):
+        """Send a service request once the service is there; returns the future of its response."""
+        client = self.node.create_client(srv_type, name)
+        wait_until(client.service_is_ready, what=f"the service {name}")
+        return client.call_async(request)
+
+    def call(self, srv_type, name: str, request, timeout: float = DISCOVERY_TIMEOUT_S):
+        """The response of a service to `request` (waits for the service, then for the answer)."""
+        future = self.call_async(srv_type, name, request)
+        wait_until(future.done, timeout, what=f"an answer from {name}")
+        return future.result()
+
     def wait_for_publisher(self, topic: str, count: int = 1) -> None:
         wait_until(lambda: self.node.count_publishers(topic) >= count, what=f"a publisher on {topic}")
 

@@ -30,10 +30,13 @@ WIDTH, HEIGHT, SCENE_SEED = 128, 96, 2
 INSTRUCTION = "pick up the red star, the green ring and the blue cross"
 INSTRUCTION_QOS = qos.INSTRUCTION
 # One made-up context class leaves the prompts in charge of a random model, so the scene has instances.
+# Without tracking, each frame's result depends on that frame alone (and the random model's instances score
+# below the tracker's new_track_score).
 NODE_PARAMS = {
     "device": "cpu",
     "cpu_threads": "1",
     "score_threshold": "0.0",
+    "tracking": "false",
     "context_vocabulary": "['table']",
     "inference_width": str(WIDTH),
     "inference_height": str(HEIGHT),
