@@ -4,10 +4,12 @@ A managed (lifecycle) node: configure loads the model, activate subscribes and s
 deactivate unsubscribes and stops it (the model stays loaded), cleanup frees the model. With the
 `autostart` parameter (default) it walks configure and activate itself.
 
-Threads: the executor runs the callbacks, which only store messages (the newest frame, the instruction,
-depth); one worker thread converts, runs the model and publishes, so a slow model never builds a queue.
-Segment-service requests wait in their own (reentrant) callback group for the worker to serve them with
-the next frame, so they block neither the image stream nor each other.
+Threads: a single-threaded executor runs the callbacks, which only store messages (the newest frame, the
+instruction, depth); one worker thread (`pmp_inference`) converts, runs the model and publishes, so a slow
+model never builds a queue. The segment service lives on a companion node (`<name>_segment`) spun by its
+own multi-threaded executor: each request waits in one of its threads until the worker serves it with the
+next frame, so requests block neither the image stream nor each other. (A multi-threaded executor for the
+main node cost about 30 ms of CPU per frame, competing with the worker for the GIL: docs/benchmarks.md.)
 """
 
 from __future__ import annotations
@@ -23,10 +25,11 @@ import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
-from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
+from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.exceptions import ParameterException
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor, SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 from std_msgs.msg import String
 from visualization_msgs.msg import MarkerArray
@@ -66,10 +69,11 @@ INFERENCE_PARAMETERS = ("score_threshold", "mask_threshold", "max_instances")
 # Measured with bench/bench_frame_size.py (docs/node.md); reliable QoS carried the largest image the node
 # accepts.
 BEST_EFFORT_MAX_FRAME_MB = 16
-# Segment-service requests served at once: each waits in an executor thread for its frame, so the executor
-# has that many threads beyond those of the inputs, timers and the ROS services (EXECUTOR_THREADS).
+# Segment-service requests served at once: each waits in a thread of the service node's executor for its
+# frame; one thread more answers further requests with "busy" at once.
 MAX_CONCURRENT_SEGMENTS = 4
-EXECUTOR_THREADS = 3 + MAX_CONCURRENT_SEGMENTS
+SERVICE_EXECUTOR_THREADS = MAX_CONCURRENT_SEGMENTS + 1
+WORKER_THREAD = "pmp_inference"
 # Seconds a publisher on the image topic may deliver nothing before the diagnostics and the log say so.
 NO_IMAGE_WARNING_S = 5.0
 # open_clip's warning when it builds the CLIP towers without pretrained weights: the node's checkpoint
@@ -117,6 +121,14 @@ class FrameOutputs:
 class SegmenterNode(LifecycleNode):
     def __init__(self) -> None:
         super().__init__(interface.NODE_NAME)
+        # Holds the segment service only, so that its blocking waits need no multi-threaded executor on this
+        # node (see the module doc); same namespace, so the service's name resolves as if it were ours.
+        self.service_node = Node(
+            f"{self.get_name()}_segment",
+            namespace=self.get_namespace(),
+            context=self.context,
+            start_parameter_services=False,
+        )
         self.params = self._declare_parameters()
         self.predictor = None
         self.model_path = ""
@@ -143,13 +155,10 @@ class SegmenterNode(LifecycleNode):
         self._active = False
         self.autostarting = False  # main is walking configure and activate (the autostart parameter)
         self._encoded = None  # (prompts, context, templates) whose text features the predictor holds
-        # Inputs never wait behind a service call, and service calls never wait behind each other.
-        self._inputs_group = MutuallyExclusiveCallbackGroup()
-        self._service_group = ReentrantCallbackGroup()
         self.add_on_set_parameters_callback(self._check_parameters)
         self.add_post_set_parameters_callback(self._apply_parameters)
         self.diagnostics_pub = self.create_publisher(DiagnosticArray, interface.DIAGNOSTICS_TOPIC, 10)
-        self.create_timer(1.0, self._publish_diagnostics, callback_group=MutuallyExclusiveCallbackGroup())
+        self.create_timer(1.0, self._publish_diagnostics)
 
     # -- lifecycle -----------------------------------------------------------------------------------
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -164,8 +173,8 @@ class SegmenterNode(LifecycleNode):
         self.model_name = Path(self.model_path).name
         self._train_classes = tuple(model_cfg.train_classes)
         self._create_publishers()
-        self._service = self.create_service(
-            Segment, interface.SEGMENT_SERVICE, self._on_segment, callback_group=self._service_group
+        self._service = self.service_node.create_service(
+            Segment, interface.SEGMENT_SERVICE, self._on_segment, callback_group=ReentrantCallbackGroup()
         )
         self.get_logger().info(
             f"{READY_TEXT}: model {self.model_path} (all weights from the checkpoint; backend "
@@ -178,7 +187,7 @@ class SegmenterNode(LifecycleNode):
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         self.slot.reopen()
         self._create_subscriptions()
-        self._worker = threading.Thread(target=self._work, name="pmp_inference", daemon=True)
+        self._worker = threading.Thread(target=self._work, name=WORKER_THREAD, daemon=True)
         self._worker.start()
         self._active = True
         self.get_logger().info("active: segmenting camera frames")
@@ -215,7 +224,7 @@ class SegmenterNode(LifecycleNode):
             self.destroy_publisher(publisher)
         self._output_publishers = []
         if self._service is not None:
-            self.destroy_service(self._service)
+            self.service_node.destroy_service(self._service)
             self._service = None
         device = getattr(self.predictor, "device", None)
         self.predictor = None
@@ -293,18 +302,16 @@ class SegmenterNode(LifecycleNode):
         p = self.params
         best_effort = p["image_reliability"] == "best_effort"
         image_qos = qos.profile(1, reliable=not best_effort)
-        group = {"callback_group": self._inputs_group}
         if p["image_transport"] == "compressed":
             self.image_subscription = self.create_subscription(
                 CompressedImage,
                 interface.IMAGE_TOPIC + "/compressed",
                 lambda msg: self._on_image(msg, True),
                 image_qos,
-                **group,
             )
         else:
             self.image_subscription = self.create_subscription(
-                Image, interface.IMAGE_TOPIC, lambda msg: self._on_image(msg, False), image_qos, **group
+                Image, interface.IMAGE_TOPIC, lambda msg: self._on_image(msg, False), image_qos
             )
             if best_effort:
                 self.get_logger().warning(
@@ -316,15 +323,12 @@ class SegmenterNode(LifecycleNode):
                 )
         self._input_subscriptions = [
             self.image_subscription,
-            self.create_subscription(
-                String, interface.INSTRUCTION_TOPIC, self._on_instruction, qos.INSTRUCTION, **group
-            ),
+            self.create_subscription(String, interface.INSTRUCTION_TOPIC, self._on_instruction, qos.INSTRUCTION),
             self.create_subscription(
                 Instruction,
                 interface.STRUCTURED_INSTRUCTION_TOPIC,
                 self._on_structured_instruction,
                 qos.INSTRUCTION,
-                **group,
             ),
         ]
         if p["use_depth"]:
@@ -334,11 +338,8 @@ class SegmenterNode(LifecycleNode):
                     interface.DEPTH_TOPIC,
                     lambda msg: self.depth_cache.add(_stamp_seconds(msg.header.stamp), msg),
                     image_qos,
-                    **group,
                 ),
-                self.create_subscription(
-                    CameraInfo, interface.DEPTH_INFO_TOPIC, self._on_camera_info, qos.profile(1), **group
-                ),
+                self.create_subscription(CameraInfo, interface.DEPTH_INFO_TOPIC, self._on_camera_info, qos.profile(1)),
             ]
 
     def _create_publishers(self) -> None:
@@ -553,6 +554,7 @@ class SegmenterNode(LifecycleNode):
 
     # -- worker --------------------------------------------------------------------------------------
     def _work(self) -> None:
+        name_os_thread(WORKER_THREAD)
         while (item := self.slot.take()) is not None:
             frame, target, requests = item
             if target.parsed is None and not requests:
@@ -754,6 +756,19 @@ class SegmenterNode(LifecycleNode):
         """Stop the worker (used at process exit, whatever the lifecycle state)."""
         self._stop_streaming()
 
+    def destroy_node(self) -> None:
+        self.service_node.destroy_node()
+        super().destroy_node()
+
+
+def name_os_thread(name: str) -> None:
+    """Give the calling thread `name` (15 bytes at most) in the OS too, so top -H, py-spy and
+    bench/bench_node.py's per-thread table can tell it apart; Python's thread names stay inside Python."""
+    try:
+        Path(f"/proc/self/task/{threading.get_native_id()}/comm").write_text(name[:15])
+    except OSError:  # not Linux, or /proc not mounted: only the label is lost
+        pass
+
 
 class _DropMessage(logging.Filter):
     """Drops log records whose message starts with `prefix`."""
@@ -789,6 +804,7 @@ def main(args: list[str] | None = None) -> int:
     configure_dds_environment()
     rclpy.init(args=args)
     node = None
+    service_executor = None
     code = 0
     try:
         node = SegmenterNode()
@@ -798,7 +814,10 @@ def main(args: list[str] | None = None) -> int:
                 raise StartupError(node.startup_error)
             node.trigger_activate()
             node.autostarting = False
-        executor = MultiThreadedExecutor(num_threads=EXECUTOR_THREADS)
+        service_executor = MultiThreadedExecutor(num_threads=SERVICE_EXECUTOR_THREADS)
+        service_executor.add_node(node.service_node)
+        threading.Thread(target=_spin, args=(service_executor,), name="pmp_segment_service", daemon=True).start()
+        executor = SingleThreadedExecutor()
         executor.add_node(node)
         executor.spin()
     except StartupError as error:
@@ -809,9 +828,19 @@ def main(args: list[str] | None = None) -> int:
     finally:
         if node is not None:
             node.close()
+            if service_executor is not None:
+                service_executor.shutdown(timeout_sec=5.0)
             node.destroy_node()
         rclpy.try_shutdown()
     return code
+
+
+def _spin(executor) -> None:
+    """Spin until the context shuts down (SIGINT/SIGTERM end the main executor the same way)."""
+    try:
+        executor.spin()
+    except ExternalShutdownException:
+        pass
 
 
 if __name__ == "__main__":
