@@ -6,10 +6,11 @@
 Sequences (pmp_ros.data.sequences, default TrackingSequenceConfig: 320x240 at 10 fps): the first
 --validation-sequences seeds of the validation split choose the tracker's parameters (a small grid, below);
 the first --sequences seeds of the evaluation split are reported. Per sequence the Predictor is prompted with
-the sequence's classes and the rest of the vocabulary as context (as the node), its score threshold lowered
-to DETECTION_FLOOR so the tracker also sees weak instances; each instance's 3D centroid comes from
-objects3d.measure_objects on the frame's depth, its appearance from Instance.embedding, and the camera's
-image shift from the previous frame from tracking.image_shift.
+the sequence's classes and the rest of the vocabulary as context (the node uses its model's training classes),
+its score threshold lowered to tracking.DETECTION_FLOOR (as the node's) so the tracker also sees weak
+instances; each instance's 3D centroid comes from objects3d.measure_objects on the frame's depth, its
+appearance from Instance.embedding, and the camera's image shift from the previous frame from
+tracking.image_shift.
 
 Two outputs per frame, scored against the same truth:
 - per-frame: the instances scoring >= the model's own score threshold, with the ids the node publishes
@@ -49,11 +50,10 @@ from pmp_ros.eval.report import markdown_table
 from pmp_ros.model.inference import Predictor
 from pmp_ros.objects3d import measure_objects
 from pmp_ros.paths import model_file
-from pmp_ros.tracking import Tracker, TrackerParams, image_shift, mask_iou
+from pmp_ros.tracking import DETECTION_FLOOR, Tracker, TrackerParams, image_shift, mask_iou
 
 MIN_VISIBLE_AREA = 50  # px: a target with fewer visible pixels is not in the truth of that frame
 MATCH_IOU = 0.5
-DETECTION_FLOOR = 0.05  # the Predictor's score threshold here: what the tracker is given
 PREDICT_BATCH = 5
 METRICS = ("idf1", "num_switches", "mota", "num_false_positives", "num_misses", "num_objects")
 # The validation grid: every combination of these TrackerParams fields; the others keep their defaults.
