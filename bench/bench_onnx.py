@@ -36,12 +36,8 @@ def onnx_graph(checkpoint: Path, folder: Path, size: tuple[int, int]) -> Path:
     from pmp_ros.deploy.export import export_onnx
 
     path = folder / f"{checkpoint.stem}_{metadata.format_size(size)}.onnx"
-    if path.is_file():
-        import onnx
-
-        recorded = {prop.key: prop.value for prop in onnx.load(path, load_external_data=False).metadata_props}
-        if recorded.get(metadata.CHECKPOINT_SHA256) == metadata.file_sha256(checkpoint):
-            return path
+    if metadata.is_exported_from(path, checkpoint):
+        return path
     result = export_onnx(checkpoint, path, size)
     print(f"exported {path} in {result.seconds:.0f} s (max |ONNX Runtime - PyTorch| {result.max_abs_difference})")
     return path

@@ -2,6 +2,7 @@
 
     pmp-demo                      # shipped model, output in demo_out/
     pmp-demo --model my.safetensors --out /tmp/demo
+    pmp-demo --backend onnxruntime [--onnx-path model.onnx]   # the node on ONNX Runtime (docs/deployment.md)
 
 Generates a procedural RGB-D camera stream in memory (one tabletop scene, slowly panning camera), starts the
 pmp_segmenter node in its own process and sends it three instructions in turn: a single target ("pick up
@@ -9,7 +10,8 @@ the red star"), several targets, and a class the model never saw in training. Fr
 topics in lock-step (each frame answered before the next). Writes the node's overlay images, an animated
 GIF, report.md and metrics.json (instruction F1 and point accuracy against the world's ground truth,
 latency) to the output folder. DDS traffic stays on this machine, in its own domain unless ROS_DOMAIN_ID
-is set.
+is set. With --backend onnxruntime and no --onnx-path, the model is exported (pmp-export-onnx, at its own
+inference size) into the output folder first, or a graph already there from the same checkpoint is reused.
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ from pmp_ros.bags.storage import BagMessage
 from pmp_ros.data import splits, vocabulary
 from pmp_ros.data.streams import SequenceConfig, StreamFrame, procedural_stream
 from pmp_ros.data.world import TabletopWorld, WorldConfig
+from pmp_ros.deploy import metadata
+from pmp_ros.deploy.export import export_onnx
 from pmp_ros.eval.frame_metrics import aggregate_instruction_metrics, instruction_frame_metrics
 from pmp_ros.eval.report import format_value, latency_summary
 from pmp_ros.language.parse import parse_instruction
@@ -117,7 +121,7 @@ def _report(summary: dict, seed: int, model: str, elapsed_s: float, startup_s: f
     lines = [
         "# pmp_ros demo",
         "",
-        f"Scene seed {seed} (test split), model `{model}`, {summary['frames']} frames in "
+        f"Scene seed {seed} (test split), model `{model}` on {summary['backend']}, {summary['frames']} frames in "
         f"lock-step, {summary['results']} results, {summary['dropped']} dropped. Run time {elapsed_s:.1f} s "
         f"(node startup {startup_s:.1f} s).",
         "",
@@ -142,12 +146,39 @@ def _report(summary: dict, seed: int, model: str, elapsed_s: float, startup_s: f
     return "\n".join(lines)
 
 
-def run_demo(out: Path, model: str | None, frames_per_instruction: int, width: int, height: int, device: str) -> dict:
-    """Run the demo; returns metrics.json's content (with run_time_s)."""
+def onnx_graph(model_path: Path, onnx_path: Path | None, out: Path) -> Path:
+    """The graph the node runs with backend onnxruntime: onnx_path (which must exist), or else
+    OUT/<model>.onnx, exported from model_path unless a graph exported from it is already there."""
+    if onnx_path is not None:
+        if not onnx_path.is_file():
+            raise FileNotFoundError(f"ONNX graph not found: {onnx_path} (pmp-export-onnx, or leave out --onnx-path)")
+        return onnx_path.resolve()
+    cached = (out / model_path.name).with_suffix(".onnx").resolve()
+    if not metadata.is_exported_from(cached, model_path):
+        out.mkdir(parents=True, exist_ok=True)
+        export_onnx(model_path, cached)
+    return cached
+
+
+def run_demo(
+    out: Path,
+    model: str | None,
+    frames_per_instruction: int,
+    width: int,
+    height: int,
+    device: str,
+    backend: str = "torch",
+    onnx_path: Path | None = None,
+) -> dict:
+    """Run the demo with the node's backend ("torch" or "onnxruntime": onnx_graph(model, onnx_path, out));
+    returns metrics.json's content (with run_time_s)."""
     start = time.monotonic()
     model_path = Path(model).resolve() if model else paths.model_file(DEFAULT_MODEL)
     if not model_path.is_file():
         raise FileNotFoundError(f"model not found: {model_path} (pass --model PATH)")
+    params = {"model_path": str(model_path), "device": device, "use_depth": True, "image_reliability": "reliable"}
+    if backend == "onnxruntime":
+        params |= {"backend": backend, "onnx_path": str(onnx_graph(model_path, onnx_path, out))}
     seed, instructions = demo_scene(width, height)
     cfg = SequenceConfig(
         width=width,
@@ -161,7 +192,6 @@ def run_demo(out: Path, model: str | None, frames_per_instruction: int, width: i
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     configure_dds_environment()
     domain = pick_domains(1)[0]
-    params = {"model_path": str(model_path), "device": device, "use_depth": True, "image_reliability": "reliable"}
     out.mkdir(parents=True, exist_ok=True)
     with NodeProcess(params, domain, out / "node.log") as node, Player(domain, overlay=True) as player:
         startup_s = node.wait_ready()
@@ -178,6 +208,8 @@ def run_demo(out: Path, model: str | None, frames_per_instruction: int, width: i
     summary.update(
         seed=seed,
         model=str(model_path),
+        backend=backend,
+        onnx_path=params.get("onnx_path"),
         instructions=instructions,
         run_time_s=time.monotonic() - start,
         node_startup_s=startup_s,
@@ -199,10 +231,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--width", type=int, default=320)
     parser.add_argument("--height", type=int, default=240)
     parser.add_argument("--device", default="auto", help="node parameter device (auto, cpu, cuda)")
+    parser.add_argument("--backend", choices=("torch", "onnxruntime"), default="torch", help="node parameter backend")
+    parser.add_argument(
+        "--onnx-path",
+        type=Path,
+        help="with --backend onnxruntime: the graph pmp-export-onnx wrote from --model (default: export it into --out)",
+    )
     args = parser.parse_args(argv)
+    if args.onnx_path is not None and args.backend != "onnxruntime":
+        parser.error("--onnx-path goes with --backend onnxruntime")
     try:
         with stop_signals():
-            summary = run_demo(args.out, args.model, args.frames_per_instruction, args.width, args.height, args.device)
+            summary = run_demo(
+                args.out,
+                args.model,
+                args.frames_per_instruction,
+                args.width,
+                args.height,
+                args.device,
+                args.backend,
+                args.onnx_path,
+            )
     except (FileNotFoundError, RuntimeError, TimeoutError) as error:
         print(f"pmp-demo: {error}", file=sys.stderr)
         return 1

@@ -21,6 +21,16 @@ def file_sha256(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
+def is_exported_from(onnx_path: str | os.PathLike, checkpoint: str | os.PathLike) -> bool:
+    """Whether onnx_path is a graph pmp-export-onnx wrote from this very checkpoint file (its SHA-256)."""
+    import onnx
+
+    if not os.path.isfile(onnx_path):
+        return False
+    recorded = {prop.key: prop.value for prop in onnx.load(onnx_path, load_external_data=False).metadata_props}
+    return recorded.get(CHECKPOINT_SHA256) == file_sha256(checkpoint)
+
+
 def format_size(size: tuple[int, int]) -> str:
     """(height, width) -> "HxW"."""
     return f"{size[0]}x{size[1]}"

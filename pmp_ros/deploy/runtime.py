@@ -138,7 +138,8 @@ def load_onnx_predictor(
     profile_prefix: str | os.PathLike | None = None,
     **inference_overrides: Any,
 ) -> tuple[Predictor, ModelConfig]:
-    """The ONNX Runtime twin of Predictor.from_checkpoint: (predictor, ModelConfig).
+    """The ONNX Runtime twin of Predictor.from_checkpoint: (predictor, ModelConfig), the config the checkpoint's
+    with the graph's input size as its inference size (the size was fixed at export).
 
     checkpoint: the pmp_ros checkpoint the graph was exported from (text tower, config); onnx_path: the
     graph (OUT.onnx.data beside it when the weights are external). device: "auto" | "cpu" | "cuda[:N]",
@@ -169,7 +170,10 @@ def load_onnx_predictor(
     text_segmenter, model_cfg = load_segmenter(checkpoint, "cpu")  # Predictor moves what is kept to the device
     _release_image_modules(text_segmenter)
     image_path = OnnxImagePath(text_segmenter, session, input_size, recorded[metadata.PMP] == "true")
-    inference_cfg = replace(model_cfg.inference, **({"size": input_size} | inference_overrides))
+    # A graph exported with --height/--width runs at that size, not the checkpoint's: callers that fall back
+    # to "the model's inference size" (the node's parameters left at 0) must get the graph's.
+    model_cfg.inference = replace(model_cfg.inference, size=input_size)
+    inference_cfg = replace(model_cfg.inference, **inference_overrides)
     return Predictor(image_path, inference_cfg, str(resolve_device(device)), "fp32"), model_cfg
 
 

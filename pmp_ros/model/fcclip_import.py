@@ -12,6 +12,10 @@ PMP layers (`predictor.prompt_attention_layers.*`) do not exist in FC-CLIP; they
 project's initialisation, whose zero output projection makes them the identity, so the converted model
 reproduces FC-CLIP until PMP is fine-tuned. Any key that is not mapped, missing or mis-shaped is reported
 by name and no output is written.
+
+The converted config also carries what FC-CLIP's text side used: its 14 VILD templates and, as the training
+classes (seen vs unseen in the ensemble), COCO panoptic's 133 classes with FC-CLIP's synonyms
+(config/coco_panoptic_classes.yaml) unless --train-classes names another list.
 """
 
 from __future__ import annotations
@@ -25,8 +29,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+import yaml
 from torch import Tensor
 
+from pmp_ros import paths
 from pmp_ros.model.config import ModelConfig
 from pmp_ros.model.head import PMPHead
 from pmp_ros.model.transformer_decoder import PromptAttentionLayer
@@ -42,6 +48,26 @@ RENAME_RULES: tuple[tuple[str, str, str], ...] = (
 PMP_PREFIX = "predictor.prompt_attention_layers."
 ENCODER_LEVELS = 3
 FCCLIP_DEFORMABLE_POINTS = 4  # hard-coded in FC-CLIP's pixel decoder
+# FC-CLIP's text templates (VILD_PROMPT in fcclip/fcclip.py, bytedance/fc-clip @ 2b0bbe2): its classifier's
+# class embeddings average over these, so the converted model encodes text the same way.
+FCCLIP_TEMPLATES: tuple[str, ...] = (
+    "a photo of a {}.",
+    "This is a photo of a {}",
+    "There is a {} in the scene",
+    "There is the {} in the scene",
+    "a photo of a {} in the scene",
+    "a photo of a small {}.",
+    "a photo of a medium {}.",
+    "a photo of a large {}.",
+    "This is a photo of a small {}.",
+    "This is a photo of a medium {}.",
+    "This is a photo of a large {}.",
+    "There is a small {} in the scene.",
+    "There is a medium {} in the scene.",
+    "There is a large {} in the scene.",
+)
+# The classes the public checkpoints were trained on, as FC-CLIP names them (synonyms comma-separated).
+COCO_PANOPTIC_CLASSES_FILE = "coco_panoptic_classes.yaml"
 
 
 class ConversionError(ValueError):
@@ -234,6 +260,21 @@ def load_fcclip_checkpoint(path: str | Path, trusted: bool = False) -> dict[str,
     return sd
 
 
+def read_class_names(path: str | Path) -> tuple[str, ...]:
+    """The `name` of every entry of a class list file (config/coco_panoptic_classes.yaml's format: a YAML
+    mapping whose `classes` list holds one mapping per class; synonyms comma-separated in `name`)."""
+    try:
+        entries = yaml.safe_load(Path(path).read_text())["classes"]
+        names = tuple(str(entry["name"]).strip() for entry in entries)
+    except (OSError, yaml.YAMLError, KeyError, TypeError) as error:
+        raise ConversionError(
+            f"{path}: not a class list (a YAML `classes` list of mappings with a `name`): {error}"
+        ) from None
+    if not names or not all(names):
+        raise ConversionError(f"{path}: the class list is empty or has an empty name")
+    return names
+
+
 def build_converted_model(conv: ConvertedFCCLIP):
     """Assemble the PMPSegmenter from the converted state (contract in docs/architecture.md)."""
     import open_clip
@@ -264,7 +305,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clip-model", default="convnext_large_d_320", help="open_clip model name of the backbone")
     parser.add_argument("--no-pmp", action="store_true", help="build the prompt-free twin (no PMP layers)")
     parser.add_argument(
-        "--train-classes", type=Path, help="text file, one training class name per line (alpha vs beta)"
+        "--train-classes",
+        type=Path,
+        default=paths.config_file(COCO_PANOPTIC_CLASSES_FILE),
+        help="the classes the checkpoint was trained on (ensemble: alpha for these, beta for others), in "
+        "config/coco_panoptic_classes.yaml's format (default: that file, FC-CLIP's COCO panoptic classes)",
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of the added PMP layers")
     parser.add_argument("--trusted", action="store_true", help="allow full unpickling (trusted files only)")
@@ -275,9 +320,8 @@ def main(argv: list[str] | None = None) -> int:
         base = ModelConfig()
         base.clip.model_name = args.clip_model
         base.clip.pretrained = None  # the weights travel in the converted checkpoint
-        if args.train_classes is not None:
-            names = [s.strip() for s in args.train_classes.read_text().splitlines() if s.strip()]
-            base.train_classes = tuple(names)
+        base.clip.templates = FCCLIP_TEMPLATES
+        base.train_classes = read_class_names(args.train_classes)
         conv = convert_fcclip_state_dict(fc_sd, base_cfg=base, pmp=not args.no_pmp, seed=args.seed)
         check_backbone_state_dict(conv.backbone_state_dict, args.clip_model)
     except ConversionError as e:
@@ -285,7 +329,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     print(
         f"mapped {len(conv.head_state_dict)} head tensors ({'with' if conv.cfg.decoder.pmp else 'without'} PMP), "
-        f"{len(conv.backbone_state_dict)} backbone tensors; dropped {conv.dropped}"
+        f"{len(conv.backbone_state_dict)} backbone tensors; dropped {conv.dropped}; "
+        f"{len(conv.cfg.train_classes)} training classes from {args.train_classes}"
     )
     model = build_converted_model(conv)
     from pmp_ros.model.checkpoint import save_checkpoint

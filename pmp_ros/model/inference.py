@@ -298,12 +298,16 @@ class Predictor:
     def set_prompts(
         self, prompts: Sequence[str], context: Sequence[str] = (), templates: Sequence[str] | None = None
     ) -> None:
-        """Encode and cache the text for prompts + context (context entries equal to a prompt are dropped,
-        so a prompt never competes with itself). templates: None = the model's own."""
+        """Encode and cache the text for prompts + context. Context entries that name a prompt, as a whole or
+        as one of their synonyms ("cup" in "cup,cups,water cup"), are dropped, so a prompt never competes
+        with itself. templates: None = the model's own."""
+        from pmp_ros.model.segmenter import split_synonyms  # the segmenter's synonym convention
+
         prompts = tuple(prompts)
         if not prompts or not all(isinstance(p, str) and p.strip() for p in prompts):
             raise ValueError(f"prompts must be non-empty strings, got {list(prompts)}")
-        context = tuple(dict.fromkeys(c for c in context if c and c not in prompts))
+        prompt_names = {p.strip() for p in prompts}
+        context = tuple(dict.fromkeys(c for c in context if c and not prompt_names & set(split_synonyms(c))))
         names = prompts + context
         text = self.encode_text(names, prompts, templates)
         with self._lock:

@@ -74,7 +74,9 @@ class PMPSegmenter(nn.Module):
         self.void_embedding = nn.Embedding(1, backbone.clip_dim)
         self.register_buffer("pixel_mean", torch.tensor(backbone.mean).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("pixel_std", torch.tensor(backbone.std).view(1, 3, 1, 1), persistent=False)
-        self._train_classes = frozenset(cfg.train_classes)
+        # FC-CLIP's category_overlapping_mask: a class is seen when any of its synonyms is a synonym of a
+        # training class (training classes may list synonyms too, as FC-CLIP's COCO names do).
+        self._train_synonyms = frozenset(s for name in cfg.train_classes for s in split_synonyms(name))
 
     # --- text ------------------------------------------------------------------------------------------
 
@@ -90,7 +92,7 @@ class PMPSegmenter(nn.Module):
         flat = [s for group in synonyms for s in group]
         embeddings = self.text_encoder.class_embeddings(flat, templates)
         seen = torch.tensor(
-            [float(any(s in self._train_classes for s in group)) for group in synonyms], device=embeddings.device
+            [float(any(s in self._train_synonyms for s in group)) for group in synonyms], device=embeddings.device
         )
         per_image = [list(p) for p in prompts] if prompts and not isinstance(prompts[0], str) else [list(prompts)]
         tokens, padding = self.prompt_tokens(per_image)

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from pmp_ros.data.coco import CocoDataset
+from pmp_ros.model.segmenter import split_synonyms
 
 
 class CocoBatches:
@@ -18,7 +19,9 @@ class CocoBatches:
         self.cfg, self.rank, self.world_size = cfg, rank, world_size
         self.dataset = CocoDataset(cfg.coco_json, cfg.coco_images)
         self.classes = tuple(train_classes) or tuple(sorted(set(self.dataset.categories.values())))
-        self.class_index = {name: i for i, name in enumerate(self.classes)}
+        # A class may list synonyms (FC-CLIP's "cup,cups,water cup"): an annotation's category counts as the
+        # class that lists its name.
+        self.class_index = {synonym: i for i, name in enumerate(self.classes) for synonym in split_synonyms(name)}
         self.num_queries = num_queries
 
     def batch(self, step: int) -> tuple[torch.Tensor, list[dict], list[list[str]]]:

@@ -3,8 +3,9 @@ scores within 1e-3) on world scenes with 1, 3 and 16 prompts.
 
 Two exports cover every branch of the graph: the shipped model (FPN pixel decoder, PMP prompt attention,
 crop classification) and a tiny random checkpoint with the other choices (deformable-attention pixel
-decoder with grid_sample, mask-pooling classification, no PMP, weights as external data). Each export takes
-about 25 s on one CPU thread (torch.export's tracing), hence one per module.
+decoder with grid_sample, mask-pooling classification, no PMP, weights as external data, a graph size other
+than the checkpoint's). Each export takes about 25 s on one CPU thread (torch.export's tracing), hence one
+per module.
 """
 
 import dataclasses
@@ -32,6 +33,9 @@ SCENE_SEEDS = (3, 11, 27)
 PROMPT_COUNTS = (1, 3, 16)
 MASK_IOU = 0.99
 SCORE_TOLERANCE = 1e-3
+# The tiny model's graph is exported at another size than its checkpoint's (64x96): the graph's size is then
+# the model's.
+TINY_GRAPH_SIZE = (96, 128)
 
 
 @dataclasses.dataclass
@@ -46,7 +50,7 @@ class Backends:
 def _backends(checkpoint: Path, onnx_path: Path, **export_options) -> Backends:
     torch.set_num_threads(1)
     result = export_onnx(checkpoint, onnx_path, **export_options)
-    torch_predictor, _ = Predictor.from_checkpoint(checkpoint, "cpu")
+    torch_predictor, _ = Predictor.from_checkpoint(checkpoint, "cpu", size=result.input_size)
     onnx_predictor, _ = load_onnx_predictor(checkpoint, onnx_path, "cpu", threads=1)
     return Backends(checkpoint, onnx_path, result, torch_predictor, onnx_predictor)
 
@@ -62,7 +66,7 @@ def tiny(tmp_path_factory) -> Backends:
     cfg = small_config(pmp=False, pixel_decoder="msdeform")
     torch.manual_seed(0)
     checkpoint = Path(save_checkpoint(folder / "tiny.safetensors", build_segmenter(cfg).eval(), cfg))
-    return _backends(checkpoint, folder / "tiny.onnx", external_data=True)
+    return _backends(checkpoint, folder / "tiny.onnx", external_data=True, size=TINY_GRAPH_SIZE)
 
 
 @pytest.fixture(scope="module")
@@ -137,6 +141,11 @@ def test_tiny_deformable_mask_pooling_model_same_instances(tiny, scenes):
     assert "msdeform pixel decoder" in tiny.export.contents and "mask_pool" in tiny.export.contents
     assert max(tiny.export.max_abs_difference.values()) < 1e-3
     _compare(tiny, scenes)
+
+
+def test_a_graph_exported_at_another_size_runs_at_that_size(tiny):
+    _, model_cfg = load_onnx_predictor(tiny.checkpoint, tiny.onnx_path, "cpu")
+    assert model_cfg.inference.size == tiny.onnx.cfg.size == TINY_GRAPH_SIZE != small_config().inference.size
 
 
 def test_graph_from_another_checkpoint_is_refused(shipped, tiny):

@@ -1,33 +1,38 @@
-"""FC-CLIP checkpoint conversion: the public config's 302 head keys load strictly; errors name keys."""
+"""FC-CLIP checkpoint conversion: the public config's 302 head keys load strictly; errors name keys; the
+command writes a checkpoint with FC-CLIP's text settings (COCO panoptic classes, templates) by default."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
+from pmp_ros.model.checkpoint import read_checkpoint
 from pmp_ros.model.config import ModelConfig
 from pmp_ros.model.fcclip_import import (
+    FCCLIP_TEMPLATES,
     PMP_PREFIX,
     ConversionError,
     check_backbone_state_dict,
     convert_fcclip_state_dict,
     load_fcclip_checkpoint,
     main,
+    read_class_names,
 )
 from pmp_ros.model.head import PMPHead
 
-MANIFEST = Path(__file__).resolve().parents[1] / "fixtures" / "fcclip-head" / "fixture_manifest.json"
+from fcclip_checkpoints import public_fcclip_config, public_head_shapes, write_fcclip_checkpoint
+from model_fixtures import small_config
+
+COCO_PANOPTIC_CLASSES = Path(__file__).resolve().parents[2] / "config" / "coco_panoptic_classes.yaml"
 FULL_IN_CHANNELS = {"res2": 192, "res3": 384, "res4": 768, "res5": 1536}
 
 
 @pytest.fixture(scope="module")
 def public_shapes() -> dict[str, list[int]]:
-    manifest = json.loads(MANIFEST.read_text())  # part of the checkout: missing is a failure
-    ref = next(v for k, v in manifest.items() if k.startswith("reference_full_fcclip_config"))
-    return ref["head_state_dict_shapes"]
+    return public_head_shapes()  # the fixture manifest is part of the checkout: missing is a failure
 
 
 def _random_sd(shapes, seed=0):
@@ -35,12 +40,9 @@ def _random_sd(shapes, seed=0):
     return {k: torch.randn(v, generator=g) for k, v in shapes.items()}
 
 
-def _full_cfg() -> ModelConfig:
-    cfg = ModelConfig()
-    p, d = cfg.pixel_decoder, cfg.decoder
-    p.name, p.conv_dim, p.mask_dim, p.num_heads = "msdeform", 256, 256, 8
-    p.num_encoder_layers, p.encoder_ffn_dim = 6, 1024
-    d.hidden_dim, d.num_heads, d.ffn_dim, d.num_layers, d.num_queries = 256, 8, 2048, 9, 250
+def _public_cfg_with_pmp() -> ModelConfig:
+    cfg = public_fcclip_config()
+    cfg.decoder.pmp = True
     return cfg
 
 
@@ -49,9 +51,9 @@ def test_public_config_loads_strictly(public_shapes):
     fc_sd = _random_sd(public_shapes)
     conv = convert_fcclip_state_dict(fc_sd, text_width=768)
     assert conv.in_channels == FULL_IN_CHANNELS and conv.clip_dim == 768
-    assert conv.cfg.pixel_decoder == _full_cfg().pixel_decoder
-    assert conv.cfg.decoder == _full_cfg().decoder
-    head = PMPHead(_full_cfg(), FULL_IN_CHANNELS, 768, 768)
+    assert conv.cfg.pixel_decoder == _public_cfg_with_pmp().pixel_decoder
+    assert conv.cfg.decoder == _public_cfg_with_pmp().decoder
+    head = PMPHead(_public_cfg_with_pmp(), FULL_IN_CHANNELS, 768, 768)
     head.load_state_dict(conv.head_state_dict, strict=True)  # raises on any missing/unexpected/mis-shaped key
     sd = head.state_dict()
     for key, value in fc_sd.items():
@@ -67,8 +69,7 @@ def test_public_config_loads_strictly(public_shapes):
 
 def test_no_pmp_twin_has_exactly_the_fcclip_keys(public_shapes):
     conv = convert_fcclip_state_dict(_random_sd(public_shapes), pmp=False)
-    cfg = _full_cfg()
-    cfg.decoder.pmp = False
+    cfg = public_fcclip_config()
     assert not conv.cfg.decoder.pmp
     assert len(conv.head_state_dict) == 301
     PMPHead(cfg, FULL_IN_CHANNELS, 768).load_state_dict(conv.head_state_dict, strict=True)
@@ -150,3 +151,33 @@ def test_cli_refuses_bad_checkpoint(tmp_path, capsys):
     assert main([str(path), str(out)]) == 1
     assert "something.else" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_coco_panoptic_class_list_is_fcclips():
+    entries = yaml.safe_load(COCO_PANOPTIC_CLASSES.read_text())["classes"]
+    assert len(entries) == 133 and sum(entry["thing"] for entry in entries) == 80
+    assert [entry["thing"] for entry in entries] == [True] * 80 + [False] * 53  # things first, as FC-CLIP
+    assert [entry["id"] for entry in entries] == sorted(entry["id"] for entry in entries)
+    names = read_class_names(COCO_PANOPTIC_CLASSES)
+    assert len(set(names)) == 133
+    assert names[0].startswith("person,child,girl") and names[-1] == "rug"
+
+
+def test_class_list_errors_name_the_file(tmp_path):
+    path = tmp_path / "classes.yaml"
+    path.write_text("- mug\n- cup\n")
+    with pytest.raises(ConversionError, match="classes.yaml: not a class list"):
+        read_class_names(path)
+
+
+def test_command_writes_fcclip_text_settings_by_default(tmp_path, capsys):
+    # A small model in FC-CLIP's layout (the project's tiny CLIP): the command end to end in seconds.
+    cfg = small_config(pmp=False, pixel_decoder="msdeform")
+    fcclip = write_fcclip_checkpoint(tmp_path / "fcclip.pth", cfg)
+    out = tmp_path / "converted.safetensors"
+    assert main([str(fcclip), str(out), "--clip-model", cfg.clip.model_name]) == 0, capsys.readouterr().err
+    _, converted, _ = read_checkpoint(out)
+    assert converted.train_classes == read_class_names(COCO_PANOPTIC_CLASSES)
+    assert converted.clip.templates == FCCLIP_TEMPLATES
+    assert converted.decoder.pmp and converted.clip.pretrained is None
+    assert "133 training classes" in capsys.readouterr().out

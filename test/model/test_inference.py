@@ -170,6 +170,12 @@ def test_predictor_end_to_end_on_a_small_model(small_predictor):
             assert instance.area == instance.mask.sum()
 
 
+def test_context_classes_naming_a_prompt_are_dropped(small_predictor):
+    # FC-CLIP's vocabulary lists synonyms: the context class "cup,cups" must not compete with the prompt "cup".
+    small_predictor.set_prompts(["cup", "red star"], context=["cup,cups,water cup", "plate, red star", "bowl"])
+    assert small_predictor.class_names == ("cup", "red star", "bowl")
+
+
 def test_predictor_instances_carry_their_clip_embedding(small_predictor):
     small_predictor.set_prompts(["red star", "green ring"])
     cfg = small_predictor.cfg

@@ -64,6 +64,15 @@ def test_synonyms_are_split_and_counted(model):
         split_synonyms(" , ")
 
 
+def test_a_class_is_seen_when_a_synonym_is_a_synonym_of_a_training_class():
+    # FC-CLIP's training classes list synonyms ("cup,cups,water cup"); its seen mask compares synonyms.
+    cfg = small_config()
+    cfg.train_classes = ("cup,cups,water cup", "red star")
+    model = build_segmenter(cfg).eval()
+    text = model.encode_text(["cup", "mug, water cup", "red star", "cups and saucers"])
+    assert text.seen_mask.tolist() == [1.0, 1.0, 1.0, 0.0]
+
+
 def test_fresh_pmp_model_equals_its_prompt_free_twin():
     pmp, _ = build_small_segmenter(pmp=True, seed=3)
     twin, _ = build_small_segmenter(pmp=False, seed=3)

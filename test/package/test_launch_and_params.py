@@ -18,6 +18,7 @@ from pmp_ros.ros import interface
 REPO = Path(__file__).resolve().parents[2]
 LAUNCH_FILE = REPO / "launch" / "pmp.launch.py"
 PARAMS_FILE = REPO / "config" / "pmp.yaml"
+FCCLIP_PRESET = REPO / "config" / "fcclip.yaml"
 
 
 def _launch_ast() -> ast.Module:
@@ -83,6 +84,27 @@ def test_parameter_file_keys_are_declared_with_valid_values():
     for name, value in values.items():
         assert type(value) is type(declared[name].default), name
         assert declared[name].validate(value) is None, declared[name].validate(value)
+
+
+def test_fcclip_preset_is_taken_by_the_node_as_written():
+    """config/fcclip.yaml as the launch file hands it to the node (--params-file): every key is a declared
+    parameter (the node would ignore another), and the node declares and validates each value unchanged."""
+    values = yaml.safe_load(FCCLIP_PRESET.read_text())[interface.NODE_NAME]["ros__parameters"]
+    undeclared = set(values) - set(interface.PARAMETERS_BY_NAME)
+    assert not undeclared, f"fcclip.yaml keys the node does not declare: {undeclared}"
+    import rclpy
+
+    from pmp_ros.ros.node import SegmenterNode
+
+    rclpy.init(args=["--ros-args", "--params-file", str(FCCLIP_PRESET)])
+    try:
+        node = SegmenterNode()  # declares and validates its parameters; the model loads later (configure)
+        try:
+            assert {name: node.params[name] for name in values} == values
+        finally:
+            node.destroy_node()
+    finally:
+        rclpy.shutdown()
 
 
 def test_parameter_validation_rejects_bad_values_with_reasons():
