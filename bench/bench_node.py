@@ -265,6 +265,11 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--memory-duration", type=float, default=600.0)
     parser.add_argument("--memory-warmup", type=float, default=60.0)
     parser.add_argument("--domain-id", type=int, help="ROS_DOMAIN_ID (default: random in 1..101)")
+    parser.add_argument(
+        "--no-tracking",
+        action="store_true",
+        help="the node's tracking parameter false: per-frame instances, as the raw Predictor.predict gives them",
+    )
     args = parser.parse_args()
     args.modes = [m for m in args.modes.split(",") if m]
     unknown = set(args.modes) - set(MODES)
@@ -287,7 +292,13 @@ def main() -> None:
         threads = benchlib.set_threads(args.threads)
         width, height = args.inference_size
         info = benchlib.machine(
-            {"model": description, "inference_size": f"{width}x{height}", "threads": threads, "ros_domain_id": domain}
+            {
+                "model": description,
+                "inference_size": f"{width}x{height}",
+                "threads": threads,
+                "tracking": not args.no_tracking,
+                "ros_domain_id": domain,
+            }
         )
         benchlib.print_machine(info)
         raw = (
@@ -295,7 +306,7 @@ def main() -> None:
             if "lockstep" in args.modes
             else {}
         )
-        params = rosbench.node_parameters(model_file, args.threads, width, height)
+        params = rosbench.node_parameters(model_file, args.threads, width, height) | {"tracking": not args.no_tracking}
         report: dict = {"benchmark": "bench_node", "machine": info}
         with NodeProcess(params, domain, run_dir / "node.log") as node:
             startup_s = node.wait_ready()
