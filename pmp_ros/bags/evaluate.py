@@ -8,9 +8,11 @@ ROS domain), the bag is played into its topics (timed, --rate, or --lockstep), i
 the images by header stamp, and report.json / report.md / latency plots are written to OUT/<bag name>/.
 Accuracy uses pmp_ros.eval.frame_metrics on the frames that have ground truth and a result; with depth, so do
 the 3D errors of the node's objects for the matched targets (pmp_ros.eval.errors3d, against the ground
-truth's solids). Several bags run in parallel processes (--jobs), each in its own ROS domain with its own
-node. A bag with problems (missing topics, unexpected types, truncated files, no ground truth) is reported
-with what could still be measured.
+truth's solids). When the ground truth's ids continue across frames (tracking bags): IDF1, ID switches, MOTA
+and the target flicker rate of the node's track ids (pmp_ros.bags.tracking_metrics); --tracking-baseline
+replays the bag a second time with tracking:=false for the same figures without tracking. Several bags run in
+parallel processes (--jobs), each in its own ROS domain with its own node. A bag with problems (missing
+topics, unexpected types, truncated files, no ground truth) is reported with what could still be measured.
 """
 
 from __future__ import annotations
@@ -32,6 +34,13 @@ from tqdm import tqdm
 from pmp_ros.bags.messages import COMPRESSED_TYPE, STRING_TYPE, BagTopics, prediction_from_messages, truth_from_message
 from pmp_ros.bags.player import Playback, Player
 from pmp_ros.bags.storage import BagContents, BagMessage, inspect_bag
+from pmp_ros.bags.tracking_metrics import (
+    WITH_TRACKING,
+    WITHOUT_TRACKING,
+    missing_tracking_truth,
+    published_tracks,
+    score_replay,
+)
 from pmp_ros.eval.errors3d import matched_summary
 from pmp_ros.eval.frame_metrics import aggregate_instruction_metrics, instruction_frame_metrics
 from pmp_ros.eval.report import latency_summary, write_bag_report
@@ -56,6 +65,7 @@ class EvalOptions:
     device: str = "auto"
     frame_timeout: float = 30.0
     progress: bool = True
+    tracking_baseline: bool = False  # replay tracking bags again with tracking:=false (figures without tracking)
 
 
 class CannotEvaluate(Exception):
@@ -183,6 +193,8 @@ def evaluate_bag(bag: Path, options: EvalOptions, domain_id: int | None, out_dir
         "accuracy_note": "nothing was played (see problems)",
         "objects_3d": None,
         "objects_3d_note": "nothing was played (see problems)",
+        "tracking": None,
+        "tracking_note": "not available: nothing was played (see problems)",
         "problems": contents.problems,
         "other_topics": contents.other_topics,
     }
@@ -194,8 +206,14 @@ def evaluate_bag(bag: Path, options: EvalOptions, domain_id: int | None, out_dir
         )
     elif source is not None:
         first, from_gt = _instruction_plan(options, contents, contents.start_ns)
+
+        def replay(untracked: bool = False) -> Playback:
+            # A bag's messages are read once per opening (the reader closes after them): a second replay reopens it.
+            messages = inspect_bag(bag, options.topics)[1]() if untracked else source()
+            return _play(chain(first, messages), from_gt, options, contents, domain_id, out_dir, position, untracked)
+
         try:
-            playback = _play(chain(first, source()), from_gt, options, contents, domain_id, out_dir, position)
+            playback = replay()
         except (RuntimeError, TimeoutError) as error:
             contents.problems.append(str(error))
         else:
@@ -210,8 +228,36 @@ def evaluate_bag(bag: Path, options: EvalOptions, domain_id: int | None, out_dir
                 else f"{len(records)} frames with ground truth and a result"
             )
             report["objects_3d"], report["objects_3d_note"] = _objects_3d(playback, records)
+            report["tracking"], report["tracking_note"] = _tracking(playback, options, lambda: replay(untracked=True))
     write_bag_report(report, rows, out_dir)
     return report
+
+
+def _tracking(playback: Playback, options: EvalOptions, replay_untracked) -> tuple[dict | None, str]:
+    """({WITH_TRACKING: summary, WITHOUT_TRACKING: summary}, a summary None when not measured), or None when the
+    bag's ground truth cannot measure tracking; and a note saying where each figure comes from or why not.
+    replay_untracked: plays the bag again into a node with tracking:=false."""
+    missing = missing_tracking_truth(playback)
+    if missing:
+        return None, f"not available: {missing}"
+    if not published_tracks(playback):
+        return {WITH_TRACKING: None, WITHOUT_TRACKING: score_replay(playback)}, (
+            "with tracking: not measured, the node published no track ids (tracking:=false); without tracking: "
+            "its per-frame instance ids"
+        )
+    figures = {WITH_TRACKING: score_replay(playback), WITHOUT_TRACKING: None}
+    if not options.tracking_baseline:
+        return figures, "without tracking: not measured (--tracking-baseline replays the bag with tracking:=false)"
+    if options.use_running_node:
+        return figures, "without tracking: not measured (--tracking-baseline starts a node, not with a running one)"
+    try:
+        figures[WITHOUT_TRACKING] = score_replay(replay_untracked())
+    except (RuntimeError, TimeoutError) as error:
+        return figures, f"without tracking: the replay with tracking:=false failed: {error}"
+    return figures, (
+        "with tracking: the node's track ids; without tracking: a second replay with tracking:=false, its "
+        "per-frame instance ids"
+    )
 
 
 def _topic_list(contents: BagContents) -> str:
@@ -226,12 +272,15 @@ def _play(
     domain_id: int | None,
     out_dir: Path,
     position: int,
+    untracked: bool = False,
 ) -> Playback:
-    """Start the node (unless one is running), play the messages into it and collect its answers."""
+    """Start the node (unless one is running), play the messages into it and collect its answers. untracked:
+    the node with tracking:=false, logging to node_untracked.log."""
+    params = {**_node_params(options, contents), "tracking": False} if untracked else _node_params(options, contents)
     node = (
         nullcontext()
         if options.use_running_node
-        else NodeProcess(_node_params(options, contents), domain_id, out_dir / "node.log")
+        else NodeProcess(params, domain_id, out_dir / ("node_untracked.log" if untracked else "node.log"))
     )
     # objects=None: the 3D objects are collected when the node publishes them (with depth).
     compressed = contents.roles.get("image") == COMPRESSED_TYPE
@@ -381,6 +430,12 @@ def _parser() -> argparse.ArgumentParser:
         default=max(1, (os.cpu_count() or 1) // 4),
         help="bags evaluated in parallel (each with its own node and ROS domain)",
     )
+    parser.add_argument(
+        "--tracking-baseline",
+        action="store_true",
+        help="for bags whose ground truth ids continue across frames: replay again with tracking:=false to "
+        "report IDF1, ID switches, MOTA and flicker without tracking beside the tracked figures",
+    )
     parser.add_argument("--out", type=Path, default=Path("eval_out"), help="report folder")
     parser.add_argument("--no-progress", action="store_true")
     return parser
@@ -417,6 +472,7 @@ def main(argv: list[str] | None = None) -> int:
         device=args.device,
         frame_timeout=args.frame_timeout,
         progress=not args.no_progress,
+        tracking_baseline=args.tracking_baseline,
     )
     try:
         with stop_signals():

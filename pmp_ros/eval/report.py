@@ -345,6 +345,11 @@ def bag_markdown(report: dict) -> str:
         lines += [f"{report['objects_3d_note']}.", ""] + objects_3d_lines(report["objects_3d"])
     else:
         lines += [f"3D errors not measured: {report['objects_3d_note']}."]
+    lines += ["", "## Tracking (identities of the targets over the frames)", ""]
+    if report["tracking"]:
+        lines += [f"{report['tracking_note']}.", ""] + tracking_lines(report["tracking"])
+    else:
+        lines += [f"Tracking metrics {report['tracking_note']}."]
     if report["problems"]:
         lines += ["", "## Problems", ""] + [f"- {p}" for p in report["problems"]]
     lines += [
@@ -354,6 +359,29 @@ def bag_markdown(report: dict) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+_TRACKING_ROWS = (
+    ("IDF1", "idf1"),
+    ("ID switches", "num_switches"),
+    ("MOTA", "mota"),
+    ("false positives", "num_false_positives"),
+    ("misses", "num_misses"),
+    ("target flicker rate", "flicker_rate"),
+    ("dropouts (target gone from the output and back)", "dropouts"),
+    ("visible target frames", "visible_target_frames"),
+    ("sequences", "sequences"),
+)
+
+
+def tracking_lines(tracking: dict) -> list[str]:
+    """Markdown of pmp-eval-bag's tracking figures: one column per output (e.g. with_tracking,
+    without_tracking: a track_metrics summary, or None when not measured), one row per metric."""
+    columns = list(tracking)
+    rows = [
+        [label, *(None if tracking[c] is None else tracking[c][key] for c in columns)] for label, key in _TRACKING_ROWS
+    ]
+    return markdown_table(["figure", *(c.replace("_", " ") for c in columns)], rows)
 
 
 def write_bag_report(report: dict, frames: list[dict], out_dir: Path) -> Path:

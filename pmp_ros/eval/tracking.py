@@ -17,12 +17,8 @@ Two outputs per frame, scored against the same truth:
   today (Instance.id: 1..n by score in each frame);
 - tracked: the tracker fed every instance (>= DETECTION_FLOOR), its published tracks (ids, masks; a missed
   track's predicted mask).
-Truth: in each frame, the targets (objects of the prompted classes) with at least MIN_VISIBLE_AREA visible
-pixels, ids = the sequence's object ids. Matching (motmetrics): 1 - mask IoU, pairs below IoU 0.5 never
-match. Reported: IDF1, ID switches, MOTA, false positives, misses, and the target flicker rate: over each
-target's visible frames in order, the frames where no output covers it (IoU >= 0.5) while outputs covered
-it at an earlier and a later visible frame (it disappeared from the output and came back), divided by all
-visible target frames; dropouts counts those gaps.
+Truth, matching and the metrics (IDF1, ID switches, MOTA, false positives, misses, target flicker rate):
+pmp_ros.eval.track_metrics, which pmp-eval-bag uses on the node's published results too.
 Goals (issue 16): IDF1 tracked > per-frame, and flicker rate tracked <= half of per-frame.
 """
 
@@ -39,7 +35,6 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import motmetrics
 import numpy as np
 import torch
 
@@ -47,15 +42,20 @@ from pmp_ros.data import splits, vocabulary
 from pmp_ros.data.sequences import TrackingSequenceConfig, sequence_frames, sequence_script, tracking_world
 from pmp_ros.data.streams import StreamFrame
 from pmp_ros.eval.report import markdown_table
+from pmp_ros.eval.track_metrics import (
+    MATCH_IOU,
+    MIN_VISIBLE_AREA,
+    FrameTargets,
+    Output,
+    Score,
+    visible_target_ids,
+)
 from pmp_ros.model.inference import Predictor
 from pmp_ros.objects3d import measure_objects
 from pmp_ros.paths import model_file
-from pmp_ros.tracking import DETECTION_FLOOR, Tracker, TrackerParams, image_shift, mask_iou
+from pmp_ros.tracking import DETECTION_FLOOR, Tracker, TrackerParams, image_shift
 
-MIN_VISIBLE_AREA = 50  # px: a target with fewer visible pixels is not in the truth of that frame
-MATCH_IOU = 0.5
 PREDICT_BATCH = 5
-METRICS = ("idf1", "num_switches", "mota", "num_false_positives", "num_misses", "num_objects")
 # The validation grid: every combination of these TrackerParams fields; the others keep their defaults.
 GRID = {
     "new_track_score": (0.15, 0.25),
@@ -86,63 +86,12 @@ class DetectedInstance:
 
 
 @dataclass(frozen=True, eq=False)
-class FrameRecord:
-    """One frame: the truth (instance image uint16 [H,W], the ids of the targets visible enough), the
-    model's instances scoring >= DETECTION_FLOOR, best first, and the image shift (dx, dy) from the previous
-    frame (None in the first)."""
+class FrameRecord(FrameTargets):
+    """One frame: the truth (FrameTargets), the model's instances scoring >= DETECTION_FLOOR, best first, and
+    the image shift (dx, dy) from the previous frame (None in the first)."""
 
-    instance_image: np.ndarray
-    truth_ids: tuple[int, ...]
     instances: tuple[DetectedInstance, ...]
     camera_shift: tuple[float, float] | None = None
-
-
-Output = list[tuple[int, np.ndarray]]  # one frame's (id, bool [H,W] mask) per output instance
-
-
-@dataclass
-class Score:
-    """Matching and flicker counts over sequences (one motmetrics accumulator each)."""
-
-    accumulators: list = dataclasses.field(default_factory=list)
-    visible_frames: int = 0
-    flicker_frames: int = 0
-    dropouts: int = 0
-
-    def add(self, frames: Sequence[FrameRecord], outputs: Sequence[Output]) -> None:
-        accumulator = motmetrics.MOTAccumulator(auto_id=True)
-        covered: dict[int, list[bool]] = {}
-        for frame, output in zip(frames, outputs):
-            iou = _truth_iou(frame, output)
-            accumulator.update(
-                list(frame.truth_ids), [i for i, _ in output], np.where(iou >= MATCH_IOU, 1.0 - iou, np.nan)
-            )
-            for row, truth_id in enumerate(frame.truth_ids):
-                covered.setdefault(truth_id, []).append(bool(output) and bool(iou[row].max() >= MATCH_IOU))
-        self.accumulators.append(accumulator)
-        for flags in covered.values():
-            self.visible_frames += len(flags)
-            hits = np.flatnonzero(flags)
-            if len(hits) >= 2:
-                inside = ~np.asarray(flags[hits[0] : hits[-1] + 1])
-                self.flicker_frames += int(inside.sum())
-                self.dropouts += int(np.count_nonzero(np.diff(inside.astype(int)) == 1))
-
-    def summary(self) -> dict:
-        """IDF1, ID switches, MOTA, FP, misses, truth count over all sequences, and the flicker figures."""
-        overall = motmetrics.metrics.create().compute_many(
-            self.accumulators,
-            metrics=list(METRICS),
-            names=[str(i) for i in range(len(self.accumulators))],
-            generate_overall=True,
-        )
-        row = overall.loc["OVERALL"]
-        return {name: float(row[name]) if name in ("idf1", "mota") else int(row[name]) for name in METRICS} | {
-            "visible_target_frames": self.visible_frames,
-            "flicker_frames": self.flicker_frames,
-            "dropouts": self.dropouts,
-            "flicker_rate": self.flicker_frames / max(self.visible_frames, 1),
-        }
 
 
 def record_sequence(predictor: Predictor, frames: Sequence[StreamFrame]) -> list[FrameRecord]:
@@ -160,7 +109,7 @@ def record_sequence(predictor: Predictor, frames: Sequence[StreamFrame]) -> list
                 DetectedInstance(i.id, i.label, i.score, i.embedding, m.centroid, prediction.label_image)
                 for i, m in zip(prediction.instances, measured)
             )
-            truth = tuple(o.id for o in frame.objects if o.id in frame.target_ids and o.area >= MIN_VISIBLE_AREA)
+            truth = visible_target_ids(frame.objects, frame.target_ids)
             shift = image_shift(frames[index - 1].rgb, frame.rgb) if index else None
             records.append(FrameRecord(frame.instance, truth, instances, shift))
     return records
@@ -316,14 +265,6 @@ def main(argv: list[str] | None = None) -> int:
         args.out.write_text(json.dumps(result, indent=1) + "\n")
         print(f"wrote {args.out}")
     return 0
-
-
-def _truth_iou(frame: FrameRecord, output: Output) -> np.ndarray:
-    """float [truths, outputs] mask IoU of a frame's truth objects and output masks."""
-    if not frame.truth_ids or not output:
-        return np.zeros((len(frame.truth_ids), len(output)))
-    truth = np.stack([frame.instance_image == i for i in frame.truth_ids])
-    return mask_iou(truth, np.stack([mask for _, mask in output]))
 
 
 def _log(progress: bool, message: str) -> None:
