@@ -31,15 +31,25 @@ OBJECTS_TOPIC = "objects"  # pmp_ros_msgs/Object3DArray, with depth
 # sensor_msgs/PointCloud2 (x y z rgb instance_id), with depth, only while subscribed
 OBJECT_POINTS_TOPIC = "object_points"
 
+# A camera's namespace (the `cameras` parameter): relative ROS name tokens such as head or arm/wrist; empty
+# items are ignored, so the default [""] is the single camera.
+CAMERA_NAME_PATTERN = r"([A-Za-z][A-Za-z0-9_]*(/[A-Za-z][A-Za-z0-9_]*)*)?"
+
 # Services
 SEGMENT_SERVICE = "segment"  # pmp_ros_msgs/Segment: one result for one instruction on the next frame
 DIAGNOSTICS_TOPIC = "/diagnostics"  # diagnostic_msgs/DiagnosticArray (the standard absolute topic)
 
 
-def diagnostics_status_name(node_fully_qualified_name: str = "/" + NODE_NAME) -> str:
-    """The name of the node's DiagnosticStatus: its fully qualified name tells two nodes apart on the one
-    /diagnostics topic (e.g. two cameras)."""
-    return f"{node_fully_qualified_name}: segmentation"
+def diagnostics_status_name(node_fully_qualified_name: str = "/" + NODE_NAME, camera: str = "") -> str:
+    """The name of the node's DiagnosticStatus for one camera ("" = the single camera): its fully qualified
+    name tells two nodes apart on the one /diagnostics topic, the camera the cameras of one node."""
+    return f"{node_fully_qualified_name}: {camera + ' ' if camera else ''}segmentation"
+
+
+def camera_topic(camera: str, topic: str) -> str:
+    """A camera's name for one of the topics above: `topic` under the camera's namespace (relative, so under
+    the node's too), e.g. head/image; the single camera ("") keeps the plain name."""
+    return f"{camera}/{topic}" if camera else topic
 
 
 @dataclass(frozen=True)
@@ -53,6 +63,8 @@ class Parameter:
     min_value: float | None = None
     max_value: float | None = None
     pattern: str | None = None  # a regular expression a string value must match in full
+    # For a list of names: a regular expression each item must match in full; the items must also differ.
+    item_pattern: str | None = None
     dynamic: bool = False
     # For settings the checkpoint carries (InferenceConfig): the default, meaning "the checkpoint's value".
     # The checkpoint is the one source of truth; a parameter set to anything else overrides it.
@@ -70,6 +82,12 @@ class Parameter:
             return f"{self.name} must be one of {list(self.choices)}, got {value!r}"
         if self.pattern is not None and not re.fullmatch(self.pattern, str(value)):
             return f"{self.name} must match {self.pattern!r}, got {value!r}"
+        if self.item_pattern is not None:
+            bad = [item for item in value if not re.fullmatch(self.item_pattern, item)]
+            if bad:
+                return f"{self.name}: each item must match {self.item_pattern!r}, got {bad!r}"
+            if len(set(value)) < len(value):
+                return f"{self.name}: the items must differ, got {value!r}"
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             if self.min_value is not None and value < self.min_value:
                 return f"{self.name} must be >= {self.min_value}, got {value}"
@@ -210,6 +228,13 @@ PARAMETERS: tuple[Parameter, ...] = (
         "best_effort",
         "QoS reliability of the image subscriptions",
         choices=("best_effort", "reliable"),
+    ),
+    Parameter(
+        "cameras",
+        [""],
+        "Namespaces of the cameras to segment (e.g. [head, wrist]: head/image, head/segmentation, ...), one model "
+        "for all; [''] = one camera on the plain topic names",
+        item_pattern=CAMERA_NAME_PATTERN,
     ),
     Parameter("use_depth", False, "Subscribe to depth and camera info, and publish 3D labelled points"),
     Parameter(

@@ -5,8 +5,9 @@ deactivate unsubscribes and stops it (the model stays loaded), cleanup frees the
 `autostart` parameter (default) it walks configure and activate itself.
 
 Threads: a single-threaded executor runs the callbacks, which only store messages (the newest frame, the
-instruction, depth); one worker thread (`pmp_inference`) converts, runs the model and publishes, so a slow
-model never builds a queue. The segment service lives on a companion node (`<name>_segment`) spun by its
+instruction, depth; per camera, with the `cameras` parameter); one worker thread (`pmp_inference`) converts,
+runs the model and publishes, taking the cameras' waiting frames in turn, so a slow model never builds a
+queue and one model serves every camera. The segment service lives on a companion node (`<name>_segment`) spun by its
 own multi-threaded executor: each request waits in one of its threads until the worker serves it with the
 next frame, so requests block neither the image stream nor each other. (A multi-threaded executor for the
 main node cost about 30 ms of CPU per frame, competing with the worker for the GIL: docs/benchmarks.md.)
@@ -49,6 +50,7 @@ from pmp_ros.ros.pipeline import (
     Frame,
     FrameSlot,
     RollingStats,
+    RoundRobin,
     SegmentRequest,
     Target,
     instruction_problem,
@@ -118,6 +120,33 @@ class FrameOutputs:
     cloud: PointCloud2 | None = None
 
 
+class Camera:
+    """One camera's stream (an entry of the `cameras` parameter, or the single camera): its newest frame,
+    depth, camera info, tracks, publishers, subscriptions and diagnostics counters. The node's callbacks
+    store its inputs; only the worker thread touches `tracking`."""
+
+    def __init__(self, name: str, slot: FrameSlot) -> None:
+        self.name = name  # its namespace, relative to the node's; "" = the single camera on the plain names
+        self.slot = slot
+        self.depth_cache = DepthCache()
+        self.camera_info: CameraInfo | None = None
+        self.tracking = TrackingStage()
+        self.stats = RollingStats()
+        self.arrivals = ArrivalCounter()
+        self.bad_images = self.bad_instructions = self.stale_results = self.errors = self.bad_camera_info = 0
+        # An instruction arrived on the camera's own instruction topics: the shared ones no longer apply to it.
+        self.own_instruction = False
+        self.image_subscription = None
+        # Created at configure (objects_pub and cloud_pub with use_depth only).
+        self.segmentation_pub = self.points_pub = self.overlay_pub = self.markers_pub = None
+        self.objects_pub = self.cloud_pub = None
+        self.silent_since: float | None = None  # since when the image topic has publishers but no images
+        self.received_at_last_check = 0
+
+    def topic(self, name: str) -> str:
+        return interface.camera_topic(self.name, name)
+
+
 class SegmenterNode(LifecycleNode):
     def __init__(self) -> None:
         super().__init__(interface.NODE_NAME)
@@ -135,18 +164,14 @@ class SegmenterNode(LifecycleNode):
         self.model_name = ""
         self.startup_error = ""  # why the last configure failed
         self._train_classes: tuple[str, ...] = ()
-        self.slot = FrameSlot()
-        self.depth_cache = DepthCache()
-        self.tracking = TrackingStage()  # the stream's tracks; only the worker thread uses it
-        self.stats = RollingStats()
-        self.camera_info: CameraInfo | None = None
-        self.arrivals = ArrivalCounter()
-        self.bad_images = self.bad_instructions = self.stale_results = self.errors = self.bad_camera_info = 0
+        names = tuple(name for name in self.params["cameras"] if name) or ("",)
+        self.slots = RoundRobin(len(names))
+        self.cameras = [Camera(name, slot) for name, slot in zip(names, self.slots.slots)]
+        # The segment service serves the first camera (its request has no camera field).
+        self.segment_camera = self.cameras[0]
         self.segment_requests = self.segment_timeouts = 0
         self._segments_waiting = 0
         self._segments_lock = threading.Lock()
-        self._silent_since: float | None = None  # since when the image topic has publishers but no images
-        self._received_at_last_check = 0
         # Not rclpy.Node's own _subscriptions and _publishers, which these names would replace.
         self._input_subscriptions: list = []
         self._output_publishers: list = []
@@ -185,7 +210,7 @@ class SegmenterNode(LifecycleNode):
         return TransitionCallbackReturn.SUCCESS
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self.slot.reopen()
+        self.slots.reopen()
         self._create_subscriptions()
         self._worker = threading.Thread(target=self._work, name=WORKER_THREAD, daemon=True)
         self._worker.start()
@@ -213,11 +238,12 @@ class SegmenterNode(LifecycleNode):
         for subscription in self._input_subscriptions:
             self.destroy_subscription(subscription)
         self._input_subscriptions = []
-        self.slot.close()
+        self.slots.close()
         if self._worker is not None:
             self._worker.join(timeout=10.0)
             self._worker = None
-        self.tracking.reset()
+        for camera in self.cameras:
+            camera.tracking.reset()
 
     def _release(self) -> None:
         for publisher in self._output_publishers:
@@ -302,56 +328,86 @@ class SegmenterNode(LifecycleNode):
         p = self.params
         best_effort = p["image_reliability"] == "best_effort"
         image_qos = qos.profile(1, reliable=not best_effort)
-        if p["image_transport"] == "compressed":
-            self.image_subscription = self.create_subscription(
-                CompressedImage,
-                interface.IMAGE_TOPIC + "/compressed",
-                lambda msg: self._on_image(msg, True),
-                image_qos,
+        if best_effort and p["image_transport"] == "raw":
+            self.get_logger().warning(
+                f"image_reliability best_effort: raw frames larger than about {BEST_EFFORT_MAX_FRAME_MB} MB "
+                f"(4000x3000 rgb8 is 36 MB) arrive sometimes or never over best-effort DDS with "
+                f"config/fastdds.xml, and nothing reports it; for such cameras set "
+                f"image_reliability:=reliable (docs/node.md)",
+                once=True,
             )
-        else:
-            self.image_subscription = self.create_subscription(
-                Image, interface.IMAGE_TOPIC, lambda msg: self._on_image(msg, False), image_qos
-            )
-            if best_effort:
-                self.get_logger().warning(
-                    f"image_reliability best_effort: raw frames larger than about {BEST_EFFORT_MAX_FRAME_MB} MB "
-                    f"(4000x3000 rgb8 is 36 MB) arrive sometimes or never over best-effort DDS with "
-                    f"config/fastdds.xml, and nothing reports it; for such cameras set "
-                    f"image_reliability:=reliable (docs/node.md)",
-                    once=True,
+        # The shared instruction topics apply to every camera without instructions of its own.
+        self._input_subscriptions = self._instruction_subscriptions(None)
+        for camera in self.cameras:
+            if p["image_transport"] == "compressed":
+                camera.image_subscription = self.create_subscription(
+                    CompressedImage,
+                    camera.topic(interface.IMAGE_TOPIC + "/compressed"),
+                    lambda msg, camera=camera: self._on_image(camera, msg, True),
+                    image_qos,
                 )
-        self._input_subscriptions = [
-            self.image_subscription,
-            self.create_subscription(String, interface.INSTRUCTION_TOPIC, self._on_instruction, qos.INSTRUCTION),
+            else:
+                camera.image_subscription = self.create_subscription(
+                    Image,
+                    camera.topic(interface.IMAGE_TOPIC),
+                    lambda msg, camera=camera: self._on_image(camera, msg, False),
+                    image_qos,
+                )
+            self._input_subscriptions.append(camera.image_subscription)
+            if camera.name:  # the single camera's own instruction topics are the shared ones
+                self._input_subscriptions += self._instruction_subscriptions(camera)
+            if p["use_depth"]:
+                self._input_subscriptions += [
+                    self.create_subscription(
+                        Image,
+                        camera.topic(interface.DEPTH_TOPIC),
+                        lambda msg, camera=camera: camera.depth_cache.add(_stamp_seconds(msg.header.stamp), msg),
+                        image_qos,
+                    ),
+                    self.create_subscription(
+                        CameraInfo,
+                        camera.topic(interface.DEPTH_INFO_TOPIC),
+                        lambda msg, camera=camera: self._on_camera_info(camera, msg),
+                        qos.profile(1),
+                    ),
+                ]
+
+    def _instruction_subscriptions(self, camera: Camera | None) -> list:
+        """Subscriptions to a camera's own instruction topics (camera None: the shared ones)."""
+        namespace = camera.name if camera else ""
+        return [
+            self.create_subscription(
+                String,
+                interface.camera_topic(namespace, interface.INSTRUCTION_TOPIC),
+                lambda msg: self._on_instruction(camera, msg),
+                qos.INSTRUCTION,
+            ),
             self.create_subscription(
                 Instruction,
-                interface.STRUCTURED_INSTRUCTION_TOPIC,
-                self._on_structured_instruction,
+                interface.camera_topic(namespace, interface.STRUCTURED_INSTRUCTION_TOPIC),
+                lambda msg: self._on_structured_instruction(camera, msg),
                 qos.INSTRUCTION,
             ),
         ]
-        if p["use_depth"]:
-            self._input_subscriptions += [
-                self.create_subscription(
-                    Image,
-                    interface.DEPTH_TOPIC,
-                    lambda msg: self.depth_cache.add(_stamp_seconds(msg.header.stamp), msg),
-                    image_qos,
-                ),
-                self.create_subscription(CameraInfo, interface.DEPTH_INFO_TOPIC, self._on_camera_info, qos.profile(1)),
-            ]
 
     def _create_publishers(self) -> None:
-        self.segmentation_pub = self.create_publisher(SegmentationResult, interface.SEGMENTATION_TOPIC, 5)
-        self.points_pub = self.create_publisher(LabelledPointArray, interface.POINTS_TOPIC, 5)
-        self.overlay_pub = self.create_publisher(Image, interface.OVERLAY_TOPIC, 2)
-        self.markers_pub = self.create_publisher(MarkerArray, interface.MARKERS_TOPIC, 2)
-        self._output_publishers = [self.segmentation_pub, self.points_pub, self.overlay_pub, self.markers_pub]
-        if self.params["use_depth"]:
-            self.objects_pub = self.create_publisher(Object3DArray, interface.OBJECTS_TOPIC, 5)
-            self.cloud_pub = self.create_publisher(PointCloud2, interface.OBJECT_POINTS_TOPIC, 2)
-            self._output_publishers += [self.objects_pub, self.cloud_pub]
+        for camera in self.cameras:
+            camera.segmentation_pub = self.create_publisher(
+                SegmentationResult, camera.topic(interface.SEGMENTATION_TOPIC), 5
+            )
+            camera.points_pub = self.create_publisher(LabelledPointArray, camera.topic(interface.POINTS_TOPIC), 5)
+            camera.overlay_pub = self.create_publisher(Image, camera.topic(interface.OVERLAY_TOPIC), 2)
+            camera.markers_pub = self.create_publisher(MarkerArray, camera.topic(interface.MARKERS_TOPIC), 2)
+            self._output_publishers += [
+                camera.segmentation_pub,
+                camera.points_pub,
+                camera.overlay_pub,
+                camera.markers_pub,
+            ]
+            if self.params["use_depth"]:
+                camera.objects_pub = self.create_publisher(Object3DArray, camera.topic(interface.OBJECTS_TOPIC), 5)
+                camera.cloud_pub = self.create_publisher(PointCloud2, camera.topic(interface.OBJECT_POINTS_TOPIC), 2)
+                self._output_publishers += [camera.objects_pub, camera.cloud_pub]
 
     # -- parameters ----------------------------------------------------------------------------------
     def _check_parameters(self, parameters) -> SetParametersResult:
@@ -411,78 +467,97 @@ class SegmenterNode(LifecycleNode):
         return context, templates
 
     # -- inputs --------------------------------------------------------------------------------------
-    def _on_image(self, msg, compressed: bool) -> None:
-        missing = self.arrivals.add(_stamp_seconds(msg.header.stamp))
-        self.slot.put(Frame(msg, compressed, time.monotonic()))
+    def _on_image(self, camera: Camera, msg, compressed: bool) -> None:
+        arrivals = camera.arrivals
+        missing = arrivals.add(_stamp_seconds(msg.header.stamp))
+        camera.slot.put(Frame(msg, compressed, time.monotonic()))
         if missing:
             self.get_logger().warning(
-                f"{self.arrivals.missing} image(s) missing so far: the camera's stamps "
-                f"({self.arrivals.rate_hz():.1f} Hz) imply {self.arrivals.received + self.arrivals.missing}, "
-                f"{self.arrivals.received} arrived (frames too large for best-effort QoS, or a lossy network)",
+                f"{arrivals.missing} image(s) missing so far on {camera.image_subscription.topic_name}: the "
+                f"camera's stamps ({arrivals.rate_hz():.1f} Hz) imply {arrivals.received + arrivals.missing}, "
+                f"{arrivals.received} arrived (frames too large for best-effort QoS, or a lossy network)",
                 throttle_duration_sec=LOG_THROTTLE_S,
             )
 
-    def _on_camera_info(self, msg: CameraInfo) -> None:
+    def _on_camera_info(self, camera: Camera, msg: CameraInfo) -> None:
         if has_intrinsics(msg.k):
-            self.camera_info = msg
+            camera.camera_info = msg
             return
         # The last camera info is what the points use: an uncalibrated one means no 3D until a good one.
-        self.camera_info = None
-        self.bad_camera_info += 1
+        camera.camera_info = None
+        camera.bad_camera_info += 1
         self.get_logger().warning(
-            f"camera info without a calibration (k = {list(msg.k)}; fx and fy must be > 0): "
-            f"no 3D positions until a calibrated one arrives",
+            f"camera info without a calibration on {camera.topic(interface.DEPTH_INFO_TOPIC)} (k = {list(msg.k)}; "
+            f"fx and fy must be > 0): no 3D positions until a calibrated one arrives",
             throttle_duration_sec=LOG_THROTTLE_S,
         )
 
-    def _on_instruction(self, msg: String) -> None:
+    def _on_instruction(self, camera: Camera | None, msg: String) -> None:
+        """An instruction on a camera's own topic (camera None: the shared topic)."""
         text = msg.data
+        cameras = self._instructed_cameras(camera)
         if not text.strip():
-            self._clear_target(text)
+            self._clear_target(cameras, text)
             return
         problem = instruction_problem(text, self.params["max_instruction_length"])
         if problem is None:
             try:
-                self._set_instruction(text, parse_instruction(text))
+                self._set_instruction(cameras, text, parse_instruction(text))
                 return
             except InstructionParseError as error:
                 problem = str(error)
             except Exception as error:  # a parser bug must not take the node down with it
                 problem = f"instruction parser failed: {type(error).__name__}: {error}"
-        self._reject_instruction(repr(text[:60]) + ("..." if len(text) > 60 else ""), text, problem)
+        self._reject_instruction(cameras, repr(text[:60]) + ("..." if len(text) > 60 else ""), text, problem)
 
-    def _on_structured_instruction(self, msg: Instruction) -> None:
+    def _on_structured_instruction(self, camera: Camera | None, msg: Instruction) -> None:
+        cameras = self._instructed_cameras(camera)
         if not (msg.targets or msg.excluded or msg.everything):
-            self._clear_target("")
+            self._clear_target(cameras, "")
             return
         try:
             parsed = messages.parsed_from_instruction(msg)
         except InstructionParseError as error:
-            self._reject_instruction("structured instruction", "", str(error))
+            self._reject_instruction(cameras, "structured instruction", "", str(error))
             return
-        self._set_instruction("", parsed)
+        self._set_instruction(cameras, "", parsed)
 
-    def _set_instruction(self, text: str, parsed: ParsedInstruction) -> None:
-        self.slot.set_target(text, parsed)
+    def _instructed_cameras(self, camera: Camera | None) -> list[Camera]:
+        """The cameras an instruction applies to: the one whose own topic it came on (which then follows
+        only its own), or, from the shared topic, those without instructions of their own."""
+        if camera is None:
+            return [c for c in self.cameras if not c.own_instruction]
+        camera.own_instruction = True
+        return [camera]
+
+    def _set_instruction(self, cameras: list[Camera], text: str, parsed: ParsedInstruction) -> None:
+        for camera in cameras:
+            camera.slot.set_target(text, parsed)
         source = repr(text) if text else "structured instruction"
-        self.get_logger().info(f"instruction {source} -> {parsed.describe()}")
+        self.get_logger().info(f"instruction {source}{_for_cameras(cameras)} -> {parsed.describe()}")
 
-    def _clear_target(self, text: str) -> None:
-        self.slot.set_target(text, None)
-        self.get_logger().info("empty instruction: target cleared, publishing nothing until the next one")
-
-    def _reject_instruction(self, what: str, text: str, problem: str) -> None:
-        self.slot.set_target(text, None)
-        self.bad_instructions += 1
-        self.get_logger().warning(
-            f"rejected instruction {what}: {problem}; target cleared", throttle_duration_sec=LOG_THROTTLE_S
+    def _clear_target(self, cameras: list[Camera], text: str) -> None:
+        for camera in cameras:
+            camera.slot.set_target(text, None)
+        self.get_logger().info(
+            f"empty instruction{_for_cameras(cameras)}: target cleared, publishing nothing until the next one"
         )
 
-    def _depth_for(self, image_msg, shape: tuple[int, int]):
+    def _reject_instruction(self, cameras: list[Camera], what: str, text: str, problem: str) -> None:
+        for camera in cameras:
+            camera.slot.set_target(text, None)
+            camera.bad_instructions += 1
+        self.get_logger().warning(
+            f"rejected instruction {what}{_for_cameras(cameras)}: {problem}; target cleared",
+            throttle_duration_sec=LOG_THROTTLE_S,
+        )
+
+    def _depth_for(self, camera: Camera, image_msg, shape: tuple[int, int]):
         """(depth array, K) matched to the colour frame, or (None, None) without usable depth."""
-        if not self.params["use_depth"] or self.camera_info is None:
+        camera_info = camera.camera_info
+        if not self.params["use_depth"] or camera_info is None:
             return None, None
-        depth_msg = self.depth_cache.match(_stamp_seconds(image_msg.header.stamp), self.params["depth_max_age"])
+        depth_msg = camera.depth_cache.match(_stamp_seconds(image_msg.header.stamp), self.params["depth_max_age"])
         if depth_msg is None:
             return None, None
         try:
@@ -493,13 +568,15 @@ class SegmenterNode(LifecycleNode):
                     f"colour image {shape[1]}x{shape[0]}"
                 )
         except ImageConversionError as error:
-            self._bad_input("depth image", error)
+            self._bad_input(camera, "depth image", error)
             return None, None
-        return depth, self.camera_info.k
+        return depth, camera_info.k
 
-    def _bad_input(self, what: str, error: Exception) -> None:
-        self.bad_images += 1
-        self.get_logger().warning(f"ignored bad {what}: {error}", throttle_duration_sec=LOG_THROTTLE_S)
+    def _bad_input(self, camera: Camera, what: str, error: Exception) -> None:
+        camera.bad_images += 1
+        self.get_logger().warning(
+            f"ignored bad {what}{_for_cameras([camera])}: {error}", throttle_duration_sec=LOG_THROTTLE_S
+        )
 
     # -- segment service ----------------------------------------------------------------------------
     def _on_segment(self, request: Segment.Request, response: Segment.Response) -> Segment.Response:
@@ -545,34 +622,38 @@ class SegmenterNode(LifecycleNode):
     def _wait_for_segment(self, parsed: ParsedInstruction, text: str, timeout: float) -> SegmentRequest | str:
         """The served request, or why there is no result (no frame within `timeout` seconds)."""
         waiting = SegmentRequest(parsed, text, after=time.monotonic())
-        self.slot.add_request(waiting)
-        if not waiting.done.wait(timeout) and self.slot.withdraw_request(waiting):
+        camera = self.segment_camera
+        camera.slot.add_request(waiting)
+        if not waiting.done.wait(timeout) and camera.slot.withdraw_request(waiting):
             self.segment_timeouts += 1
-            return f"no camera frame within {timeout:.2f} s on {self.image_subscription.topic_name}"
+            return f"no camera frame within {timeout:.2f} s on {camera.image_subscription.topic_name}"
         waiting.done.wait()  # taken by the worker just as the wait ended: it finishes it
         return waiting
 
     # -- worker --------------------------------------------------------------------------------------
     def _work(self) -> None:
         name_os_thread(WORKER_THREAD)
-        while (item := self.slot.take()) is not None:
-            frame, target, requests = item
+        # One thread for every camera (one model): the cameras' waiting frames in turn (RoundRobin).
+        while (item := self.slots.take()) is not None:
+            index, (frame, target, requests) = item
             if target.parsed is None and not requests:
                 continue
+            camera = self.cameras[index]
             try:
-                rgb, depth, k = self._convert(frame)
+                rgb, depth, k = self._convert(camera, frame)
                 for request in requests:
                     request.outputs = self._segment(frame.msg, rgb, depth, k, request.parsed, request.instruction)
                 if target.parsed is not None:
-                    self._stream(frame, target, rgb, depth, k)
+                    self._stream(camera, frame, target, rgb, depth, k)
             except ImageConversionError as error:
-                self._bad_input("image", error)
+                self._bad_input(camera, "image", error)
                 for request in requests:
                     request.error = f"the camera frame could not be used: {error}"
             except Exception as error:  # keep serving frames; the diagnostics report the error count
-                self.errors += 1
+                camera.errors += 1
                 self.get_logger().error(
-                    f"frame failed: {type(error).__name__}: {error}", throttle_duration_sec=LOG_THROTTLE_S
+                    f"frame failed{_for_cameras([camera])}: {type(error).__name__}: {error}",
+                    throttle_duration_sec=LOG_THROTTLE_S,
                 )
                 for request in requests:
                     request.error = request.error or f"segmentation failed: {type(error).__name__}: {error}"
@@ -580,10 +661,10 @@ class SegmenterNode(LifecycleNode):
                 for request in requests:
                     request.done.set()
 
-    def _convert(self, frame: Frame):
-        """(rgb uint8 [H,W,3], depth [H,W] or None, K or None) of a received frame."""
+    def _convert(self, camera: Camera, frame: Frame):
+        """(rgb uint8 [H,W,3], depth [H,W] or None, K or None) of a frame received from `camera`."""
         rgb = compressed_to_rgb8(frame.msg) if frame.compressed else image_to_rgb8(frame.msg)
-        depth, k = self._depth_for(frame.msg, rgb.shape[:2])
+        depth, k = self._depth_for(camera, frame.msg, rgb.shape[:2])
         return rgb, depth, k
 
     def _segment(
@@ -595,10 +676,10 @@ class SegmenterNode(LifecycleNode):
         parsed: ParsedInstruction,
         instruction: str,
         cloud: bool = False,
-        track: bool = False,
+        tracking: TrackingStage | None = None,
     ):
-        """FrameOutputs of one frame for one instruction: segment its prompts, with `track` follow the
-        instances with the stream's tracker (the stream only: an answer for one frame must not move its
+        """FrameOutputs of one frame for one instruction: segment its prompts, with `tracking` follow the
+        instances with the camera stream's tracker (the stream only: an answer for one frame must not move its
         tracks), resolve the instruction on them, measure the chosen ones in 3D (with depth). An
         instruction with no target (only exclusions) gives empty results without running the model, so
         that a consumer sees there is nothing to act on."""
@@ -612,9 +693,9 @@ class SegmenterNode(LifecycleNode):
                 self._encoded = (plan.prompts, context, templates)
             prediction = self.predictor.predict([rgb], semantic=False)[0]
             score_threshold = self._inference_settings().score_threshold
-            if track:
+            if tracking is not None:
                 tracker_params = interface.tracker_params(self.params, publish_score=score_threshold)
-                prediction, track_ids = self.tracking.track(prediction, rgb, depth, k, plan.prompts, tracker_params)
+                prediction, track_ids = tracking.track(prediction, rgb, depth, k, plan.prompts, tracker_params)
             else:
                 prediction = above_threshold(prediction, score_threshold)
             prediction, resolution = resolve.apply(prediction, parsed, plan, depth, k)
@@ -647,54 +728,53 @@ class SegmenterNode(LifecycleNode):
             cloud=messages.object_cloud(header, stack_points(measured or [])) if cloud else None,
         )
 
-    def _stream(self, frame: Frame, target: Target, rgb, depth, k) -> None:
-        """Segment a frame for the topic's instruction and publish it, unless the instruction changed
-        meanwhile."""
+    def _stream(self, camera: Camera, frame: Frame, target: Target, rgb, depth, k) -> None:
+        """Segment a camera's frame for its instruction and publish it in the camera's namespace, unless the
+        instruction changed meanwhile."""
         start = time.monotonic()
-        use_depth, tracking = self.params["use_depth"], self.params["tracking"]
-        if not tracking:  # here, not where the parameter changes: only this thread may touch the tracks
-            self.tracking.reset()
-        cloud = use_depth and self.cloud_pub.get_subscription_count() > 0
+        use_depth = self.params["use_depth"]
+        tracking = camera.tracking if self.params["tracking"] else None
+        if tracking is None:  # here, not where the parameter changes: only this thread may touch the tracks
+            camera.tracking.reset()
+        cloud = use_depth and camera.cloud_pub.get_subscription_count() > 0
         outputs = self._segment(frame.msg, rgb, depth, k, target.parsed, target.instruction, cloud, tracking)
         points = outputs.estimates
         inference_s = time.monotonic() - start
         header = frame.msg.header
-        publications = [(self.segmentation_pub, outputs.result), (self.points_pub, outputs.points)]
+        publications = [(camera.segmentation_pub, outputs.result), (camera.points_pub, outputs.points)]
         if use_depth:
-            publications.append((self.objects_pub, outputs.objects))
+            publications.append((camera.objects_pub, outputs.objects))
         if cloud:
-            publications.append((self.cloud_pub, outputs.cloud))
-        if self.overlay_pub.get_subscription_count():
-            publications.append((self.overlay_pub, messages.overlay_image(rgb, outputs.prediction, points, header)))
-        if self.markers_pub.get_subscription_count():
-            publications.append((self.markers_pub, messages.target_markers(header, outputs.prediction, points)))
+            publications.append((camera.cloud_pub, outputs.cloud))
+        if camera.overlay_pub.get_subscription_count():
+            publications.append((camera.overlay_pub, messages.overlay_image(rgb, outputs.prediction, points, header)))
+        if camera.markers_pub.get_subscription_count():
+            publications.append((camera.markers_pub, messages.target_markers(header, outputs.prediction, points)))
 
         def publish() -> None:
             for publisher, message in publications:
                 publisher.publish(message)
 
-        if self.slot.publish_if_current(target, publish):
-            self.stats.add(time.monotonic() - frame.received, inference_s)
+        if camera.slot.publish_if_current(target, publish):
+            camera.stats.add(time.monotonic() - frame.received, inference_s)
         else:
-            self.stale_results += 1
+            camera.stale_results += 1
 
-    def _image_silence(self) -> str | None:
-        """Why no image arrives although the image topic has publishers (after NO_IMAGE_WARNING_S), or None.
-        Called once a second by the diagnostics timer."""
+    def _image_silence(self, camera: Camera) -> str | None:
+        """Why no image arrives although the camera's image topic has publishers (after NO_IMAGE_WARNING_S),
+        or None. Called once a second by the diagnostics timer."""
         now = time.monotonic()
-        received = self.arrivals.received
-        publishers = self.count_publishers(self.image_subscription.topic_name)
-        if not publishers or received != self._received_at_last_check:
-            self._silent_since = None
-        elif self._silent_since is None:
-            self._silent_since = now
-        self._received_at_last_check = received
-        if self._silent_since is None or now - self._silent_since < NO_IMAGE_WARNING_S:
+        received = camera.arrivals.received
+        topic = camera.image_subscription.topic_name
+        publishers = self.count_publishers(topic)
+        if not publishers or received != camera.received_at_last_check:
+            camera.silent_since = None
+        elif camera.silent_since is None:
+            camera.silent_since = now
+        camera.received_at_last_check = received
+        if camera.silent_since is None or now - camera.silent_since < NO_IMAGE_WARNING_S:
             return None
-        reason = (
-            f"{publishers} publisher(s) on {self.image_subscription.topic_name} but no image for "
-            f"{now - self._silent_since:.0f} s"
-        )
+        reason = f"{publishers} publisher(s) on {topic} but no image for {now - camera.silent_since:.0f} s"
         if self.params["image_reliability"] == "best_effort" and self.params["image_transport"] == "raw":
             reason += (
                 f"; if the camera is streaming, its frames may be larger than best-effort QoS carries "
@@ -705,33 +785,39 @@ class SegmenterNode(LifecycleNode):
         return reason
 
     def _publish_diagnostics(self) -> None:
-        summary = self.stats.summary()
-        target = self.slot.target
-        silence = self._image_silence() if self._active else None
+        """One status per camera, each on its own DiagnosticArray (the single camera's as before)."""
+        node_values = {"lifecycle_state": self.lifecycle_state, "model": self.model_name}
+        if self.predictor is not None:
+            cfg = self._inference_settings()
+            node_values |= {name: getattr(cfg, name) for name in INFERENCE_PARAMETERS}
+            node_values |= {"inference_size": f"{cfg.size[1]}x{cfg.size[0]}", "device": self.predictor.device}
+        for camera in self.cameras:
+            self._publish_camera_diagnostics(camera, node_values)
+
+    def _publish_camera_diagnostics(self, camera: Camera, node_values: dict) -> None:
+        summary = camera.stats.summary()
+        target = camera.slot.target
+        silence = self._image_silence(camera) if self._active else None
         values = {
             "rate_hz": f"{summary['rate']:.2f}",
             "latency_p50_ms": f"{summary['latency_p50_ms']:.1f}",
             "inference_p50_ms": f"{summary['inference_p50_ms']:.1f}",
-            "dropped_frames": self.slot.dropped,
-            "images_received": self.arrivals.received,
-            "images_missing": self.arrivals.missing,
-            "camera_rate_hz": f"{self.arrivals.rate_hz():.2f}",
-            "bad_images": self.bad_images,
-            "bad_camera_info": self.bad_camera_info,
-            "bad_instructions": self.bad_instructions,
-            "stale_results": self.stale_results,
-            "errors": self.errors,
-            "segment_requests": self.segment_requests,
-            "segment_timeouts": self.segment_timeouts,
-            "lifecycle_state": self.lifecycle_state,
-            "model": self.model_name,
+            "dropped_frames": camera.slot.dropped,
+            "images_received": camera.arrivals.received,
+            "images_missing": camera.arrivals.missing,
+            "camera_rate_hz": f"{camera.arrivals.rate_hz():.2f}",
+            "bad_images": camera.bad_images,
+            "bad_camera_info": camera.bad_camera_info,
+            "bad_instructions": camera.bad_instructions,
+            "stale_results": camera.stale_results,
+            "errors": camera.errors,
+        }
+        if camera is self.segment_camera:
+            values |= {"segment_requests": self.segment_requests, "segment_timeouts": self.segment_timeouts}
+        values |= node_values | {
             "instruction": target.instruction,
             "understood": target.parsed.describe() if target.parsed else "",
         }
-        if self.predictor is not None:
-            cfg = self._inference_settings()
-            values |= {name: getattr(cfg, name) for name in INFERENCE_PARAMETERS}
-            values |= {"inference_size": f"{cfg.size[1]}x{cfg.size[0]}", "device": self.predictor.device}
         if not self._active:
             problems = [f"not active (lifecycle state {self.lifecycle_state})"]
             if self.startup_error:
@@ -744,7 +830,7 @@ class SegmenterNode(LifecycleNode):
         self.diagnostics_pub.publish(
             messages.diagnostics(
                 self.get_clock().now().to_msg(),
-                interface.diagnostics_status_name(self.get_fully_qualified_name()),
+                interface.diagnostics_status_name(self.get_fully_qualified_name(), camera.name),
                 str(values.get("device", self.params["device"])),
                 level,
                 "; ".join(problems) or "segmenting",
@@ -759,6 +845,12 @@ class SegmenterNode(LifecycleNode):
     def destroy_node(self) -> None:
         self.service_node.destroy_node()
         super().destroy_node()
+
+
+def _for_cameras(cameras: list[Camera]) -> str:
+    """' for head, wrist' naming the cameras a log line is about; '' for the single camera."""
+    names = [camera.name for camera in cameras if camera.name]
+    return f" for {', '.join(names)}" if names else ""
 
 
 def name_os_thread(name: str) -> None:

@@ -70,8 +70,9 @@ class FrameSlot:
     either happens before (the result is discarded) or after (the old result was already out).
     """
 
-    def __init__(self) -> None:
-        self._cond = threading.Condition()
+    def __init__(self, condition: threading.Condition | None = None) -> None:
+        # A condition shared with other cameras' slots lets one worker wait for a frame in any (RoundRobin).
+        self._cond = condition or threading.Condition()
         self._frame: Frame | None = None
         self._requests: list[SegmentRequest] = []
         self._closed = False
@@ -92,10 +93,14 @@ class FrameSlot:
             self._cond.wait_for(lambda: self._frame is not None or self._closed, timeout)
             if self._closed or self._frame is None:
                 return None
-            frame, self._frame = self._frame, None
-            served = [r for r in self._requests if r.after <= frame.received]
-            self._requests = [r for r in self._requests if r.after > frame.received]
-            return frame, self.target, served
+            return self._take_waiting()
+
+    def _take_waiting(self) -> tuple[Frame, Target, list[SegmentRequest]]:
+        """take's result for the waiting frame; the caller holds the lock and has checked there is one."""
+        frame, self._frame = self._frame, None
+        served = [r for r in self._requests if r.after <= frame.received]
+        self._requests = [r for r in self._requests if r.after > frame.received]
+        return frame, self.target, served
 
     def add_request(self, request: SegmentRequest) -> None:
         with self._cond:
@@ -132,6 +137,40 @@ class FrameSlot:
         with self._cond:
             self._closed = False
             self._frame = None
+
+
+class RoundRobin:
+    """The FrameSlots of several cameras, served by one worker in turn: `take` returns the waiting frame of
+    the first camera after the last one served, so a camera whose frames always wait (a fast one) is not
+    served again before each other camera with a waiting frame was: none starves."""
+
+    def __init__(self, count: int) -> None:
+        self._cond = threading.Condition()
+        self.slots = [FrameSlot(self._cond) for _ in range(count)]
+        self._next = 0  # the camera served first when several have a frame waiting
+
+    def take(self, timeout: float | None = None) -> tuple[int, tuple[Frame, Target, list[SegmentRequest]]] | None:
+        """Wait for a frame in any slot; returns (its camera's index, FrameSlot.take's result), or None when
+        closed or timed out."""
+        slots = self.slots
+        with self._cond:
+            self._cond.wait_for(lambda: slots[0]._closed or any(s._frame is not None for s in slots), timeout)
+            if slots[0]._closed:
+                return None
+            for offset in range(len(slots)):
+                index = (self._next + offset) % len(slots)
+                if slots[index]._frame is not None:
+                    self._next = (index + 1) % len(slots)
+                    return index, slots[index]._take_waiting()
+            return None  # timed out
+
+    def close(self) -> None:
+        for slot in self.slots:
+            slot.close()
+
+    def reopen(self) -> None:
+        for slot in self.slots:
+            slot.reopen()
 
 
 class DepthCache:

@@ -81,6 +81,28 @@ def test_bench_node(tmp_path):
     assert any(row["thread"] == "executor (main)" for row in threads + report["load_threads"]), threads
 
 
+def test_bench_cameras(tmp_path):
+    pytest.importorskip("pmp_ros_msgs.msg")
+    out = run(
+        "bench_cameras.py",
+        "--random-model",
+        "--cameras",
+        "1",
+        "2",
+        "--duration",
+        "2",
+        "--rate",
+        "10",
+        "--json",
+        str(tmp_path / "cameras.json"),
+    )
+    assert "cameras on one node vs one node per camera" in out, out
+    rows = json.loads((tmp_path / "cameras.json").read_text())["rows"]
+    setups = {(row["setup"], row["camera"]) for row in rows}
+    assert ("1 node, 2 camera(s)", "cam1") in setups and ("2 node(s), 1 camera each", "cam1") in setups, setups
+    assert all(row["rss_mib"] > 0 for row in rows), rows
+
+
 def test_bench_frame_size(tmp_path):
     pytest.importorskip("sensor_msgs.msg")
     out = run(

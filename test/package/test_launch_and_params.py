@@ -113,6 +113,9 @@ def test_parameter_validation_rejects_bad_values_with_reasons():
     assert "must be one of" in params["precision"].validate("int4")
     assert "must match" in params["device"].validate("gpu0")
     assert params["device"].validate("cuda:1") is None
+    assert params["cameras"].validate(["head", "arm/wrist"]) is None and params["cameras"].validate([""]) is None
+    assert "must match" in params["cameras"].validate(["/head"])
+    assert "must differ" in params["cameras"].validate(["head", "head"])
 
 
 @pytest.mark.launch_ros

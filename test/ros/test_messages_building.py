@@ -20,6 +20,7 @@ from pmp_ros.ros.pipeline import (
     Frame,
     FrameSlot,
     RollingStats,
+    RoundRobin,
     SegmentRequest,
     instruction_problem,
 )
@@ -210,3 +211,22 @@ def test_arrival_counter_infers_missing_frames_from_the_camera_stamps():
 def test_instruction_problems(text, problem):
     reason = instruction_problem(text, 500)
     assert reason is None if problem is None else problem in reason
+
+
+def test_round_robin_serves_every_camera_with_a_waiting_frame_in_turn():
+    cameras = RoundRobin(3)
+    for slot in cameras.slots:
+        slot.set_target("x", parse_instruction("x"))
+    served = []
+    for step in range(6):
+        for index in (0, 1):  # cameras 0 and 1 always have a frame waiting, camera 2 only once
+            cameras.slots[index].put(Frame((index, step), False, 0.0))
+        if step == 1:
+            cameras.slots[2].put(Frame((2, step), False, 0.0))
+        index, (frame, _, _) = cameras.take(timeout=1.0)
+        assert frame.msg[0] == index
+        served.append(index)
+    assert served == [0, 1, 2, 0, 1, 0]
+    assert cameras.take(timeout=0.01)[0] == 1  # camera 1's newest frame is still waiting
+    cameras.close()
+    assert cameras.take() is None
