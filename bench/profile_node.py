@@ -7,6 +7,11 @@ Starts the node (own process, isolated DDS domain), streams --stream-size rgb8 f
 records the node with `py-spy record --format raw` (Python stacks, idle threads excluded). Only stacks of
 the inference worker (SegmenterNode._work) are kept: the table gives each function's inclusive share of the
 worker's busy samples, then the innermost lines where the time is spent (self time).
+
+With --gil, py-spy samples only the thread holding the GIL (`--gil --threads`): the table gives each
+thread's share of the wall time during which it held the GIL (worker: stacks under SegmenterNode._work;
+executor: under an rclpy executor's spin), which shows how much the node's other Python threads compete
+with the worker for it.
 """
 
 from __future__ import annotations
@@ -36,6 +41,28 @@ def worker_stacks(raw: str) -> list[tuple[list[str], int]]:
         if WORKER_FRAME in stack and count.isdigit():
             stacks.append((stack.split(";"), int(count)))
     return stacks
+
+
+def gil_holders(raw: str, samples: int) -> list[dict]:
+    """Share of all `samples` sampling instants at which each kind of thread held the GIL, from py-spy's raw
+    output of `record --gil --threads` (root frame of each stack: the thread)."""
+    held: collections.Counter = collections.Counter()
+    for line in raw.splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not count.isdigit():
+            continue
+        if WORKER_FRAME in stack:
+            role = "worker (SegmenterNode._work)"
+        elif "rclpy/executors.py" in stack:
+            role = "executor (rclpy spin)"
+        else:
+            role = "other Python threads"
+        held[role] += int(count)
+    rows = [{"thread": role, "gil_share": n / samples, "samples": n} for role, n in held.most_common()]
+    rows.append(
+        {"thread": "GIL held by any thread", "gil_share": sum(held.values()) / samples, "samples": sum(held.values())}
+    )
+    return rows
 
 
 def short(frame: str, with_line: bool) -> str:
@@ -72,6 +99,7 @@ def main() -> None:
     parser.add_argument("--sampling-rate", type=int, default=200, help="py-spy samples per second")
     parser.add_argument("--top", type=int, default=25)
     parser.add_argument("--raw-out", type=Path, help="keep py-spy's raw stacks here (flamegraph input)")
+    parser.add_argument("--gil", action="store_true", help="which threads hold the GIL, instead of the profile")
     args = parser.parse_args()
     py_spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
     if not Path(py_spy).is_file():
@@ -114,7 +142,7 @@ def main() -> None:
                         str(args.sampling_rate),
                         "--duration",
                         str(int(args.duration)),
-                        "--nonblocking",
+                        *(["--gil", "--threads"] if args.gil else ["--nonblocking"]),
                         "--output",
                         str(raw_path),
                     ],
@@ -129,6 +157,15 @@ def main() -> None:
                 client.close()
         if spy.returncode != 0 or not raw_path.is_file():
             raise SystemExit(f"py-spy failed ({spy.returncode}):\n{spy_output}")
+        if args.gil:
+            rows = gil_holders(raw_path.read_text(), int(args.duration * args.sampling_rate))
+            benchlib.print_table(
+                "share of the wall time each thread held the GIL",
+                rows,
+                [("thread", "thread", "s"), ("gil_share", "share", ".1%"), ("samples", "samples", "d")],
+            )
+            benchlib.write_json(args.json, {"benchmark": "profile_node --gil", "machine": info, "gil": rows})
+            return
         total, rows, self_rows = summarize(worker_stacks(raw_path.read_text()), args.top)
     print(
         f"\ninference worker: {total} busy samples at {args.sampling_rate} Hz "

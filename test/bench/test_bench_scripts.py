@@ -124,6 +124,8 @@ def test_profile_node():
         pytest.skip("py-spy not installed")
     out = run("profile_node.py", "--random-model", "--duration", "3", "--stream-size", "320x240")
     assert "inclusive share" in out and "SegmenterNode._segment" in out
+    out = run("profile_node.py", "--random-model", "--duration", "3", "--stream-size", "320x240", "--gil")
+    assert "held the GIL" in out and "worker (SegmenterNode._work)" in out, out
 
 
 def test_gpu_bench():
