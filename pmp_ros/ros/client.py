@@ -51,10 +51,7 @@ class BackgroundNode:
         self._thread.start()
 
     def _spin(self) -> None:
-        try:
-            self.executor.spin()
-        except ExternalShutdownException:
-            pass
+        spin_in_thread(self.executor, self.context)
 
     def close(self) -> None:
         self.executor.shutdown(timeout_sec=2.0)
@@ -67,6 +64,19 @@ class BackgroundNode:
 
     def __exit__(self, *exc_info) -> None:
         self.close()
+
+
+def spin_in_thread(executor, context) -> None:
+    """Spin `executor` until `context` shuts down, as the target of a background thread: the shutdown can
+    land between the executor's check of the context and its building a wait set, which then raises
+    RCLError instead of ExternalShutdownException; both end the spin quietly once the context is down."""
+    try:
+        executor.spin()
+    except ExternalShutdownException:
+        pass
+    except Exception:
+        if context.ok():
+            raise
 
 
 def spin_until_shutdown(node, executor=None) -> None:

@@ -42,6 +42,7 @@ from pmp_ros.language.parse import InstructionParseError, ParsedInstruction, par
 from pmp_ros.model.inference import Prediction
 from pmp_ros.objects3d import measure_objects, stack_points
 from pmp_ros.ros import interface, messages, qos
+from pmp_ros.ros.client import spin_in_thread
 from pmp_ros.ros.environment import configure_dds_environment
 from pmp_ros.ros.image_conversion import ImageConversionError, compressed_to_rgb8, depth_to_array, image_to_rgb8
 from pmp_ros.ros.pipeline import (
@@ -908,7 +909,9 @@ def main(args: list[str] | None = None) -> int:
             node.autostarting = False
         service_executor = MultiThreadedExecutor(num_threads=SERVICE_EXECUTOR_THREADS)
         service_executor.add_node(node.service_node)
-        threading.Thread(target=_spin, args=(service_executor,), name="pmp_segment_service", daemon=True).start()
+        threading.Thread(
+            target=spin_in_thread, args=(service_executor, node.context), name="pmp_segment_service", daemon=True
+        ).start()
         executor = SingleThreadedExecutor()
         executor.add_node(node)
         executor.spin()
@@ -925,14 +928,6 @@ def main(args: list[str] | None = None) -> int:
             node.destroy_node()
         rclpy.try_shutdown()
     return code
-
-
-def _spin(executor) -> None:
-    """Spin until the context shuts down (SIGINT/SIGTERM end the main executor the same way)."""
-    try:
-        executor.spin()
-    except ExternalShutdownException:
-        pass
 
 
 if __name__ == "__main__":

@@ -312,10 +312,12 @@ def test_fast_input_drops_frames_without_queueing(session):
     time.sleep(max(1.0, 5 * inference_s))
     answered = [s for s in sent if s in session.received_at]
     assert 0 < len(answered) < len(sent)
-    # No queue, whatever the machine's speed: once input stops, only the frame being processed and the
-    # one waiting slot can still produce results (a queue would keep answering old frames).
+    # No queue, whatever the machine's speed: once input stops, only the frame being processed, the one
+    # waiting slot and the newest frame still in the subscription's depth-1 history (not yet taken while
+    # the executor waited for the GIL on a loaded machine) can still produce results; a queue would keep
+    # answering old frames.
     late = [s for s in answered if session.received_at[s] > last_send]
-    assert len(late) <= 2, (len(late), len(sent))
+    assert len(late) <= 3, (len(late), len(sent))
     time.sleep(1.2)
     assert int(session.diagnostic("dropped_frames")) > dropped_before
 
