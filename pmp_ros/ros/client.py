@@ -51,7 +51,7 @@ class BackgroundNode:
         self._thread.start()
 
     def _spin(self) -> None:
-        spin_in_thread(self.executor, self.context)
+        spin_until_context_down(self.executor, self.context)
 
     def close(self) -> None:
         self.executor.shutdown(timeout_sec=2.0)
@@ -66,10 +66,10 @@ class BackgroundNode:
         self.close()
 
 
-def spin_in_thread(executor, context) -> None:
-    """Spin `executor` until `context` shuts down, as the target of a background thread: the shutdown can
-    land between the executor's check of the context and its building a wait set, which then raises
-    RCLError instead of ExternalShutdownException; both end the spin quietly once the context is down."""
+def spin_until_context_down(executor, context) -> None:
+    """Spin `executor` until `context` shuts down (SIGINT/SIGTERM, or close()): the shutdown can land between
+    the executor's check of the context and its building a wait set, which then raises RCLError instead of
+    ExternalShutdownException; both end the spin quietly once the context is down."""
     try:
         executor.spin()
     except ExternalShutdownException:

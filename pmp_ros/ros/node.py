@@ -42,7 +42,7 @@ from pmp_ros.language.parse import InstructionParseError, ParsedInstruction, par
 from pmp_ros.model.inference import Prediction
 from pmp_ros.objects3d import measure_objects, stack_points
 from pmp_ros.ros import interface, messages, qos
-from pmp_ros.ros.client import spin_in_thread
+from pmp_ros.ros.client import spin_until_context_down
 from pmp_ros.ros.environment import configure_dds_environment
 from pmp_ros.ros.image_conversion import ImageConversionError, compressed_to_rgb8, depth_to_array, image_to_rgb8
 from pmp_ros.ros.pipeline import (
@@ -910,11 +910,14 @@ def main(args: list[str] | None = None) -> int:
         service_executor = MultiThreadedExecutor(num_threads=SERVICE_EXECUTOR_THREADS)
         service_executor.add_node(node.service_node)
         threading.Thread(
-            target=spin_in_thread, args=(service_executor, node.context), name="pmp_segment_service", daemon=True
+            target=spin_until_context_down,
+            args=(service_executor, node.context),
+            name="pmp_segment_service",
+            daemon=True,
         ).start()
         executor = SingleThreadedExecutor()
         executor.add_node(node)
-        executor.spin()
+        spin_until_context_down(executor, node.context)
     except StartupError as error:
         print(f"{interface.NODE_NAME}: startup failed: {error}", file=sys.stderr, flush=True)
         code = 1
