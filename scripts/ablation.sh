@@ -3,7 +3,7 @@
 # against its prompt-free twin (model.decoder.pmp=false), same data, budget and seeds; STEPS per run (shorter
 # than the shipped 12,000, the same for both variants), then the 500 evaluation scenes with the shipped
 # inference settings and a paired bootstrap over scenes for the difference of each headline metric.
-#   STEPS=1500 SEEDS="0 1 2" scripts/ablation.sh        # 2 CPU cores: ~15 min per pair of runs + ~5 min eval
+#   STEPS=1500 SEEDS="0 1 2" scripts/ablation.sh        # 2 CPU cores: 20-45 min per pair of runs (quiet to loaded) + ~10 min eval
 # Runs resume where they stopped (--resume); two runs (one thread each) train at a time.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
