@@ -5,12 +5,14 @@ deactivate unsubscribes and stops it (the model stays loaded), cleanup frees the
 `autostart` parameter (default) it walks configure and activate itself.
 
 Threads: a single-threaded executor runs the callbacks, which only store messages (the newest frame, the
-instruction, depth; per camera, with the `cameras` parameter); one worker thread (`pmp_inference`) converts,
-runs the model and publishes, taking the cameras' waiting frames in turn, so a slow model never builds a
-queue and one model serves every camera. The segment service lives on a companion node (`<name>_segment`) spun by its
+instruction, depth; per camera, with the `cameras` parameter); one worker thread (`pmp_inference`) loads the
+model on configure and, while active, converts, runs the model and publishes, taking the cameras' waiting
+frames in turn, so a slow model never builds a queue and one model serves every camera. Every torch call
+runs on that thread: a forward run from a second thread after the first has used torch's thread pool takes
+about twice as long on the CPU. The segment service lives on a companion node (`<name>_segment`) spun by its
 own multi-threaded executor: each request waits in one of its threads until the worker serves it with the
 next frame, so requests block neither the image stream nor each other. (A multi-threaded executor for the
-main node cost about 30 ms of CPU per frame, competing with the worker for the GIL: docs/benchmarks.md.)
+node itself held the GIL 47 % of the time while 30 Hz frames streamed in: docs/benchmarks.md.)
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import logging
 import sys
 import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -177,7 +180,13 @@ class SegmenterNode(LifecycleNode):
         self._input_subscriptions: list = []
         self._output_publishers: list = []
         self._service = None
-        self._worker: threading.Thread | None = None
+        # Every torch call of the node runs on this one thread: loading, warm-up and the worker loop. Once
+        # another thread (the executor's) has run a parallel torch region, the same forward run from a second
+        # thread takes about twice as long on the CPU (an OpenMP team per calling thread; docs/benchmarks.md).
+        self._torch_thread = ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix=WORKER_THREAD, initializer=name_os_thread, initargs=(WORKER_THREAD,)
+        )
+        self._worker: Future | None = None
         self._active = False
         self.autostarting = False  # main is walking configure and activate (the autostart parameter)
         self._encoded = None  # (prompts, context, templates) whose text features the predictor holds
@@ -189,7 +198,7 @@ class SegmenterNode(LifecycleNode):
     # -- lifecycle -----------------------------------------------------------------------------------
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
         try:
-            self.predictor, model_cfg = self._load_model()
+            self.predictor, model_cfg = self._torch_thread.submit(self._load_model).result()
         except StartupError as error:
             self.startup_error = str(error)
             if not self.autostarting:  # main reports an autostart failure as its one line and exits
@@ -213,8 +222,7 @@ class SegmenterNode(LifecycleNode):
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         self.slots.reopen()
         self._create_subscriptions()
-        self._worker = threading.Thread(target=self._work, name=WORKER_THREAD, daemon=True)
-        self._worker.start()
+        self._worker = self._torch_thread.submit(self._work)
         self._active = True
         self.get_logger().info("active: segmenting camera frames")
         return TransitionCallbackReturn.SUCCESS
@@ -241,7 +249,7 @@ class SegmenterNode(LifecycleNode):
         self._input_subscriptions = []
         self.slots.close()
         if self._worker is not None:
-            self._worker.join(timeout=10.0)
+            wait([self._worker], timeout=10.0)
             self._worker = None
         for camera in self.cameras:
             camera.tracking.reset()
@@ -633,7 +641,6 @@ class SegmenterNode(LifecycleNode):
 
     # -- worker --------------------------------------------------------------------------------------
     def _work(self) -> None:
-        name_os_thread(WORKER_THREAD)
         # One thread for every camera (one model): the cameras' waiting frames in turn (RoundRobin).
         while (item := self.slots.take()) is not None:
             index, (frame, target, requests) = item
@@ -844,6 +851,7 @@ class SegmenterNode(LifecycleNode):
         self._stop_streaming()
 
     def destroy_node(self) -> None:
+        self._torch_thread.shutdown(wait=False)
         self.service_node.destroy_node()
         super().destroy_node()
 
