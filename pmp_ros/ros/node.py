@@ -162,6 +162,13 @@ class SegmenterNode(LifecycleNode):
             context=self.context,
             start_parameter_services=False,
         )
+        # Every torch call of the node runs on this one thread: loading, warm-up and the worker loop. Once
+        # another thread (the executor's) has run a parallel torch region, the same forward run from a second
+        # thread takes about twice as long on the CPU (an OpenMP team per calling thread; docs/benchmarks.md).
+        # Made before the parameters are checked, which may fail: destroy_node shuts it down either way.
+        self._torch_thread = ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix=WORKER_THREAD, initializer=name_os_thread, initargs=(WORKER_THREAD,)
+        )
         self.params = self._declare_parameters()
         self.predictor = None
         self.model_path = ""
@@ -180,12 +187,6 @@ class SegmenterNode(LifecycleNode):
         self._input_subscriptions: list = []
         self._output_publishers: list = []
         self._service = None
-        # Every torch call of the node runs on this one thread: loading, warm-up and the worker loop. Once
-        # another thread (the executor's) has run a parallel torch region, the same forward run from a second
-        # thread takes about twice as long on the CPU (an OpenMP team per calling thread; docs/benchmarks.md).
-        self._torch_thread = ThreadPoolExecutor(
-            max_workers=1, thread_name_prefix=WORKER_THREAD, initializer=name_os_thread, initargs=(WORKER_THREAD,)
-        )
         self._worker: Future | None = None
         self._active = False
         self.autostarting = False  # main is walking configure and activate (the autostart parameter)
