@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import sys
@@ -65,6 +66,21 @@ class NodeProcess(process.ChildProcess):
             folder / f"{name}-{os.getpid()}-{time.monotonic_ns()}.log",
             name,
         )
+
+
+@contextlib.contextmanager
+def running_node(argv: Sequence[str], name: str = "node", timeout: float = 180.0):
+    """The node of `argv` in its own process, ready (its startup line printed) inside the block; on exit it
+    is stopped and must have ended cleanly: exit code 0 and no traceback in its output."""
+    from pmp_ros.ros.node import READY_TEXT
+
+    with NodeProcess(argv, name=name) as proc:
+        proc.wait_for_output(READY_TEXT, timeout)
+        yield proc
+        code = proc.stop()
+        output = proc.output()
+    assert code == 0, output
+    assert "Traceback" not in output
 
 
 class RosTestClient(client.BackgroundNode):

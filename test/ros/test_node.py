@@ -191,14 +191,9 @@ def session(model_file):
         inference_width=320,
         inference_height=240,
     )
-    with NodeProcess(argv, name="pmp_node") as proc:
-        proc.wait_for_output(READY_TEXT, STARTUP_TIMEOUT_S)
+    with ros_harness.running_node(argv, "pmp_node", STARTUP_TIMEOUT_S) as proc:
         yield Session(client, proc)
         client.close()
-        code = proc.stop()
-        output = proc.output()
-    assert code == 0, output
-    assert "Traceback" not in output
 
 
 def _check_result(result, sent_stamps):

@@ -18,11 +18,10 @@ from std_msgs.msg import String
 from pmp_ros.data.world import TabletopWorld
 from pmp_ros.ros import interface, qos
 from pmp_ros.ros.image_conversion import array_to_image, image_to_array
-from pmp_ros.ros.node import READY_TEXT
 from pmp_ros_msgs.msg import SegmentationResult
 from pmp_ros_msgs.srv import Segment
 
-from ros_harness import NodeProcess, python_module, wait_until
+from ros_harness import python_module, wait_until
 
 STARTUP_TIMEOUT_S = 180.0
 SHARED = "pick up the red star"
@@ -103,14 +102,9 @@ def session(tmp_path_factory):
     }
     argv = python_module("pmp_ros.ros.node", "--ros-args", *[x for k, v in params.items() for x in ("-p", f"{k}:={v}")])
     client = ros_harness.RosTestClient("pmp_cameras_test")
-    with NodeProcess(argv, name="pmp_node_cameras") as proc:
-        proc.wait_for_output(READY_TEXT, STARTUP_TIMEOUT_S)
+    with ros_harness.running_node(argv, "pmp_node_cameras", STARTUP_TIMEOUT_S) as proc:
         yield Session(client, proc)
         client.close()
-        code = proc.stop()
-        output = proc.output()
-    assert code == 0, output
-    assert "Traceback" not in output
 
 
 def _check_own_frame(result: SegmentationResult, camera: CameraFeed) -> None:

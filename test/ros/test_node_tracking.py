@@ -140,14 +140,9 @@ def feed():
         "use_depth": "true",
         "image_reliability": "reliable",
     }
-    with NodeProcess(_node_argv(params), name="tracking_node") as proc:
-        proc.wait_for_output(READY_TEXT, 180)
+    with ros_harness.running_node(_node_argv(params), "tracking_node") as proc:
         yield Feed(client, proc)
         client.close()
-        code = proc.stop()
-        output = proc.output()
-    assert code == 0, output
-    assert "Traceback" not in output
 
 
 def _instance_masks(result: SegmentationResult) -> dict[int, np.ndarray]:
