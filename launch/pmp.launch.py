@@ -4,6 +4,8 @@
         depth:=/camera/aligned_depth_to_color/image_raw depth_info:=/camera/aligned_depth_to_color/camera_info \
         use_depth:=true namespace:=perception device:=cuda
 
+    ros2 launch pmp_ros pmp.launch.py cameras:=head,wrist    # one node, one model: head/image, wrist/image, ...
+
 The node is a managed (lifecycle) node; by default it configures and activates itself. managed:=true leaves
 it unconfigured for a lifecycle manager (its autostart parameter false).
 """
@@ -11,12 +13,13 @@ it unconfigured for a lifecycle manager (its autostart parameter false).
 import os
 
 from ament_index_python.packages import get_package_share_directory
-from launch.actions import DeclareLaunchArgument, SetEnvironmentVariable
+from launch.actions import DeclareLaunchArgument, OpaqueFunction, SetEnvironmentVariable
 from launch.conditions import IfCondition
 from launch.substitutions import EnvironmentVariable, LaunchConfiguration, PythonExpression
 from launch_ros.actions import Node
 
 from launch import LaunchDescription
+from pmp_ros.ros import interface
 
 PACKAGE = "pmp_ros"
 EXECUTABLE = "pmp_node"
@@ -49,6 +52,17 @@ def generate_launch_description() -> LaunchDescription:
             description="true: leave the lifecycle node unconfigured for a lifecycle manager (no autostart)",
         ),
         DeclareLaunchArgument(
+            "cameras",
+            default_value="",
+            description="Comma-separated camera namespaces (head,wrist): one node and one model for all; empty: the "
+            "params_file's (one camera on the plain topics)",
+        ),
+        DeclareLaunchArgument(
+            "tracking",
+            default_value="",
+            description="true/false: stable track ids over frames; empty: the params_file's",
+        ),
+        DeclareLaunchArgument(
             "use_fastdds_profile",
             default_value="true",
             description="Use the package's Fast DDS profile (large shared-memory segment)",
@@ -63,6 +77,15 @@ def generate_launch_description() -> LaunchDescription:
         ),
         condition=IfCondition(LaunchConfiguration("use_fastdds_profile")),
     )
+    return LaunchDescription([*arguments, profile, OpaqueFunction(function=_segmenter_node)])
+
+
+def _segmenter_node(context) -> list[Node]:
+    """The node, with the launch arguments that override the parameter file only when given (an empty
+    cameras or tracking argument leaves the params_file's value)."""
+    overrides = interface.launch_overrides(
+        {name: LaunchConfiguration(name).perform(context) for name in interface.LAUNCH_ARGUMENT_PARAMETERS}
+    )
     node = Node(
         package=PACKAGE,
         executable=EXECUTABLE,
@@ -74,6 +97,7 @@ def generate_launch_description() -> LaunchDescription:
                 "device": LaunchConfiguration("device"),
                 "use_depth": LaunchConfiguration("use_depth"),
                 "autostart": PythonExpression(["'", LaunchConfiguration("managed"), "'.lower() != 'true'"]),
+                **overrides,
             },
         ],
         remappings=[
@@ -87,4 +111,4 @@ def generate_launch_description() -> LaunchDescription:
         output="screen",
         emulate_tty=True,
     )
-    return LaunchDescription([*arguments, profile, node])
+    return [node]

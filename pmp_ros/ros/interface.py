@@ -287,3 +287,32 @@ PARAMETERS: tuple[Parameter, ...] = (
 
 
 PARAMETERS_BY_NAME = {parameter.name: parameter for parameter in PARAMETERS}
+
+# Parameters the launch file also takes as launch arguments (text; empty = the parameter file's value).
+LAUNCH_ARGUMENT_PARAMETERS = ("cameras", "tracking")
+
+
+def launch_overrides(arguments: Mapping[str, str]) -> dict[str, Any]:
+    """The node parameters of the launch file's launch arguments (name -> text, names of
+    LAUNCH_ARGUMENT_PARAMETERS): an empty text leaves the parameter to the parameter file; a list parameter
+    takes comma-separated items (cameras:=head,wrist), a bool true or false. Raises ValueError with the
+    reason for text the parameter cannot take, so a bad argument stops the launch before the node starts."""
+    overrides: dict[str, Any] = {}
+    for name, text in arguments.items():
+        parameter = PARAMETERS_BY_NAME[name]
+        text = text.strip()
+        if not text:
+            continue
+        if isinstance(parameter.default, bool):
+            if text.lower() not in ("true", "false"):
+                raise ValueError(f"launch argument {name} must be true or false, got {text!r}")
+            value: Any = text.lower() == "true"
+        elif isinstance(parameter.default, list):
+            value = [item.strip() for item in text.split(",")]
+        else:
+            raise ValueError(f"{name} is not a launch argument")
+        reason = parameter.validate(value)
+        if reason is not None:
+            raise ValueError(f"launch argument {name}: {reason}")
+        overrides[name] = value
+    return overrides

@@ -157,3 +157,45 @@ def test_launch_starts_the_node():
         rclpy.shutdown()
         service.shutdown()
         thread.join(timeout=30)
+
+
+def test_launch_overrides_parse_the_launch_arguments_and_reject_bad_ones():
+    assert interface.launch_overrides({"cameras": "", "tracking": ""}) == {}
+    assert interface.launch_overrides({"cameras": "head, arm/wrist", "tracking": "False"}) == {
+        "cameras": ["head", "arm/wrist"],
+        "tracking": False,
+    }
+    with pytest.raises(ValueError, match="cameras.*must match"):
+        interface.launch_overrides({"cameras": "/head"})
+    with pytest.raises(ValueError, match="must differ"):
+        interface.launch_overrides({"cameras": "head,head"})
+    with pytest.raises(ValueError, match="tracking must be true or false"):
+        interface.launch_overrides({"tracking": "on"})
+
+
+def test_launch_declares_an_argument_for_each_override_and_passes_them():
+    source = LAUNCH_FILE.read_text()
+    for name in interface.LAUNCH_ARGUMENT_PARAMETERS:
+        assert f'DeclareLaunchArgument(\n            "{name}"' in source, name
+    assert "interface.launch_overrides(" in source and "**overrides" in source
+
+
+def test_launch_overrides_reach_the_node_after_the_parameter_file(tmp_path):
+    """What launch_ros does with the node's parameters (the params file, then a file of the dict after it):
+    the overrides win over pmp.yaml, and the node declares and validates them."""
+    overrides = interface.launch_overrides({"cameras": "head,wrist", "tracking": "false"})
+    override_file = tmp_path / "overrides.yaml"
+    override_file.write_text(yaml.safe_dump({interface.NODE_NAME: {"ros__parameters": overrides}}))
+    import rclpy
+
+    from pmp_ros.ros.node import SegmenterNode
+
+    rclpy.init(args=["--ros-args", "--params-file", str(PARAMS_FILE), "--params-file", str(override_file)])
+    try:
+        node = SegmenterNode()
+        try:
+            assert {name: node.params[name] for name in overrides} == overrides
+        finally:
+            node.destroy_node()
+    finally:
+        rclpy.shutdown()
