@@ -1,7 +1,7 @@
 """Tracking metrics: the model's instances over tracking sequences, frame by frame and through the tracker.
 
     python -m pmp_ros.eval.tracking --sequences 60 --validation-sequences 60 --frames 30 \\
-        --model models/pmp_default.safetensors --out docs/results/tracking.json
+        --model models/pmp_default.safetensors --jobs 2 --cache runs/tracking_cache --out docs/results/tracking.json
 
 Sequences (pmp_ros.data.sequences, default TrackingSequenceConfig: 320x240 at 10 fps): the first
 --validation-sequences seeds of the validation split choose the tracker's parameters (a small grid, below);
@@ -17,6 +17,9 @@ Two outputs per frame, scored against the same truth:
   today (Instance.id: 1..n by score in each frame);
 - tracked: the tracker fed every instance (>= DETECTION_FLOOR), its published tracks (ids, masks; a missed
   track's predicted mask).
+The model's part (record_sequence) is nearly all of the time: --jobs runs sequences in parallel processes
+(one torch thread each), and --cache keeps each sequence's records (pickles, under a key of the model file's
+hash, the sequence config and DETECTION_FLOOR), so a tracker change is evaluated again in minutes.
 Truth, matching and the metrics (IDF1, ID switches, MOTA, false positives, misses, target flicker rate):
 pmp_ros.eval.track_metrics, which pmp-eval-bag uses on the node's published results too.
 Goals (issue 16): IDF1 tracked > per-frame, and flicker rate tracked <= half of per-frame.
@@ -25,13 +28,17 @@ Goals (issue 16): IDF1 tracked > per-frame, and flicker rate tracked <= half of 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
+import hashlib
 import itertools
 import json
+import pickle
 import shlex
 import sys
 import time
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,6 +57,7 @@ from pmp_ros.eval.track_metrics import (
     Score,
     visible_target_ids,
 )
+from pmp_ros.model.checkpoint import read_checkpoint
 from pmp_ros.model.inference import Predictor
 from pmp_ros.objects3d import measure_objects
 from pmp_ros.paths import model_file
@@ -145,23 +153,88 @@ def choose_setting(rows: Sequence[dict], baseline: dict) -> dict:
     return max(halving or rows, key=lambda r: (r["metrics"]["idf1"], r["metrics"]["mota"]))
 
 
-def sequences(split: range, count: int, cfg: TrackingSequenceConfig) -> Iterator[list[StreamFrame]]:
-    """The frames of the first `count` sequences of a split."""
-    world = tracking_world(cfg)
-    for seed in splits.seeds(split, count):
-        yield list(sequence_frames(world, sequence_script(world, seed, cfg), cfg))
+class SequenceRecorder:
+    """The records (record_sequence) of the tracking sequences of a split, from --cache where present, else
+    recorded by `jobs` processes (each with its own Predictor, one torch thread) and stored there."""
+
+    def __init__(self, model: Path, cfg: TrackingSequenceConfig, jobs: int = 1, cache: Path | None = None):
+        self.model, self.cfg, self.jobs = model, cfg, jobs
+        self.cache = None if cache is None else cache / _cache_key(model, cfg)
+
+    def records(self, split: range, count: int) -> list[list[FrameRecord]]:
+        """Per sequence (the first `count` seeds of the split, in order) its frame records."""
+        seeds = list(splits.seeds(split, count))
+        found = {seed: self._cached(seed) for seed in seeds}
+        missing = [seed for seed in seeds if found[seed] is None]
+        if missing:
+            with contextlib.ExitStack() as stack:
+                if self.jobs > 1:
+                    pool = stack.enter_context(
+                        ProcessPoolExecutor(self.jobs, initializer=_start_worker, initargs=(self.model, self.cfg))
+                    )
+                    recorded = pool.map(_record_seed, missing)
+                else:
+                    _start_worker(self.model, self.cfg)
+                    recorded = map(_record_seed, missing)
+                for seed, records in zip(missing, recorded):  # stored as they come: a killed run keeps them
+                    found[seed] = records
+                    self._store(seed, records)
+        return [found[seed] for seed in seeds]
+
+    def _cached(self, seed: int) -> list[FrameRecord] | None:
+        path = None if self.cache is None else self.cache / f"{seed}.pkl"
+        if path is None or not path.exists():
+            return None
+        return pickle.loads(path.read_bytes())
+
+    def _store(self, seed: int, records: list[FrameRecord]) -> None:
+        if self.cache is not None:
+            self.cache.mkdir(parents=True, exist_ok=True)
+            partial = self.cache / f"{seed}.pkl.partial"
+            partial.write_bytes(pickle.dumps(records, protocol=pickle.HIGHEST_PROTOCOL))
+            partial.rename(self.cache / f"{seed}.pkl")  # a killed run leaves no truncated record
+
+
+def _cache_key(model: Path, cfg: TrackingSequenceConfig) -> str:
+    """A folder name for what the records depend on: the model file's bytes, the sequences, the floor."""
+    digest = hashlib.sha256(model.read_bytes())
+    digest.update(repr((cfg, DETECTION_FLOOR)).encode())
+    return digest.hexdigest()[:16]
+
+
+# One recording process's state (SequenceRecorder with jobs > 1 starts each worker with it).
+_worker: dict = {}
+
+
+def _start_worker(model: Path, cfg: TrackingSequenceConfig) -> None:
+    torch.set_num_threads(1)
+    predictor, _ = Predictor.from_checkpoint(model, device="cpu", score_threshold=DETECTION_FLOOR)
+    _worker.update(predictor=predictor, cfg=cfg, world=tracking_world(cfg))
+
+
+def _record_seed(seed: int) -> list[FrameRecord]:
+    world, cfg = _worker["world"], _worker["cfg"]
+    frames = list(sequence_frames(world, sequence_script(world, seed, cfg), cfg))
+    return record_sequence(_worker["predictor"], frames)
 
 
 def evaluate_tracking(
-    model: Path, num_sequences: int, num_validation: int, num_frames: int, progress: bool = True
+    model: Path,
+    num_sequences: int,
+    num_validation: int,
+    num_frames: int,
+    progress: bool = True,
+    jobs: int = 1,
+    cache: Path | None = None,
 ) -> dict:
     """The JSON-able result (module docstring): setup, validation grid, chosen setting, evaluation."""
     started = time.time()
     cfg = TrackingSequenceConfig(num_frames=num_frames)
-    predictor, model_cfg = Predictor.from_checkpoint(model, device="cpu", score_threshold=DETECTION_FLOOR)
-    threshold = model_cfg.inference.score_threshold  # the checkpoint's own: what the node uses
+    # The checkpoint's own score threshold: what the node publishes without tracking.
+    threshold = read_checkpoint(model)[1].inference.score_threshold
+    recorder = SequenceRecorder(model, cfg, jobs, cache)
 
-    validation = [record_sequence(predictor, frames) for frames in sequences(splits.VALIDATION, num_validation, cfg)]
+    validation = recorder.records(splits.VALIDATION, num_validation)
     _log(progress, f"validation: {num_validation} sequences recorded ({time.time() - started:.0f} s)")
     baseline = Score()
     for frames in validation:
@@ -178,12 +251,10 @@ def evaluate_tracking(
 
     params = TrackerParams(**chosen["setting"])
     per_frame, tracked = Score(), Score()
-    for number, frames in enumerate(sequences(splits.EVAL, num_sequences, cfg), start=1):
-        records = record_sequence(predictor, frames)
+    for records in recorder.records(splits.EVAL, num_sequences):
         per_frame.add(records, per_frame_outputs(records, threshold))
         tracked.add(records, tracked_outputs(records, params))
-        if number % 10 == 0:
-            _log(progress, f"evaluation: {number}/{num_sequences} sequences ({time.time() - started:.0f} s)")
+    _log(progress, f"evaluation: {num_sequences} sequences ({time.time() - started:.0f} s)")
     evaluation = {"per_frame": per_frame.summary(), "tracked": tracked.summary()}
     return {
         "setup": {
@@ -254,10 +325,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--validation-sequences", type=int, default=60, help="validation sequences for the grid")
     parser.add_argument("--frames", type=int, default=30, help="frames per sequence")
     parser.add_argument("--model", type=Path, default=model_file("pmp_default.safetensors"))
+    parser.add_argument("--jobs", type=int, default=1, help="processes recording sequences (one torch thread each)")
+    parser.add_argument("--cache", type=Path, help="keep each sequence's model records here and reuse them")
     parser.add_argument("--out", type=Path, help="write the result (setup, grid, figures) here as JSON")
     args = parser.parse_args(argv)
-    torch.set_num_threads(1)
-    result = evaluate_tracking(args.model, args.sequences, args.validation_sequences, args.frames)
+    if args.jobs < 1:
+        parser.error("--jobs must be at least 1")
+    result = evaluate_tracking(
+        args.model, args.sequences, args.validation_sequences, args.frames, jobs=args.jobs, cache=args.cache
+    )
     result["command"] = shlex.join(["python", "-m", "pmp_ros.eval.tracking", *(sys.argv[1:] if argv is None else argv)])
     print(format_summary(result))
     if args.out is not None:

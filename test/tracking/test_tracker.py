@@ -17,6 +17,7 @@ from pmp_ros.eval.tracking import (
     DETECTION_FLOOR,
     FrameRecord,
     Score,
+    SequenceRecorder,
     per_frame_outputs,
     record_sequence,
     tracked_outputs,
@@ -283,3 +284,23 @@ def test_metrics_on_two_short_sequences_through_the_shipped_model():
         assert summary["num_objects"] == summary["visible_target_frames"] > 0
         assert 0.0 <= summary["idf1"] <= 1.0 and summary["mota"] <= 1.0
         assert 0.0 <= summary["flicker_rate"] <= 1.0
+
+
+@pytest.mark.slow
+def test_sequence_recorder_records_in_worker_processes_and_reads_its_cache_back(tmp_path):
+    cfg = TrackingSequenceConfig(num_frames=3)
+    recorded = SequenceRecorder(SHIPPED, cfg, jobs=2, cache=tmp_path).records(splits.TEST, 2)
+    (folder,) = tmp_path.iterdir()
+    assert sorted(p.name for p in folder.iterdir()) == [f"{seed}.pkl" for seed in splits.seeds(splits.TEST, 2)]
+    # The same model file in one process, and a single-process recording without a cache, give the same records.
+    cached = SequenceRecorder(SHIPPED, cfg, jobs=1, cache=tmp_path).records(splits.TEST, 2)
+    fresh = SequenceRecorder(SHIPPED, cfg, jobs=1).records(splits.TEST, 1)
+    for records in (cached[:1], fresh):
+        for mine, theirs in zip(records[0], recorded[0]):
+            assert [i.label for i in mine.instances] == [i.label for i in theirs.instances]
+            assert [i.score for i in mine.instances] == pytest.approx([i.score for i in theirs.instances], abs=1e-5)
+            assert mine.truth_ids == theirs.truth_ids and mine.camera_shift == theirs.camera_shift
+            assert np.array_equal(mine.instance_image, theirs.instance_image)
+    # Another sequence config is another cache key.
+    SequenceRecorder(SHIPPED, replace(cfg, num_frames=2), cache=tmp_path).records(splits.TEST, 1)
+    assert len(list(tmp_path.iterdir())) == 2
