@@ -349,4 +349,8 @@ def _log(progress: bool, message: str) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Run as the imported module, not as __main__: the records the worker processes return and the cache
+    # keeps must pickle as pmp_ros.eval.tracking.FrameRecord to be read back by any process.
+    from pmp_ros.eval.tracking import main as module_main
+
+    sys.exit(module_main())

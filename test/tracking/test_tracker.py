@@ -1,6 +1,9 @@
 """The tracker on synthetic moving blobs, the tracking sequences of the procedural world, and the tracking
 metrics on two short sequences through the shipped model."""
 
+import json
+import subprocess
+import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -304,3 +307,20 @@ def test_sequence_recorder_records_in_worker_processes_and_reads_its_cache_back(
     # Another sequence config is another cache key.
     SequenceRecorder(SHIPPED, replace(cfg, num_frames=2), cache=tmp_path).records(splits.TEST, 1)
     assert len(list(tmp_path.iterdir())) == 2
+
+
+@pytest.mark.slow
+def test_the_command_writes_its_result_and_a_cache_any_process_reads(tmp_path):
+    out = tmp_path / "tracking.json"
+    command = [sys.executable, "-m", "pmp_ros.eval.tracking", "--sequences", "1", "--validation-sequences", "1"]
+    command += ["--frames", "2", "--jobs", "2", "--cache", str(tmp_path / "cache"), "--out", str(out)]
+    subprocess.run(command, check=True, capture_output=True, timeout=300)
+    result = json.loads(out.read_text())
+    assert result["setup"]["sequences"] == 1 and set(result["goals"]) == {
+        "idf1_higher_with_tracking",
+        "flicker_rate_at_least_halved",
+    }
+    # Records pickled by the command (run as __main__) load in this process, from the cache alone.
+    cfg = TrackingSequenceConfig(num_frames=2)
+    (records,) = SequenceRecorder(SHIPPED, cfg, cache=tmp_path / "cache").records(splits.EVAL, 1)
+    assert isinstance(records[0], FrameRecord) and len(records) == 2
