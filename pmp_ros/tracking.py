@@ -23,15 +23,26 @@ track survives up to max_misses consecutive missed frames. Ids are 1, 2, ... in 
 reused. The track's score is an EMA over the frames it is detected in (weight score_weight on the frame's
 score); a missed frame multiplies it by miss_decay. A track is published while it is confirmed and its
 smoothed score >= publish_score, so a score that dips below the threshold for a frame, or a frame where the
-object is not found, does not make it disappear; in a missed frame it is published with its predicted
-mask (unless that has left the image). `retain_labels` keeps only the tracks of the labels a new instruction
-still names.
+object is not found, does not make it disappear.
+
+A missed frame of a confirmed track (the model did not find the object) is published in one of two ways:
+- with the frame's image (update's `image`) and image_check_tolerance > 0, the image is checked: the track's
+  template (colours of up to TEMPLATE_SAMPLES pixels under its last detected mask) is compared with the image
+  at the predicted place and at shifts up to image_search x the image width around it; where the best
+  match differs by at most image_check_tolerance grey levels on average, the object is still there and the
+  track is published with its mask moved to that match (and its position corrected to it); otherwise it is
+  occluded or gone and is not published this frame (it stays alive until max_misses);
+- otherwise, for its first publish_misses consecutive missed frames, with its predicted mask (a prediction
+  drifts from the object: published too long it is a false positive).
+Either way a mask that has left the image is not published. `retain_labels` keeps only the tracks of the
+labels a new instruction still names.
 
 Pure numpy + scipy: no ROS, no torch.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -43,6 +54,9 @@ from scipy.optimize import linear_sum_assignment
 # weak instances continue tracks, only new_track_score starts one, only publish_score is published.
 # TrackerParams were chosen with it (python -m pmp_ros.eval.tracking); the node uses it too.
 DETECTION_FLOOR = 0.05
+# A track's template (the image under its last mask, for checking the image where it was missed) keeps at
+# most this many pixels: the check costs the same at any resolution.
+TEMPLATE_SAMPLES = 400
 
 
 class Detection(Protocol):
@@ -61,31 +75,39 @@ class TrackerParams:
     above it are not assigned.
     Lifecycle: new_track_score: the least score of an instance that starts a track (weaker ones only
     continue tracks); min_hits: hits that confirm a track; max_misses: consecutive missed frames a
-    confirmed track survives.
+    confirmed track survives; publish_misses: consecutive missed frames a confirmed track is published
+    with its predicted mask when the image is not checked (0: only frames it is detected in).
+    Image check of missed tracks (module docstring): image_check_tolerance: the largest mean absolute colour
+    difference (grey levels, 0-255) at which the image still shows the object (0: no check); image_search:
+    the search radius around the predicted place, as a fraction of the image width.
     Smoothing: score_weight: EMA weight of the frame's score (1 = none); miss_decay: factor on the smoothed
     score per missed frame (1 = held, 1 - score_weight = a miss counts as score 0); publish_score: the
-    least smoothed score of a published track; motion_weight, appearance_update: EMA weights of the newest velocity and
-    embedding.
-    Defaults: new_track_score, min_hits, max_misses, score_weight, miss_decay, distance_weight and max_cost
-    were chosen on 60 validation sequences by python -m pmp_ros.eval.tracking (its GRID and rule;
-    docs/results.md, docs/results/tracking.json); appearance_scale and distance_scale_m from the same-object
-    vs other-object spread of cosines and 3D steps on validation sequences; publish_score is the shipped
-    model's score threshold; the rest are not tuned."""
+    least smoothed score of a published track; motion_weight, appearance_update: EMA weights of the newest
+    velocity and embedding.
+    Defaults: new_track_score, min_hits, max_misses, publish_misses, miss_decay, max_cost and
+    image_check_tolerance were chosen on 60 validation sequences by python -m pmp_ros.eval.tracking (its GRID
+    and rule; docs/results.md "Tracking", docs/results/tracking_side.json); score_weight, distance_weight,
+    motion_weight and image_search before it, one at a time on the same validation records (docs/results.md);
+    appearance_scale and distance_scale_m from the same-object vs other-object spread of cosines and 3D steps
+    on validation sequences; publish_score is the shipped model's score threshold; the rest are not tuned."""
 
     iou_weight: float = 1.0
     appearance_weight: float = 1.0
-    distance_weight: float = 1.0
+    distance_weight: float = 0.0
     appearance_scale: float = 0.3
     distance_scale_m: float = 0.1
     label_change_cost: float = 0.3
-    max_cost: float = 0.8
-    new_track_score: float = 0.25
-    min_hits: int = 1
-    max_misses: int = 15
-    score_weight: float = 0.6
+    max_cost: float = 0.9
+    new_track_score: float = 0.3
+    min_hits: int = 2
+    max_misses: int = 20
+    publish_misses: int = 1
+    image_check_tolerance: float = 20.0
+    image_search: float = 0.0125
+    score_weight: float = 0.3
     miss_decay: float = 1.0
     publish_score: float = 0.15
-    motion_weight: float = 0.5
+    motion_weight: float = 0.0
     appearance_update: float = 0.3
 
 
@@ -143,13 +165,68 @@ class _Track:
     pixel: _Motion  # mask centroid (x, y) in the current frame's pixels; velocity: the object's own
     embedding: np.ndarray | None  # unit [D]
     centroid: _Motion | None  # metres [3]
+    template: _Template | None = None  # the image under `mask` when it was detected
     hits: int = 1
     misses: int = 0
+    checked_mask: np.ndarray | None = None  # this missed frame's predicted mask, as the image check placed it
+
+    def predicted_offset(self, frames_ahead: int) -> tuple[int, int]:
+        """(dx, dy) whole pixels from the last mask to where it is predicted frames_ahead frames after it was
+        seen."""
+        dx, dy = np.rint(self.pixel.predict(frames_ahead) - self.mask_centre).astype(int)
+        return int(dx), int(dy)
 
     def predicted_mask(self, frames_ahead: int) -> np.ndarray:
         """The last mask moved to the centroid predicted frames_ahead frames after it was seen."""
-        dx, dy = np.rint(self.pixel.predict(frames_ahead) - self.mask_centre).astype(int)
-        return _shifted(self.mask, int(dx), int(dy))
+        return _shifted(self.mask, *self.predicted_offset(frames_ahead))
+
+
+@dataclass(frozen=True)
+class _Template:
+    """Colour samples of a detected mask: pixel rows ys and columns xs int [N] (at most TEMPLATE_SAMPLES, evenly
+    spread over the mask) and their colours int16 [N,3]."""
+
+    ys: np.ndarray
+    xs: np.ndarray
+    colours: np.ndarray
+
+    @classmethod
+    def of(cls, image: np.ndarray, mask: np.ndarray) -> _Template | None:
+        ys, xs = np.nonzero(mask)
+        if not len(ys):
+            return None
+        step = math.ceil(len(ys) / TEMPLATE_SAMPLES)
+        ys, xs = ys[::step], xs[::step]
+        return cls(ys, xs, image[ys, xs].astype(np.int16))
+
+    def best_match(self, image: np.ndarray, dx: int, dy: int, radius: int) -> tuple[float, int, int]:
+        """(difference, sx, sy): the samples moved by (dx + sx, dy + sy) for shifts |sx|, |sy| <= radius,
+        compared with `image` (uint8 [H,W,3]); difference: the mean absolute colour difference per channel
+        (grey levels) of the samples inside the image at the best shift, inf where fewer than half of them
+        are inside. Searched coarse to fine: a grid of at most 9 x 9 shifts, then every shift around its best."""
+        step = max(1, math.ceil(radius / 4))
+        coarse = np.arange(-(radius // step), radius // step + 1) * step
+        best = self._best_of(image, dx, dy, coarse, coarse)
+        if step > 1:
+            fine = np.arange(-(step - 1), step)
+            best = min(best, self._best_of(image, dx, dy, best[1] + fine, best[2] + fine))
+        return best
+
+    def _best_of(
+        self, image: np.ndarray, dx: int, dy: int, x_shifts: np.ndarray, y_shifts: np.ndarray
+    ) -> tuple[float, int, int]:
+        """best_match over the shifts x_shifts x y_shifts (int [n] each)."""
+        sy, sx = (grid.reshape(-1, 1) for grid in np.meshgrid(y_shifts, x_shifts, indexing="ij"))
+        rows, cols = self.ys[None] + dy + sy, self.xs[None] + dx + sx  # [S,N]
+        height, width = image.shape[:2]
+        inside = (rows >= 0) & (rows < height) & (cols >= 0) & (cols < width)
+        colours = image[rows.clip(0, height - 1), cols.clip(0, width - 1)].astype(np.int16)  # [S,N,3]
+        difference = np.abs(colours - self.colours[None]).mean(axis=2)
+        counted = inside.sum(axis=1)
+        mean = np.where(inside, difference, 0.0).sum(axis=1) / np.maximum(counted, 1)
+        mean[counted < 0.5 * len(self.ys)] = np.inf
+        best = int(np.argmin(mean))
+        return float(mean[best]), int(sx[best, 0]), int(sy[best, 0])
 
 
 class Tracker:
@@ -171,6 +248,7 @@ class Tracker:
         embeddings: Sequence[np.ndarray | None] | None = None,
         centroids: Sequence[Sequence[float] | None] | None = None,
         camera_shift: tuple[float, float] | None = None,
+        image: np.ndarray | None = None,
     ) -> TrackingResult:
         """Advance by one frame. instances: this frame's (masks bool [H,W], one size for a tracker);
         embeddings: float [D] or None per instance; centroids: (x, y, z) metres or None per instance;
@@ -186,20 +264,22 @@ class Tracker:
             raise ValueError(f"{len(points)} centroids for {len(instances)} instances")
         detections = self._associate(instances, embeddings, points)  # track id -> instance index
         params, survivors = self.params, []
+        check = image is not None and params.image_check_tolerance > 0
         for track in self._tracks:
             index = detections.get(track.id)
             if index is not None:
-                self._observe(track, instances[index], embeddings[index], points[index])
+                self._observe(track, instances[index], embeddings[index], points[index], image if check else None)
                 survivors.append(track)
                 continue
             track.score *= params.miss_decay
             if track.hits >= params.min_hits and track.misses < params.max_misses:
                 track.misses += 1
+                track.checked_mask = self._check(track, image) if check else None
                 survivors.append(track)
         taken = set(detections.values())
         for index, instance in enumerate(instances):
             if index not in taken and instance.score >= params.new_track_score:
-                track = self._new_track(instance, embeddings[index], points[index])
+                track = self._new_track(instance, embeddings[index], points[index], image if check else None)
                 detections[track.id] = index
                 survivors.append(track)
         self._tracks = survivors
@@ -254,7 +334,27 @@ class Tracker:
 
     # --- track state -----------------------------------------------------------------------------------
 
-    def _new_track(self, instance: Detection, embedding: np.ndarray | None, point: np.ndarray | None) -> _Track:
+    def _check(self, track: _Track, image: np.ndarray) -> np.ndarray | None:
+        """A missed track's mask where the image still shows it: its template searched near the predicted
+        place; None when the best match differs by more than image_check_tolerance (occluded, gone, or no
+        template). A match moves the track's position there."""
+        if track.template is None:
+            return None
+        dx, dy = track.predicted_offset(track.misses)
+        radius = round(self.params.image_search * image.shape[1])
+        difference, sx, sy = track.template.best_match(image, dx, dy, radius)
+        if difference > self.params.image_check_tolerance:
+            return None
+        track.pixel.position = track.pixel.position + np.array([sx, sy], np.float64)
+        return _shifted(track.mask, dx + sx, dy + sy)
+
+    def _new_track(
+        self,
+        instance: Detection,
+        embedding: np.ndarray | None,
+        point: np.ndarray | None,
+        image: np.ndarray | None = None,
+    ) -> _Track:
         track = _Track(
             id=self._next_id,
             label=instance.label,
@@ -264,12 +364,22 @@ class Tracker:
             pixel=_Motion(_mask_centre(instance.mask)),
             embedding=embedding,
             centroid=None if point is None else _Motion(point),
+            template=None if image is None else _Template.of(image, instance.mask),
         )
         self._next_id += 1
         return track
 
-    def _observe(self, track: _Track, instance: Detection, embedding: np.ndarray | None, point: np.ndarray | None):
+    def _observe(
+        self,
+        track: _Track,
+        instance: Detection,
+        embedding: np.ndarray | None,
+        point: np.ndarray | None,
+        image: np.ndarray | None = None,
+    ):
         p, elapsed = self.params, track.misses + 1
+        if image is not None:
+            track.template = _Template.of(image, instance.mask)
         track.score = (1.0 - p.score_weight) * track.score + p.score_weight * float(instance.score)
         track.label, track.mask = instance.label, instance.mask
         track.mask_centre = _mask_centre(instance.mask)
@@ -300,7 +410,14 @@ class Tracker:
             detection = detections.get(track.id)
             if detection is not None:
                 track_ids[detection] = track.id
-            mask = track.mask if detection is not None else track.predicted_mask(track.misses)
+            if detection is not None:
+                mask = track.mask
+            elif track.checked_mask is not None:
+                mask = track.checked_mask
+            elif track.misses > p.publish_misses or p.image_check_tolerance > 0 and track.template is not None:
+                continue
+            else:
+                mask = track.predicted_mask(track.misses)
             if not mask.any():  # predicted out of the image
                 continue
             tracks.append(

@@ -33,6 +33,7 @@ import dataclasses
 import hashlib
 import itertools
 import json
+import multiprocessing
 import pickle
 import shlex
 import sys
@@ -64,15 +65,16 @@ from pmp_ros.paths import model_file
 from pmp_ros.tracking import DETECTION_FLOOR, Tracker, TrackerParams, image_shift
 
 PREDICT_BATCH = 5
+RECORD_FORMAT = 2  # FrameRecord's fields: raise when they change, so that a cache of older records is not read
 # The validation grid: every combination of these TrackerParams fields; the others keep their defaults.
 GRID = {
-    "new_track_score": (0.15, 0.25),
+    "new_track_score": (0.25, 0.3),
     "min_hits": (1, 2),
-    "max_misses": (5, 15),
-    "score_weight": (0.3, 0.6),
+    "max_misses": (10, 20),
+    "publish_misses": (1, 2),
     "miss_decay": (0.8, 1.0),
-    "distance_weight": (0.0, 1.0),
-    "max_cost": (0.7, 0.8),
+    "max_cost": (0.7, 0.9),
+    "image_check_tolerance": (0.0, 20.0),
 }
 
 
@@ -95,11 +97,13 @@ class DetectedInstance:
 
 @dataclass(frozen=True, eq=False)
 class FrameRecord(FrameTargets):
-    """One frame: the truth (FrameTargets), the model's instances scoring >= DETECTION_FLOOR, best first, and
-    the image shift (dx, dy) from the previous frame (None in the first)."""
+    """One frame: the truth (FrameTargets), the model's instances scoring >= DETECTION_FLOOR, best first, the
+    image shift (dx, dy) from the previous frame (None in the first) and the frame's image (uint8 [H,W,3]
+    RGB, None where not kept: the tracker then cannot check the image where a track was missed)."""
 
     instances: tuple[DetectedInstance, ...]
     camera_shift: tuple[float, float] | None = None
+    image: np.ndarray | None = None
 
 
 def record_sequence(predictor: Predictor, frames: Sequence[StreamFrame]) -> list[FrameRecord]:
@@ -119,7 +123,7 @@ def record_sequence(predictor: Predictor, frames: Sequence[StreamFrame]) -> list
             )
             truth = visible_target_ids(frame.objects, frame.target_ids)
             shift = image_shift(frames[index - 1].rgb, frame.rgb) if index else None
-            records.append(FrameRecord(frame.instance, truth, instances, shift))
+            records.append(FrameRecord(frame.instance, truth, instances, shift, frame.rgb))
     return records
 
 
@@ -134,7 +138,11 @@ def tracked_outputs(frames: Sequence[FrameRecord], params: TrackerParams) -> lis
     for frame in frames:
         instances = frame.instances
         result = tracker.update(
-            instances, [i.embedding for i in instances], [i.centroid for i in instances], frame.camera_shift
+            instances,
+            [i.embedding for i in instances],
+            [i.centroid for i in instances],
+            frame.camera_shift,
+            frame.image,
         )
         outputs.append([(t.track_id, t.mask) for t in result.tracks])
     return outputs
@@ -144,6 +152,30 @@ def grid_settings() -> Iterator[dict]:
     """Every combination of GRID, as TrackerParams keyword dicts."""
     for values in itertools.product(*GRID.values()):
         yield dict(zip(GRID, values))
+
+
+def grid_scores(sequences: list[list[FrameRecord]], settings: list[dict], jobs: int = 1) -> list[dict]:
+    """Per setting (TrackerParams keywords) {"setting", "metrics"}: the tracked outputs' Score summary over
+    the sequences; `jobs` processes share the settings (forked: they inherit the records, none is copied)."""
+    _grid_records[:] = sequences
+    try:
+        if jobs > 1:
+            with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("fork")) as pool:
+                return list(pool.map(_grid_row, settings))
+        return [_grid_row(setting) for setting in settings]
+    finally:
+        _grid_records.clear()
+
+
+# The sequences grid_scores scores (module state, so that forked workers read the parent's records).
+_grid_records: list[list[FrameRecord]] = []
+
+
+def _grid_row(setting: dict) -> dict:
+    score = Score()
+    for frames in _grid_records:
+        score.add(frames, tracked_outputs(frames, TrackerParams(**setting)))
+    return {"setting": setting, "metrics": score.summary()}
 
 
 def choose_setting(rows: Sequence[dict], baseline: dict) -> dict:
@@ -196,9 +228,10 @@ class SequenceRecorder:
 
 
 def _cache_key(model: Path, cfg: TrackingSequenceConfig) -> str:
-    """A folder name for what the records depend on: the model file's bytes, the sequences, the floor."""
+    """A folder name for what the records depend on: the model file's bytes, the sequences, the floor, and
+    what a record holds (RECORD_FORMAT)."""
     digest = hashlib.sha256(model.read_bytes())
-    digest.update(repr((cfg, DETECTION_FLOOR)).encode())
+    digest.update(repr((cfg, DETECTION_FLOOR, RECORD_FORMAT)).encode())
     return digest.hexdigest()[:16]
 
 
@@ -239,12 +272,7 @@ def evaluate_tracking(
     baseline = Score()
     for frames in validation:
         baseline.add(frames, per_frame_outputs(frames, threshold))
-    rows = []
-    for setting in grid_settings():
-        score = Score()
-        for frames in validation:
-            score.add(frames, tracked_outputs(frames, TrackerParams(**setting)))
-        rows.append({"setting": setting, "metrics": score.summary()})
+    rows = grid_scores(validation, list(grid_settings()), jobs)
     validation_baseline = baseline.summary()
     chosen = choose_setting(rows, validation_baseline)
     _log(progress, f"validation grid: {len(rows)} settings ({time.time() - started:.0f} s); chosen {chosen['setting']}")

@@ -111,6 +111,17 @@ _TRACKER_FIELDS = {  # field: (description, min, max)
     "new_track_score": ("Least instance score that starts a track (weaker ones only continue tracks)", 0.0, 1.0),
     "min_hits": ("Frames with an instance that confirm a track (published from then on)", 1, 100),
     "max_misses": ("Consecutive frames without an instance a confirmed track survives", 0, 1000),
+    "publish_misses": (
+        "Consecutive frames without an instance a track is published with its predicted mask (no image check)",
+        0,
+        1000,
+    ),
+    "image_check_tolerance": (
+        "Mean colour difference (grey levels) at which a missed track's place in the image still shows it; 0 = off",
+        0.0,
+        255.0,
+    ),
+    "image_search": ("Search radius of the image check around a missed track, as a fraction of the width", 0.0, 0.5),
     "score_weight": ("Weight of the frame's score in the track's smoothed score (1 = no smoothing)", 0.0, 1.0),
     "miss_decay": ("Factor on a track's smoothed score per frame without an instance", 0.0, 1.0),
     "motion_weight": ("Weight of the newest step in a track's velocity estimate", 0.0, 1.0),

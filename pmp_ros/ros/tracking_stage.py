@@ -5,7 +5,8 @@ pmp_ros.eval.tracking, docs/results.md "Tracking"): the stream's frames are pred
 lowered to tracking.DETECTION_FLOOR (`detection_settings`), so weak instances continue tracks while only
 new_track_score starts one; each instance comes with its appearance embedding (Instance.embedding), its 3D
 centroid when the frame has depth (objects3d.object_centroids: the centroid the node publishes) and the
-camera's image shift since the previous frame (tracking.image_shift). The node then publishes the tracks
+camera's image shift since the previous frame (tracking.image_shift), and the frame itself (where a track was
+missed, the tracker checks the image for it). The node then publishes the tracks
 (`TrackingStage.track`): smoothed scores >= its score threshold (TrackerParams.publish_score), stable ids.
 
 The segment service answers for one frame without the stream's history: `above_threshold` cuts a prediction
@@ -96,7 +97,9 @@ class TrackingStage:
         centroids = None
         if depth is not None and k is not None and instances:
             centroids = object_centroids([i.mask for i in instances], depth, k, boxes=[i.box for i in instances])
-        result = self._tracker.update(instances, [i.embedding for i in instances], centroids, self._camera_shift(rgb))
+        result = self._tracker.update(
+            instances, [i.embedding for i in instances], centroids, self._camera_shift(rgb), image=rgb
+        )
         return _published(prediction, result, prompts)
 
     def _camera_shift(self, rgb: np.ndarray) -> tuple[float, float] | None:

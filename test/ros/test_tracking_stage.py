@@ -129,7 +129,7 @@ def test_a_missed_track_takes_only_the_pixels_no_found_one_has():
 
 
 def test_new_prompts_end_the_tracks_of_labels_they_do_not_name_and_a_new_frame_size_ends_all():
-    rgb, params = np.zeros((40, 60, 3), np.uint8), TrackerParams()
+    rgb, params = np.zeros((40, 60, 3), np.uint8), TrackerParams(min_hits=1)
     stage = TrackingStage()
     _, first = stage.track(_prediction((5, 5, 8, 0.9)), rgb, None, None, ["red star", "cup"], params)
     _, kept = stage.track(_prediction((5, 5, 8, 0.9)), rgb, None, None, ["red star"], params)

@@ -26,7 +26,7 @@ from pmp_ros.eval.tracking import (
     tracked_outputs,
 )
 from pmp_ros.model.inference import Predictor
-from pmp_ros.tracking import Tracker, TrackerParams, image_shift
+from pmp_ros.tracking import Tracker, TrackerParams, image_shift, mask_iou
 
 SHIPPED = Path(__file__).resolve().parents[2] / "models" / "pmp_default.safetensors"
 SIZE = (60, 80)  # H, W of the synthetic frames
@@ -54,7 +54,7 @@ def ids_by_label(result) -> dict[str, int]:
 
 
 def test_moving_blobs_keep_their_ids_through_a_miss():
-    tracker = Tracker(TrackerParams(min_hits=1, max_misses=3))
+    tracker = Tracker(TrackerParams(min_hits=1, max_misses=3, motion_weight=0.5))
     first = None
     for frame in range(8):
         blobs = [blob(10 + 3 * frame, 15, label="a"), blob(70 - 3 * frame, 45, label="b")]
@@ -67,7 +67,7 @@ def test_moving_blobs_keep_their_ids_through_a_miss():
 
 
 def test_a_missed_track_is_published_with_its_predicted_mask():
-    tracker = Tracker(TrackerParams(min_hits=1, miss_decay=1.0))
+    tracker = Tracker(TrackerParams(min_hits=1, miss_decay=1.0, motion_weight=0.5))
     for frame in range(4):
         tracker.update([blob(10 + 4 * frame, 30)])
     (missed,) = tracker.update([]).tracks
@@ -97,6 +97,42 @@ def test_a_track_predicted_out_of_the_image_is_not_published():
     assert tracker.num_tracks == 1  # kept: the camera may come back
 
 
+def scene(*discs: tuple[float, float]) -> np.ndarray:
+    """uint8 [H,W,3]: a grey textured background with an orange disc at each (x, y)."""
+    rows, cols = np.mgrid[: SIZE[0], : SIZE[1]]
+    image = np.stack([(rows * 7 + cols * 3) % 40 + 60] * 3, axis=2).astype(np.uint8)
+    for x, y in discs:
+        image[disc(x, y)] = (230, 120, 20)
+    return image
+
+
+CHECKED = TrackerParams(min_hits=1, image_check_tolerance=20.0, image_search=0.1, publish_misses=0)
+
+
+def test_a_missed_track_is_published_where_the_image_still_shows_it():
+    """The model misses the disc, the image still shows it (moved 3 px): published there, its id kept."""
+    tracker = Tracker(CHECKED)
+    for _ in range(2):
+        (track_id,) = tracker.update([blob(30, 30)], image=scene((30, 30))).track_ids
+    (missed,) = tracker.update([], image=scene((33, 31))).tracks
+    assert missed.track_id == track_id and missed.detection is None
+    assert mask_iou(missed.mask[None], disc(33, 31)[None])[0, 0] == 1.0
+    # Its position was corrected to the match: the next miss starts from there.
+    (again,) = tracker.update([], image=scene((35, 31))).tracks
+    assert mask_iou(again.mask[None], disc(35, 31)[None])[0, 0] == 1.0
+
+
+def test_a_missed_track_whose_place_shows_something_else_is_not_published_but_lives():
+    tracker = Tracker(CHECKED)
+    for _ in range(2):
+        (track_id,) = tracker.update([blob(30, 30)], image=scene((30, 30))).track_ids
+    assert tracker.update([], image=scene()).tracks == ()  # occluded or gone: no mask on the background
+    assert tracker.num_tracks == 1
+    assert tracker.update([blob(30, 30)], image=scene((30, 30))).track_ids == (track_id,)
+    # Without an image the check cannot run: publish_misses (0 here) decides.
+    assert tracker.update([]).tracks == ()
+
+
 def test_image_shift_recovers_a_translation():
     texture = np.random.default_rng(0).integers(0, 255, (96, 128, 3), dtype=np.uint8)
     moved = np.roll(texture, (-3, 5), axis=(0, 1))  # the scene moves 5 px right, 3 px up
@@ -123,7 +159,7 @@ def test_crossing_blobs_do_not_swap_with_appearance():
 
 def test_centroids_reassociate_an_object_that_jumped():
     """After a jump with no mask overlap and no appearance, the 3D distance keeps the id."""
-    tracker = Tracker(TrackerParams(min_hits=1, max_misses=3))
+    tracker = Tracker(TrackerParams(min_hits=1, max_misses=3, distance_weight=1.0))
     centroids = [(0.0, 0.0, 0.5), (0.3, 0.0, 0.5)]
     first = tracker.update([blob(15, 30), blob(65, 30)], centroids=centroids).track_ids
     tracker.update([], centroids=[])
@@ -145,7 +181,7 @@ def test_a_track_is_born_after_min_hits():
 
 
 def test_a_track_dies_after_max_misses():
-    params = TrackerParams(min_hits=1, max_misses=3, miss_decay=1.0)
+    params = TrackerParams(min_hits=1, max_misses=3, publish_misses=3, miss_decay=1.0)
     for gap, same in ((3, True), (4, False)):
         tracker = Tracker(params)
         (track_id,) = tracker.update([blob(30, 30)]).track_ids
