@@ -242,6 +242,11 @@ class Tracker:
         """Live tracks, tentative and missed ones included."""
         return len(self._tracks)
 
+    @property
+    def live_track_ids(self) -> frozenset[int]:
+        """The ids of the live tracks, tentative, missed and unpublished ones included."""
+        return frozenset(track.id for track in self._tracks)
+
     def update(
         self,
         instances: Sequence[Detection],

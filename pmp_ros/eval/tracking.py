@@ -62,7 +62,7 @@ from pmp_ros.model.checkpoint import read_checkpoint
 from pmp_ros.model.inference import Predictor
 from pmp_ros.objects3d import measure_objects
 from pmp_ros.paths import model_file
-from pmp_ros.tracking import DETECTION_FLOOR, Tracker, TrackerParams, image_shift
+from pmp_ros.tracking import DETECTION_FLOOR, Tracker, TrackerParams, TrackingResult, image_shift, mask_iou
 
 PREDICT_BATCH = 5
 RECORD_FORMAT = 2  # FrameRecord's fields: raise when they change, so that a cache of older records is not read
@@ -134,7 +134,14 @@ def per_frame_outputs(frames: Sequence[FrameRecord], score_threshold: float) -> 
 
 def tracked_outputs(frames: Sequence[FrameRecord], params: TrackerParams) -> list[Output]:
     """The published tracks of a fresh tracker fed each frame's instances."""
-    tracker, outputs = Tracker(params), []
+    return [[(t.track_id, t.mask) for t in result.tracks] for result, _ in tracking_results(frames, params)]
+
+
+def tracking_results(
+    frames: Sequence[FrameRecord], params: TrackerParams
+) -> list[tuple[TrackingResult, frozenset[int]]]:
+    """Per frame, a fresh tracker's result and its live track ids after the frame."""
+    tracker, results = Tracker(params), []
     for frame in frames:
         instances = frame.instances
         result = tracker.update(
@@ -144,8 +151,48 @@ def tracked_outputs(frames: Sequence[FrameRecord], params: TrackerParams) -> lis
             frame.camera_shift,
             frame.image,
         )
-        outputs.append([(t.track_id, t.mask) for t in result.tracks])
-    return outputs
+        results.append((result, tracker.live_track_ids))
+    return results
+
+
+FLICKER_CAUSES = (
+    "found, mask below the match IoU",
+    "not found, placed mask below the match IoU",
+    "not found, not published",
+    "track ended",
+)
+
+
+def flicker_causes(frames: Sequence[FrameRecord], params: TrackerParams) -> dict[str, int]:
+    """Why the tracked output flickers: for each flicker frame of a target (track_metrics.Score: not covered
+    at IoU >= MATCH_IOU between frames where it is), what became of the track that covered it last
+    (FLICKER_CAUSES: published with this frame's instance, whose mask does not match; published with a mask
+    placed by prediction or the image check, which does not match; alive but not published; ended)."""
+    counts = dict.fromkeys(FLICKER_CAUSES, 0)
+    results = tracking_results(frames, params)
+    for truth_id in sorted({i for frame in frames for i in frame.truth_ids}):
+        visible = []  # per frame the target is in the truth: (covering track id or None, result, live ids)
+        for frame, (result, live) in zip(frames, results):
+            if truth_id not in frame.truth_ids:
+                continue
+            truth = frame.instance_image == truth_id
+            covering = next(
+                (t.track_id for t in result.tracks if mask_iou(truth[None], t.mask[None])[0, 0] >= MATCH_IOU), None
+            )
+            visible.append((covering, result, live))
+        covered = [index for index, (track_id, _, _) in enumerate(visible) if track_id is not None]
+        last = None
+        for track_id, result, live in visible[covered[0] : covered[-1] + 1] if len(covered) >= 2 else []:
+            if track_id is not None:
+                last = track_id
+                continue
+            published = {t.track_id: t for t in result.tracks}
+            if last in published:
+                found = published[last].detection is not None
+                counts[FLICKER_CAUSES[0] if found else FLICKER_CAUSES[1]] += 1
+            else:
+                counts[FLICKER_CAUSES[2] if last in live else FLICKER_CAUSES[3]] += 1
+    return counts
 
 
 def grid_settings() -> Iterator[dict]:
@@ -279,11 +326,14 @@ def evaluate_tracking(
 
     params = TrackerParams(**chosen["setting"])
     per_frame, tracked = Score(), Score()
+    causes = dict.fromkeys(FLICKER_CAUSES, 0)
     for records in recorder.records(splits.EVAL, num_sequences):
         per_frame.add(records, per_frame_outputs(records, threshold))
         tracked.add(records, tracked_outputs(records, params))
+        for cause, count in flicker_causes(records, params).items():
+            causes[cause] += count
     _log(progress, f"evaluation: {num_sequences} sequences ({time.time() - started:.0f} s)")
-    evaluation = {"per_frame": per_frame.summary(), "tracked": tracked.summary()}
+    evaluation = {"per_frame": per_frame.summary(), "tracked": tracked.summary(), "tracked_flicker_causes": causes}
     return {
         "setup": {
             "model": str(model),
@@ -343,6 +393,8 @@ def format_summary(result: dict) -> str:
         + f"{setup['validation_sequences']} validation sequences): "
         + ", ".join(f"{k}={v}" for k, v in result["validation"]["chosen"]["setting"].items()),
     ]
+    causes = evaluation["tracked_flicker_causes"]
+    lines.append("tracked flicker frames by cause: " + ", ".join(f"{cause}: {n}" for cause, n in causes.items()))
     lines += [f"goal {name}: {'met' if met else 'NOT met'}" for name, met in result["goals"].items()]
     return "\n".join(lines)
 

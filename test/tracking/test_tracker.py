@@ -18,9 +18,12 @@ from pmp_ros.data.sequences import TrackingSequenceConfig, sequence_frames, sequ
 from pmp_ros.data.streams import camera_rotation
 from pmp_ros.eval.tracking import (
     DETECTION_FLOOR,
+    FLICKER_CAUSES,
+    DetectedInstance,
     FrameRecord,
     Score,
     SequenceRecorder,
+    flicker_causes,
     per_frame_outputs,
     record_sequence,
     tracked_outputs,
@@ -305,6 +308,28 @@ def test_flicker_counts_the_frames_a_covered_target_disappears():
     assert summary["flicker_frames"] == 3 and summary["dropouts"] == 2
     assert summary["num_misses"] == 3 and summary["num_false_positives"] == 1
     assert summary["flicker_rate"] == pytest.approx(0.5)
+
+
+def test_flicker_causes_say_what_became_of_the_targets_track():
+    """A still target whose instance is whole, then a third of it, then missing for three frames, then whole:
+    each uncovered frame between the covered ones has the cause of its own kind."""
+    truth = np.zeros(SIZE, np.uint16)
+    truth[disc(30, 30)] = 7
+    rows, cols = np.mgrid[: SIZE[0], : SIZE[1]]
+    whole, third = disc(30, 30).astype(np.uint8), (disc(30, 30) & (cols < 28)).astype(np.uint8)
+
+    def record(label_image):
+        found = (DetectedInstance(1, "red star", 0.9, None, None, label_image),) if label_image.any() else ()
+        return FrameRecord(truth, (7,), found)
+
+    none = np.zeros(SIZE, np.uint8)
+    frames = [record(whole), record(third), record(none), record(none), record(none), record(whole)]
+    params = TrackerParams(min_hits=1, publish_misses=1, max_misses=2, image_check_tolerance=0.0)
+    causes = flicker_causes(frames, params)
+    assert causes == dict.fromkeys(FLICKER_CAUSES, 1)
+    score = Score()
+    score.add(frames, tracked_outputs(frames, params))
+    assert score.summary()["flicker_frames"] == sum(causes.values())
 
 
 @pytest.mark.slow
