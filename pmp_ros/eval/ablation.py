@@ -28,6 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
+from pmp_ros.eval.bootstrap import interval, pooled, unit_draws
+
 # table row -> column of scene_counts whose pooled ratio is the metric
 METRICS = {
     "F1 seen": "f1_seen",
@@ -66,12 +68,6 @@ def scene_counts(records: list[dict]) -> dict[str, np.ndarray]:
     return {column: np.asarray(pairs, dtype=np.float64) for column, pairs in out.items()}
 
 
-def _ratio(weights: np.ndarray, counts: np.ndarray) -> np.ndarray:
-    """Pooled metric per row of weights [B, S] (how often each scene was drawn) from counts [S, 2] -> [B]."""
-    numerator, denominator = weights @ counts[:, 0], weights @ counts[:, 1]
-    return np.divide(numerator, denominator, out=np.full_like(numerator, np.nan), where=denominator > 0)
-
-
 def load_variant(folder: Path) -> dict[int, list[dict]]:
     """{seed: records} of the records-<name>_s<seed>.json files in a pmp-eval output folder."""
     runs = {}
@@ -97,25 +93,23 @@ def compare(a: dict[int, list[dict]], b: dict[int, list[dict]], resamples: int =
             if [r["seed"] for r in records] != scenes:
                 raise ValueError(f"seed {s}: evaluated on other scenes than the rest")
     counts = {v: {s: scene_counts(r) for s, r in runs.items()} for v, runs in (("a", a), ("b", b))}
-    rng = np.random.default_rng(seed)
-    draws = rng.multinomial(len(scenes), np.full(len(scenes), 1 / len(scenes)), size=resamples).astype(np.float64)
+    draws = unit_draws(len(scenes), resamples, seed)
     full = np.ones((1, len(scenes)))
     out = {"seeds": sorted(a), "scenes": len(scenes), "resamples": resamples, "metrics": {}}
     for name, column in METRICS.items():
         entry = {}
         boot = {}
         for v in ("a", "b"):
-            per_seed = [float(_ratio(full, counts[v][s][column])[0]) for s in sorted(a)]
+            per_seed = [float(pooled(full, counts[v][s][column])[0]) for s in sorted(a)]
             entry[v] = {
                 "per_seed": per_seed,
                 "mean": float(np.mean(per_seed)),
                 "std": float(np.std(per_seed, ddof=1)) if len(per_seed) > 1 else None,
             }
-            boot[v] = np.mean([_ratio(draws, counts[v][s][column]) for s in sorted(a)], axis=0)
+            boot[v] = np.mean([pooled(draws, counts[v][s][column]) for s in sorted(a)], axis=0)
         difference = boot["a"] - boot["b"]
-        low, high = np.nanpercentile(difference, [2.5, 97.5])
         entry["difference"] = entry["a"]["mean"] - entry["b"]["mean"]
-        entry["ci95"] = [float(low), float(high)]
+        entry["ci95"] = interval(difference)
         entry["share_a_better"] = float(np.mean(difference[~np.isnan(difference)] > 0))
         out["metrics"][name] = entry
     return out

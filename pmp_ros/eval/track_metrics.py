@@ -51,6 +51,7 @@ class Score:
     visible_frames: int = 0
     flicker_frames: int = 0
     dropouts: int = 0
+    sequence_flicker: list[tuple[int, int]] = dataclasses.field(default_factory=list)  # (flicker, visible) each
 
     def add(self, frames: Sequence[FrameTargets], outputs: Sequence[Output]) -> None:
         """One sequence: its frames' truths and the outputs for them, in order."""
@@ -64,13 +65,17 @@ class Score:
             for row, truth_id in enumerate(frame.truth_ids):
                 covered.setdefault(truth_id, []).append(bool(output) and bool(iou[row].max() >= MATCH_IOU))
         self.accumulators.append(accumulator)
+        flicker = visible = 0
         for flags in covered.values():
-            self.visible_frames += len(flags)
+            visible += len(flags)
             hits = np.flatnonzero(flags)
             if len(hits) >= 2:
                 inside = ~np.asarray(flags[hits[0] : hits[-1] + 1])
-                self.flicker_frames += int(inside.sum())
+                flicker += int(inside.sum())
                 self.dropouts += int(np.count_nonzero(np.diff(inside.astype(int)) == 1))
+        self.visible_frames += visible
+        self.flicker_frames += flicker
+        self.sequence_flicker.append((flicker, visible))
 
     def summary(self) -> dict:
         """IDF1, ID switches, MOTA, FP, misses, truth count over all sequences, and the flicker figures."""
@@ -86,6 +91,19 @@ class Score:
             "flicker_frames": self.flicker_frames,
             "dropouts": self.dropouts,
             "flicker_rate": self.flicker_frames / max(self.visible_frames, 1),
+        }
+
+    def sequence_counts(self) -> dict[str, np.ndarray]:
+        """Per sequence the numerator and denominator (float [S, 2]) whose sums over sequences give the pooled
+        metric: "idf1": (2 IDTP, 2 IDTP + IDFP + IDFN), "flicker_rate": (flicker frames, visible target
+        frames). For a bootstrap over sequences (pmp_ros.eval.bootstrap)."""
+        per_sequence = motmetrics.metrics.create().compute_many(
+            self.accumulators, metrics=["idtp", "idfp", "idfn"], names=[str(i) for i in range(len(self.accumulators))]
+        )
+        idtp, idfp, idfn = (per_sequence[name].to_numpy(np.float64) for name in ("idtp", "idfp", "idfn"))
+        return {
+            "idf1": np.stack([2 * idtp, 2 * idtp + idfp + idfn], axis=1),
+            "flicker_rate": np.asarray(self.sequence_flicker, np.float64).reshape(-1, 2),
         }
 
 

@@ -49,6 +49,7 @@ import torch
 from pmp_ros.data import splits, vocabulary
 from pmp_ros.data.sequences import TrackingSequenceConfig, sequence_frames, sequence_script, tracking_world
 from pmp_ros.data.streams import StreamFrame
+from pmp_ros.eval.bootstrap import interval, pooled, unit_draws
 from pmp_ros.eval.report import markdown_table
 from pmp_ros.eval.track_metrics import (
     MATCH_IOU,
@@ -333,7 +334,12 @@ def evaluate_tracking(
         for cause, count in flicker_causes(records, params).items():
             causes[cause] += count
     _log(progress, f"evaluation: {num_sequences} sequences ({time.time() - started:.0f} s)")
-    evaluation = {"per_frame": per_frame.summary(), "tracked": tracked.summary(), "tracked_flicker_causes": causes}
+    evaluation = {
+        "per_frame": per_frame.summary(),
+        "tracked": tracked.summary(),
+        "tracked_flicker_causes": causes,
+        "paired_bootstrap": paired_bootstrap(per_frame, tracked),
+    }
     return {
         "setup": {
             "model": str(model),
@@ -354,6 +360,39 @@ def evaluate_tracking(
         "tracker_params": dataclasses.asdict(params),
         "evaluation": evaluation,
         "goals": goals(evaluation),
+    }
+
+
+def paired_bootstrap(per_frame: Score, tracked: Score, resamples: int = 2000, seed: int = 0) -> dict:
+    """How sure the comparison is: the sequences drawn with replacement (`resamples` times, the same draws for
+    both outputs, which saw the same sequences), each draw's pooled metrics recomputed; the 95 % intervals of
+    the IDF1 difference tracked - per-frame and of the flicker-rate ratio tracked / per-frame (the goals'
+    terms)."""
+    counts = per_frame.sequence_counts(), tracked.sequence_counts()
+    draws = unit_draws(len(per_frame.accumulators), resamples, seed)
+    full = np.ones((1, draws.shape[1]))
+    metrics = ("idf1", "flicker_rate")
+    drawn = {metric: [pooled(draws, c[metric]) for c in counts] for metric in metrics}  # per output [resamples]
+    observed = {metric: [float(pooled(full, c[metric])[0]) for c in counts] for metric in metrics}
+    return {
+        "sequences": draws.shape[1],
+        "resamples": resamples,
+        "idf1_difference": observed["idf1"][1] - observed["idf1"][0],
+        "idf1_difference_ci95": interval(drawn["idf1"][1] - drawn["idf1"][0]),
+        # Undefined (None) when the per-frame output does not flicker at all.
+        "flicker_rate_ratio": observed["flicker_rate"][1] / observed["flicker_rate"][0]
+        if observed["flicker_rate"][0] > 0
+        else None,
+        "flicker_rate_ratio_ci95": interval(
+            np.divide(
+                drawn["flicker_rate"][1],
+                drawn["flicker_rate"][0],
+                out=np.full(resamples, np.nan),
+                where=drawn["flicker_rate"][0] > 0,
+            )
+        )
+        if observed["flicker_rate"][0] > 0
+        else None,
     }
 
 
@@ -393,6 +432,17 @@ def format_summary(result: dict) -> str:
         + f"{setup['validation_sequences']} validation sequences): "
         + ", ".join(f"{k}={v}" for k, v in result["validation"]["chosen"]["setting"].items()),
     ]
+    boot = evaluation["paired_bootstrap"]
+    (low, high), ratio = boot["idf1_difference_ci95"], boot["flicker_rate_ratio"]
+    flicker = "undefined (no per-frame flicker)"
+    if ratio is not None:
+        ratio_low, ratio_high = boot["flicker_rate_ratio_ci95"]
+        flicker = f"{ratio:.2f} (95 % CI {ratio_low:.2f} to {ratio_high:.2f})"
+    lines.append(
+        f"tracked - per-frame IDF1 {boot['idf1_difference']:+.3f} (95 % CI {low:+.3f} to {high:+.3f}); tracked / "
+        f"per-frame flicker rate {flicker}; paired bootstrap over the {boot['sequences']} sequences, "
+        f"{boot['resamples']} draws"
+    )
     causes = evaluation["tracked_flicker_causes"]
     lines.append("tracked flicker frames by cause: " + ", ".join(f"{cause}: {n}" for cause, n in causes.items()))
     lines += [f"goal {name}: {'met' if met else 'NOT met'}" for name, met in result["goals"].items()]

@@ -24,6 +24,7 @@ from pmp_ros.eval.tracking import (
     Score,
     SequenceRecorder,
     flicker_causes,
+    paired_bootstrap,
     per_frame_outputs,
     record_sequence,
     tracked_outputs,
@@ -330,6 +331,31 @@ def test_flicker_causes_say_what_became_of_the_targets_track():
     score = Score()
     score.add(frames, tracked_outputs(frames, params))
     assert score.summary()["flicker_frames"] == sum(causes.values())
+
+
+def test_sequence_counts_pool_to_the_summary_and_the_bootstrap_brackets_the_difference():
+    truth = np.zeros(SIZE, np.uint16)
+    truth[disc(30, 30)] = 7
+    record = FrameRecord(truth, (7,), ())
+    covered, other = [(1, disc(30, 30))], [(2, disc(30, 30))]
+    steady, flickering = Score(), Score()
+    for gaps in range(1, 5):  # four sequences, the flickering output's with more and more gaps and id changes
+        steady.add([record] * 8, [covered] * 8)
+        flickering.add([record] * 8, [covered] + [[]] * gaps + [other] * (7 - gaps))
+    for score in (steady, flickering):
+        counts, summary = score.sequence_counts(), score.summary()
+        assert counts["idf1"][:, 0].sum() / counts["idf1"][:, 1].sum() == pytest.approx(summary["idf1"])
+        assert counts["flicker_rate"][:, 0].sum() / counts["flicker_rate"][:, 1].sum() == pytest.approx(
+            summary["flicker_rate"]
+        )
+    same = paired_bootstrap(steady, steady, resamples=200)
+    assert same["idf1_difference"] == 0 and same["idf1_difference_ci95"] == [0, 0]
+    worse = paired_bootstrap(steady, flickering, resamples=200)
+    low, high = worse["idf1_difference_ci95"]
+    assert low <= worse["idf1_difference"] <= high < 0
+    assert steady.summary()["flicker_rate"] == 0 and worse["flicker_rate_ratio"] is None
+    better = paired_bootstrap(flickering, steady, resamples=200)
+    assert better["flicker_rate_ratio"] == 0 and better["flicker_rate_ratio_ci95"] == [0, 0]
 
 
 @pytest.mark.slow
