@@ -18,7 +18,10 @@ scipy.optimize.linear_sum_assignment on a cost in [0, 1] per (track, instance) p
 A pair costing more than max_cost is never assigned.
 
 Lifecycle (TrackerParams): an unassigned instance scoring >= new_track_score starts a tentative track; it
-is confirmed once it has min_hits hits, and a tentative track that misses a frame is deleted. A confirmed
+is confirmed once it has min_hits hits, and a tentative track that misses a frame is deleted; the tracks born
+in the first frame after the tracker starts or an instruction changes (`retain_labels`) are confirmed at
+once (there is no earlier frame to weigh them against, and holding them back would answer a new instruction
+a frame late). A confirmed
 track survives up to max_misses consecutive missed frames. Ids are 1, 2, ... in order of birth, never
 reused. The track's score is an EMA over the frames it is detected in (weight score_weight on the frame's
 score); a missed frame multiplies it by miss_decay. A track is published while it is confirmed and its
@@ -168,7 +171,11 @@ class _Track:
     template: _Template | None = None  # the image under `mask` when it was detected
     hits: int = 1
     misses: int = 0
+    born_confirmed: bool = False  # born in the first frame after a start or an instruction change
     checked_mask: np.ndarray | None = None  # this missed frame's predicted mask, as the image check placed it
+
+    def confirmed(self, min_hits: int) -> bool:
+        return self.born_confirmed or self.hits >= min_hits
 
     def predicted_offset(self, frames_ahead: int) -> tuple[int, int]:
         """(dx, dy) whole pixels from the last mask to where it is predicted frames_ahead frames after it was
@@ -236,6 +243,7 @@ class Tracker:
         self.params = params or TrackerParams()
         self._tracks: list[_Track] = []
         self._next_id = 1
+        self._first_frame = True  # until the first update after the start or retain_labels
 
     @property
     def num_tracks(self) -> int:
@@ -277,7 +285,7 @@ class Tracker:
                 survivors.append(track)
                 continue
             track.score *= params.miss_decay
-            if track.hits >= params.min_hits and track.misses < params.max_misses:
+            if track.confirmed(params.min_hits) and track.misses < params.max_misses:
                 track.misses += 1
                 track.checked_mask = self._check(track, image) if check else None
                 survivors.append(track)
@@ -285,15 +293,18 @@ class Tracker:
         for index, instance in enumerate(instances):
             if index not in taken and instance.score >= params.new_track_score:
                 track = self._new_track(instance, embeddings[index], points[index], image if check else None)
+                track.born_confirmed = self._first_frame
                 detections[track.id] = index
                 survivors.append(track)
         self._tracks = survivors
+        self._first_frame = False
         return self._result(detections, len(instances))
 
     def retain_labels(self, labels: Collection[str]) -> None:
         """Keep only the tracks whose label is in labels (a new instruction: the tracks of the classes it
-        still names keep their ids; the others end)."""
+        still names keep their ids; the others end). The next frame's new tracks are confirmed at once."""
         self._tracks = [track for track in self._tracks if track.label in labels]
+        self._first_frame = True
 
     # --- association -----------------------------------------------------------------------------------
 
@@ -407,7 +418,7 @@ class Tracker:
     def _result(self, detections: dict[int, int], num_instances: int) -> TrackingResult:
         """The published tracks; detections: track id -> this frame's instance index."""
         p = self.params
-        published = [t for t in self._tracks if t.hits >= p.min_hits and t.score >= p.publish_score]
+        published = [t for t in self._tracks if t.confirmed(p.min_hits) and t.score >= p.publish_score]
         published.sort(key=lambda t: -t.score)
         track_ids: list[int | None] = [None] * num_instances
         tracks = []

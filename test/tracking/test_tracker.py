@@ -174,6 +174,7 @@ def test_centroids_reassociate_an_object_that_jumped():
 
 def test_a_track_is_born_after_min_hits():
     tracker = Tracker(TrackerParams(min_hits=3))
+    tracker.update([])  # from here on mid-stream (the first frame's tracks are confirmed at once: next test)
     published = [tracker.update([blob(30, 30)]) for _ in range(4)]
     assert [len(r.tracks) for r in published] == [0, 0, 1, 1]
     assert published[0].track_ids == (None,) and published[2].track_ids == (1,)
@@ -182,6 +183,16 @@ def test_a_track_is_born_after_min_hits():
     tracker.update([])
     again = [tracker.update([blob(60, 30, label="blue ring")]) for _ in range(3)]
     assert [r.track_ids for r in again] == [(None,), (None,), (3,)]
+
+
+def test_the_first_frame_and_a_new_instruction_publish_their_tracks_at_once():
+    tracker = Tracker(TrackerParams(min_hits=3))
+    assert tracker.update([blob(30, 30)]).track_ids == (1,)
+    ring = blob(60, 30, label="blue ring")
+    assert tracker.update([blob(30, 30), ring]).track_ids == (1, None)  # mid-stream: tentative
+    tracker.retain_labels(["red star", "green cross"])  # a new instruction: the ring's tentative track 2 ends
+    assert tracker.update([blob(30, 30), blob(60, 45, label="green cross")]).track_ids == (1, 3)
+    assert tracker.update([blob(30, 30), blob(60, 45, label="green cross"), ring]).track_ids == (1, 3, None)
 
 
 def test_a_track_dies_after_max_misses():
