@@ -169,6 +169,13 @@ def test_bench_objects3d(tmp_path):
     assert (tmp_path / "o.json").is_file()
 
 
+def test_bench_tracking(tmp_path):
+    out = run("bench_tracking.py", "--sequences", "1", "--sizes", "320x240", "--json", str(tmp_path / "t.json"))
+    assert "TrackingStage.track per frame" in out and "image check off" in out
+    rows = json.loads((tmp_path / "t.json").read_text())["rows"]
+    assert [r["n"] for r in rows] == [30, 30] and all(r["median_ms"] > 0 for r in rows)
+
+
 def test_bench_onnx(tmp_path):
     out = run(
         "bench_onnx.py",
