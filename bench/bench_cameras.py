@@ -2,9 +2,11 @@
 
     python bench/bench_cameras.py --random-model                                # 1, 2, 4 cameras, 30 s each
     python bench/bench_cameras.py --random-model --cameras 1 2 --duration 3     # smoke
+    python bench/bench_cameras.py --cameras 1 2 4 --camera-batching batch round_robin
 
 For each camera count N: N cameras (different world renders, --size) stream at --rate Hz each for --duration
-s, (a) into one node with cameras [cam0, ..., camN-1] (one model, one worker taking the cameras in turn), (b)
+s, (a) into one node with cameras [cam0, ..., camN-1] (one model, one worker; for N > 1 once per
+--camera-batching setting: their frames as one batch, or in turn), (b)
 into N nodes with one camera each (cameras [camI]: the same topics camI/image -> camI/labelled_points, N
 models). Per camera: output rate and latency p50/p95 (publish -> labelled_points received); per setup: the
 resident memory of the node process(es), summed, at the end of the stream.
@@ -99,23 +101,30 @@ class CamerasClient(BackgroundNode):
                 latencies.clear()
 
 
-def run_setup(args, run_dir: Path, domain: int, model_file: Path, count: int, shared: bool) -> list[dict]:
-    """Rows (one per camera) of `count` cameras on one node (shared) or on one node each."""
+def run_setup(
+    args, run_dir: Path, domain: int, model_file: Path, count: int, shared: bool, batching: str = "auto"
+) -> list[dict]:
+    """Rows (one per camera) of `count` cameras on one node (shared; its camera_batching parameter
+    `batching`) or on one node each."""
     from pmp_ros.ros.node import READY_TEXT
     from pmp_ros.ros.process import STARTUP_TIMEOUT_S, ChildProcess, ros_environment
 
     cameras = [f"cam{i}" for i in range(count)]
     width, height = args.inference_size
-    params = rosbench.node_parameters(model_file, args.threads, width, height) | {"tracking": "false"}
+    params = rosbench.node_parameters(model_file, args.threads, width, height) | {
+        "tracking": "false",
+        "device": args.device,
+        "camera_batching": batching,
+    }
     groups = [cameras] if shared else [[camera] for camera in cameras]
-    setup = f"1 node, {count} camera(s)" if shared else f"{count} node(s), 1 camera each"
+    setup = f"1 node, {count} camera(s), {batching}" if shared else f"{count} node(s), 1 camera each"
     with ExitStack() as stack:
         processes = []
         for index, group in enumerate(groups):
             node_params = params | {"cameras": f"[{', '.join(group)}]"}
             argv = [sys.executable, "-m", "pmp_ros.ros.node", "--ros-args", "-r", f"__node:=pmp_segmenter_{index}"]
             argv += [x for name, value in node_params.items() for x in ("-p", f"{name}:={value}")]
-            log = run_dir / f"{'shared' if shared else 'separate'}_{count}_{index}.log"
+            log = run_dir / f"{'shared_' + batching if shared else 'separate'}_{count}_{index}.log"
             processes.append(stack.enter_context(ChildProcess(argv, ros_environment(domain), log, f"node {index}")))
         for process in processes:
             process.wait_for_output(READY_TEXT, STARTUP_TIMEOUT_S)
@@ -173,6 +182,14 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--rate", type=float, default=30.0, help="frames per second of each camera")
     parser.add_argument("--duration", type=float, default=30.0, help="seconds measured per setup")
     parser.add_argument("--domain-id", type=int, help="ROS_DOMAIN_ID (default: random in 1..101)")
+    parser.add_argument("--device", default="cpu", help="the nodes' device parameter (cpu, cuda, auto)")
+    parser.add_argument(
+        "--camera-batching",
+        nargs="+",
+        choices=("auto", "batch", "round_robin"),
+        default=["auto"],
+        help="camera_batching settings of the one-node setups with several cameras (each is run)",
+    )
     return parser.parse_args()
 
 
@@ -190,14 +207,16 @@ def main() -> None:
                 "inference_size": f"{width}x{height}",
                 "rate_hz": args.rate,
                 "threads": args.threads,
+                "device": args.device,
                 "ros_domain_id": domain,
             }
         )
         benchlib.print_machine(info)
         rows = []
         for count in args.cameras:
-            for shared in (True, False):
-                rows += run_setup(args, run_dir, domain, model_file, count, shared)
+            for batching in args.camera_batching if count > 1 else ["auto"]:
+                rows += run_setup(args, run_dir, domain, model_file, count, True, batching)
+            rows += run_setup(args, run_dir, domain, model_file, count, False)
         benchlib.print_table("cameras on one node vs one node per camera", rows, COLUMNS)
         benchlib.write_json(args.json, {"benchmark": "bench_cameras", "machine": info, "rows": rows})
 

@@ -247,6 +247,15 @@ PARAMETERS: tuple[Parameter, ...] = (
         "for all; [''] = one camera on the plain topic names",
         item_pattern=CAMERA_NAME_PATTERN,
     ),
+    Parameter(
+        "camera_batching",
+        "auto",
+        "batch: the waiting frames of several cameras run as one batch (one forward) where their instructions "
+        "give the same prompts; round_robin: one camera's frame at a time, the cameras in turn; auto: batch when "
+        "the model runs on CUDA (on this project's CPU a batch is not faster per frame: docs/benchmarks.md)",
+        choices=("auto", "batch", "round_robin"),
+        dynamic=True,
+    ),
     Parameter("use_depth", False, "Subscribe to depth and camera info, and publish 3D labelled points"),
     Parameter(
         "depth_max_age",

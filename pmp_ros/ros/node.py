@@ -138,6 +138,7 @@ class Camera:
         self.stats = RollingStats()
         self.arrivals = ArrivalCounter()
         self.bad_images = self.bad_instructions = self.stale_results = self.errors = self.bad_camera_info = 0
+        self.batched_frames = 0  # frames predicted in one forward with other cameras' frames
         # An instruction arrived on the camera's own instruction topics: the shared ones no longer apply to it.
         self.own_instruction = False
         self.image_subscription = None
@@ -642,33 +643,89 @@ class SegmenterNode(LifecycleNode):
 
     # -- worker --------------------------------------------------------------------------------------
     def _work(self) -> None:
-        # One thread for every camera (one model): the cameras' waiting frames in turn (RoundRobin).
-        while (item := self.slots.take()) is not None:
-            index, (frame, target, requests) = item
-            if target.parsed is None and not requests:
+        # One thread for every camera (one model). Each turn takes the waiting frame of every camera
+        # (camera_batching) or of the next camera in turn (RoundRobin); frames of several cameras whose
+        # instructions give the same prompts run as one batch.
+        while (items := self.slots.take(every_camera=self._batching_cameras())) is not None:
+            stream = []  # (camera, frame, target, rgb, depth, k) of the frames to segment for their stream
+            for index, (frame, target, requests) in items:
+                camera = self.cameras[index]
+                converted = self._serve_requests(camera, frame, requests)
+                if converted is not None and target.parsed is not None:
+                    stream.append((camera, frame, target, *converted))
+            for entry, batched in zip(stream, self._batched_predictions(stream)):
+                camera = entry[0]
+                try:
+                    self._stream(*entry, batched)
+                except Exception as error:  # keep serving frames; the diagnostics report the error count
+                    self._frame_failed(camera, error)
+
+    def _batching_cameras(self) -> bool:
+        """Whether the worker takes every camera's waiting frame for one batch (the camera_batching parameter;
+        auto: on CUDA, where a batch costs less per frame than single frames)."""
+        setting = self.params["camera_batching"]
+        return setting == "batch" or setting == "auto" and str(self.predictor.device).startswith("cuda")
+
+    def _serve_requests(self, camera: Camera, frame: Frame, requests: list[SegmentRequest]):
+        """Convert a camera's frame and answer the segment requests waiting for it; returns (rgb, depth, k),
+        or None when the frame cannot be used (counted and logged)."""
+        try:
+            rgb, depth, k = self._convert(camera, frame)
+            for request in requests:
+                request.outputs = self._segment(frame.msg, rgb, depth, k, request.parsed, request.instruction)
+            return rgb, depth, k
+        except ImageConversionError as error:
+            self._bad_input(camera, "image", error)
+            for request in requests:
+                request.error = f"the camera frame could not be used: {error}"
+        except Exception as error:  # keep serving frames; the diagnostics report the error count
+            self._frame_failed(camera, error)
+            for request in requests:
+                request.error = request.error or f"segmentation failed: {type(error).__name__}: {error}"
+        finally:
+            for request in requests:
+                request.done.set()
+        return None
+
+    def _frame_failed(self, camera: Camera, error: Exception) -> None:
+        camera.errors += 1
+        self.get_logger().error(
+            f"frame failed{_for_cameras([camera])}: {type(error).__name__}: {error}",
+            throttle_duration_sec=LOG_THROTTLE_S,
+        )
+
+    def _batched_predictions(self, stream: list[tuple]) -> list[tuple[Prediction, float] | None]:
+        """Per stream entry (_work), its prediction from one forward over the frames of every entry with the
+        same prompts, and that forward's seconds; None for an entry whose prompts no other entry shares (it is
+        predicted alone in _segment). A failed batch is logged and its frames are predicted alone."""
+        found: list[tuple[Prediction, float] | None] = [None] * len(stream)
+        if len(stream) < 2:
+            return found
+        context, templates = self._text_settings()
+        groups: dict[tuple[str, ...], list[int]] = {}
+        for index, (_, _, target, *_) in enumerate(stream):
+            plan = resolve.plan_prompts(target.parsed, context)
+            if plan.num_targets:
+                groups.setdefault(tuple(plan.prompts), []).append(index)
+        for prompts, members in groups.items():
+            if len(members) < 2:
                 continue
-            camera = self.cameras[index]
+            start = time.monotonic()
             try:
-                rgb, depth, k = self._convert(camera, frame)
-                for request in requests:
-                    request.outputs = self._segment(frame.msg, rgb, depth, k, request.parsed, request.instruction)
-                if target.parsed is not None:
-                    self._stream(camera, frame, target, rgb, depth, k)
-            except ImageConversionError as error:
-                self._bad_input(camera, "image", error)
-                for request in requests:
-                    request.error = f"the camera frame could not be used: {error}"
-            except Exception as error:  # keep serving frames; the diagnostics report the error count
-                camera.errors += 1
-                self.get_logger().error(
-                    f"frame failed{_for_cameras([camera])}: {type(error).__name__}: {error}",
+                self._use_prompts(list(prompts), context, templates)
+                predictions = self.predictor.predict([stream[i][3] for i in members], semantic=False)
+            except Exception as error:
+                self.get_logger().warning(
+                    f"a batch of {len(members)} cameras' frames failed ({type(error).__name__}: {error}); "
+                    "predicting them one by one",
                     throttle_duration_sec=LOG_THROTTLE_S,
                 )
-                for request in requests:
-                    request.error = request.error or f"segmentation failed: {type(error).__name__}: {error}"
-            finally:
-                for request in requests:
-                    request.done.set()
+                continue
+            seconds = time.monotonic() - start
+            for index, prediction in zip(members, predictions):
+                found[index] = (prediction, seconds)
+                stream[index][0].batched_frames += 1
+        return found
 
     def _convert(self, camera: Camera, frame: Frame):
         """(rgb uint8 [H,W,3], depth [H,W] or None, K or None) of a frame received from `camera`."""
@@ -686,8 +743,10 @@ class SegmenterNode(LifecycleNode):
         instruction: str,
         cloud: bool = False,
         tracking: TrackingStage | None = None,
+        prediction: Prediction | None = None,
     ):
-        """FrameOutputs of one frame for one instruction: segment its prompts, with `tracking` follow the
+        """FrameOutputs of one frame for one instruction: segment its prompts (or take `prediction`, made
+        for them with the predictor's settings in a batch of several cameras' frames), with `tracking` follow the
         instances with the camera stream's tracker (the stream only: an answer for one frame must not move its
         tracks), resolve the instruction on them, measure the chosen ones in 3D (with depth). An
         instruction with no target (only exclusions) gives empty results without running the model, so
@@ -696,11 +755,9 @@ class SegmenterNode(LifecycleNode):
         plan = resolve.plan_prompts(parsed, context)
         track_ids: dict[int, int] = {}  # instance id -> track id
         if plan.num_targets:
-            if self._encoded != (plan.prompts, context, templates):
-                self._encoded = None  # until set_prompts has succeeded
-                self.predictor.set_prompts(plan.prompts, context, templates)
-                self._encoded = (plan.prompts, context, templates)
-            prediction = self.predictor.predict([rgb], semantic=False)[0]
+            if prediction is None:
+                self._use_prompts(plan.prompts, context, templates)
+                prediction = self.predictor.predict([rgb], semantic=False)[0]
             score_threshold = self._inference_settings().score_threshold
             if tracking is not None:
                 tracker_params = interface.tracker_params(self.params, publish_score=score_threshold)
@@ -737,16 +794,29 @@ class SegmenterNode(LifecycleNode):
             cloud=messages.object_cloud(header, stack_points(measured or [])) if cloud else None,
         )
 
-    def _stream(self, camera: Camera, frame: Frame, target: Target, rgb, depth, k) -> None:
+    def _use_prompts(self, prompts, context, templates) -> None:
+        """Give the predictor these prompts' text features (encoded only when they changed)."""
+        if self._encoded != (prompts, context, templates):
+            self._encoded = None  # until set_prompts has succeeded
+            self.predictor.set_prompts(prompts, context, templates)
+            self._encoded = (prompts, context, templates)
+
+    def _stream(
+        self, camera: Camera, frame: Frame, target: Target, rgb, depth, k, batched: tuple | None = None
+    ) -> None:
         """Segment a camera's frame for its instruction and publish it in the camera's namespace, unless the
-        instruction changed meanwhile."""
-        start = time.monotonic()
+        instruction changed meanwhile. batched: (its prediction, the batch's forward seconds) when it was
+        predicted in a batch of several cameras' frames (_batched_predictions)."""
+        prediction, batch_s = batched or (None, 0.0)
+        start = time.monotonic() - batch_s
         use_depth = self.params["use_depth"]
         tracking = camera.tracking if self.params["tracking"] else None
         if tracking is None:  # here, not where the parameter changes: only this thread may touch the tracks
             camera.tracking.reset()
         cloud = use_depth and camera.cloud_pub.get_subscription_count() > 0
-        outputs = self._segment(frame.msg, rgb, depth, k, target.parsed, target.instruction, cloud, tracking)
+        outputs = self._segment(
+            frame.msg, rgb, depth, k, target.parsed, target.instruction, cloud, tracking, prediction
+        )
         points = outputs.estimates
         inference_s = time.monotonic() - start
         header = frame.msg.header
@@ -820,6 +890,7 @@ class SegmenterNode(LifecycleNode):
             "bad_instructions": camera.bad_instructions,
             "stale_results": camera.stale_results,
             "errors": camera.errors,
+            "batched_frames": camera.batched_frames,
         }
         if camera is self.segment_camera:
             values |= {"segment_requests": self.segment_requests, "segment_timeouts": self.segment_timeouts}

@@ -142,27 +142,35 @@ class FrameSlot:
 class RoundRobin:
     """The FrameSlots of several cameras, served by one worker in turn: `take` returns the waiting frame of
     the first camera after the last one served, so a camera whose frames always wait (a fast one) is not
-    served again before each other camera with a waiting frame was: none starves."""
+    served again before each other camera with a waiting frame was: none starves. With every_camera it
+    returns the waiting frames of all cameras at once (for one batch)."""
 
     def __init__(self, count: int) -> None:
         self._cond = threading.Condition()
         self.slots = [FrameSlot(self._cond) for _ in range(count)]
         self._next = 0  # the camera served first when several have a frame waiting
 
-    def take(self, timeout: float | None = None) -> tuple[int, tuple[Frame, Target, list[SegmentRequest]]] | None:
-        """Wait for a frame in any slot; returns (its camera's index, FrameSlot.take's result), or None when
-        closed or timed out."""
+    def take(
+        self, timeout: float | None = None, every_camera: bool = False
+    ) -> list[tuple[int, tuple[Frame, Target, list[SegmentRequest]]]] | None:
+        """Wait for a frame in any slot; returns [(its camera's index, FrameSlot.take's result)] for the next
+        camera in turn with a waiting frame, or with every_camera for each camera with one (in turn order);
+        None when closed or timed out."""
         slots = self.slots
         with self._cond:
             self._cond.wait_for(lambda: slots[0]._closed or any(s._frame is not None for s in slots), timeout)
             if slots[0]._closed:
                 return None
+            taken = []
             for offset in range(len(slots)):
                 index = (self._next + offset) % len(slots)
                 if slots[index]._frame is not None:
-                    self._next = (index + 1) % len(slots)
-                    return index, slots[index]._take_waiting()
-            return None  # timed out
+                    taken.append((index, slots[index]._take_waiting()))
+                    if not every_camera:
+                        break
+            if taken:
+                self._next = (taken[0][0] + 1) % len(slots)
+            return taken or None  # None: timed out
 
     def close(self) -> None:
         for slot in self.slots:

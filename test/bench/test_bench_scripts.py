@@ -93,13 +93,17 @@ def test_bench_cameras(tmp_path):
         "2",
         "--rate",
         "10",
+        "--camera-batching",
+        "batch",
+        "round_robin",
         "--json",
         str(tmp_path / "cameras.json"),
     )
     assert "cameras on one node vs one node per camera" in out, out
     rows = json.loads((tmp_path / "cameras.json").read_text())["rows"]
     setups = {(row["setup"], row["camera"]) for row in rows}
-    assert ("1 node, 2 camera(s)", "cam1") in setups and ("2 node(s), 1 camera each", "cam1") in setups, setups
+    for setup in ("1 node, 2 camera(s), batch", "1 node, 2 camera(s), round_robin", "2 node(s), 1 camera each"):
+        assert (setup, "cam1") in setups, setups
     assert all(row["rss_mib"] > 0 for row in rows), rows
 
 

@@ -223,10 +223,26 @@ def test_round_robin_serves_every_camera_with_a_waiting_frame_in_turn():
             cameras.slots[index].put(Frame((index, step), False, 0.0))
         if step == 1:
             cameras.slots[2].put(Frame((2, step), False, 0.0))
-        index, (frame, _, _) = cameras.take(timeout=1.0)
+        ((index, (frame, _, _)),) = cameras.take(timeout=1.0)
         assert frame.msg[0] == index
         served.append(index)
     assert served == [0, 1, 2, 0, 1, 0]
-    assert cameras.take(timeout=0.01)[0] == 1  # camera 1's newest frame is still waiting
+    assert cameras.take(timeout=0.01)[0][0] == 1  # camera 1's newest frame is still waiting
+    assert cameras.take(timeout=0.01) is None  # timed out: nothing waits
     cameras.close()
     assert cameras.take() is None
+
+
+def test_round_robin_takes_every_waiting_frame_for_a_batch_in_turn_order():
+    cameras = RoundRobin(3)
+    for slot in cameras.slots:
+        slot.set_target("x", parse_instruction("x"))
+    for index in (0, 2):
+        cameras.slots[index].put(Frame((index, 0), False, 0.0))
+    assert [index for index, _ in cameras.take(timeout=1.0, every_camera=True)] == [0, 2]
+    for index in (0, 1, 2):
+        cameras.slots[index].put(Frame((index, 1), False, 0.0))
+    # The next turn starts after the first camera served last time.
+    taken = cameras.take(timeout=1.0, every_camera=True)
+    assert [index for index, _ in taken] == [1, 2, 0] and [f.msg for _, (f, _, _) in taken] == [(1, 1), (2, 1), (0, 1)]
+    assert cameras.take(timeout=0.01, every_camera=True) is None

@@ -57,11 +57,22 @@ class CameraFeed:
 
 
 class Session:
-    def __init__(self, client, proc):
-        self.client, self.proc = client, proc
+    def __init__(self, client, proc, batched: bool):
+        self.client, self.proc, self.batched = client, proc, batched
         self.diagnostics = client.subscribe(DiagnosticArray, interface.DIAGNOSTICS_TOPIC)
         self.shared_pub = client.publisher(String, interface.INSTRUCTION_TOPIC, qos.INSTRUCTION)
         self.cameras = {name: CameraFeed(client, name, *spec) for name, spec in CAMERAS.items()}
+
+    def diagnostic_value(self, camera: str, key: str) -> int:
+        """The newest value of `key` in a camera's diagnostics status, waited for up to a diagnostics period."""
+        name = interface.diagnostics_status_name("/" + interface.NODE_NAME, camera)
+        count = len(self.diagnostics)
+        wait_until(lambda: len(self.diagnostics) > count + len(CAMERAS), 10, what="fresh diagnostics")
+        for array in reversed(list(self.diagnostics)):
+            for status in array.status:
+                if status.name == name:
+                    return int(next(v.value for v in status.values if v.key == key))
+        raise AssertionError(f"no diagnostics status {name}")
 
     def results_with(self, instructions: dict[str, str], timeout: float = 60.0) -> dict[str, SegmentationResult]:
         """Stream both cameras until each has a result computed with its instruction in `instructions`
@@ -83,8 +94,8 @@ class Session:
         return found
 
 
-@pytest.fixture(scope="module")
-def session(tmp_path_factory):
+@pytest.fixture(scope="module", params=["batch", "round_robin"])
+def session(tmp_path_factory, request):
     import ros_harness
     from model_fixtures import write_small_checkpoint
 
@@ -99,11 +110,12 @@ def session(tmp_path_factory):
         "cpu_threads": 1,
         "inference_width": 160,
         "inference_height": 128,
+        "camera_batching": request.param,
     }
     argv = python_module("pmp_ros.ros.node", "--ros-args", *[x for k, v in params.items() for x in ("-p", f"{k}:={v}")])
     client = ros_harness.RosTestClient("pmp_cameras_test")
     with ros_harness.running_node(argv, "pmp_node_cameras", STARTUP_TIMEOUT_S) as proc:
-        yield Session(client, proc)
+        yield Session(client, proc, batched=request.param == "batch")
         client.close()
 
 
@@ -143,8 +155,13 @@ def test_no_camera_starves_while_both_stream(session):
     time.sleep(1.0)
     answered = {name: len(camera.results) - before[name] for name, camera in session.cameras.items()}
     total = sum(answered.values())
-    # Round robin: the worker alternates while both have a frame waiting.
+    # In turn, the worker alternates while both have a frame waiting; batched, it serves both at once.
     assert all(count >= 3 and count >= 0.3 * total for count in answered.values()), answered
+    batched = {name: session.diagnostic_value(name, "batched_frames") for name in CAMERAS}
+    if session.batched:  # the cameras' instructions are the same: their waiting frames share a forward
+        assert all(count > 0 for count in batched.values()), batched
+    else:
+        assert set(batched.values()) == {0}, batched
 
 
 def test_segment_service_serves_the_first_camera(session):
