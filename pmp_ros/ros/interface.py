@@ -251,8 +251,9 @@ PARAMETERS: tuple[Parameter, ...] = (
         "camera_batching",
         "auto",
         "batch: the waiting frames of several cameras run as one batch (one forward) where their instructions "
-        "give the same prompts; round_robin: one camera's frame at a time, the cameras in turn; auto: batch when "
-        "the model runs on CUDA (on this project's CPU a batch is not faster per frame: docs/benchmarks.md)",
+        "give the same prompts (more results per second, each later); round_robin: one camera's frame at a time, "
+        "the cameras in turn (lower latency); auto: batch, except with backend onnxruntime (its graph runs one "
+        "frame at a time)",
         choices=("auto", "batch", "round_robin"),
         dynamic=True,
     ),

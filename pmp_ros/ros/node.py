@@ -662,9 +662,10 @@ class SegmenterNode(LifecycleNode):
 
     def _batching_cameras(self) -> bool:
         """Whether the worker takes every camera's waiting frame for one batch (the camera_batching parameter;
-        auto: on CUDA, where a batch costs less per frame than single frames)."""
+        auto: with the torch backend, whose batches raise the results per second (docs/benchmarks.md), not
+        with onnxruntime, whose graph runs one frame at a time: a batch would only delay the first frames)."""
         setting = self.params["camera_batching"]
-        return setting == "batch" or setting == "auto" and str(self.predictor.device).startswith("cuda")
+        return setting == "batch" or setting == "auto" and self.params["backend"] != "onnxruntime"
 
     def _serve_requests(self, camera: Camera, frame: Frame, requests: list[SegmentRequest]):
         """Convert a camera's frame and answer the segment requests waiting for it; returns (rgb, depth, k),
