@@ -649,6 +649,8 @@ class SegmenterNode(LifecycleNode):
         while (items := self.slots.take(every_camera=self._batching_cameras())) is not None:
             stream = []  # (camera, frame, target, rgb, depth, k) of the frames to segment for their stream
             for index, (frame, target, requests) in items:
+                if target.parsed is None and not requests:  # no instruction yet, nobody asking
+                    continue
                 camera = self.cameras[index]
                 converted = self._serve_requests(camera, frame, requests)
                 if converted is not None and target.parsed is not None:
