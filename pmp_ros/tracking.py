@@ -21,16 +21,16 @@ Lifecycle (TrackerParams): an unassigned instance scoring >= new_track_score sta
 is confirmed once it has min_hits hits, and a tentative track that misses a frame is deleted; the tracks born
 in the first frame after the tracker starts or an instruction changes (`retain_labels`) are confirmed at
 once (there is no earlier frame to weigh them against, and holding them back would answer a new instruction
-a frame late). A confirmed
-track survives up to max_misses consecutive missed frames. Ids are 1, 2, ... in order of birth, never
-reused. The track's score is an EMA over the frames it is detected in (weight score_weight on the frame's
-score); a missed frame multiplies it by miss_decay. A track is published while it is confirmed and its
-smoothed score >= publish_score, so a score that dips below the threshold for a frame, or a frame where the
-object is not found, does not make it disappear.
+a frame late). A confirmed track survives up to max_misses consecutive missed frames. Ids are 1, 2, ... in
+order of birth, never reused. The track's score is an EMA over the frames it is detected in (weight
+score_weight on the frame's score); a missed frame multiplies it by miss_decay. A track is published while
+it is confirmed and its smoothed score >= publish_score, so a score that dips below the threshold for a
+frame, or a frame where the object is not found, does not make it disappear.
 
 A missed frame of a confirmed track (the model did not find the object) is published in one of two ways:
 - with the frame's image (update's `image`) and image_check_tolerance > 0, the image is checked: the track's
-  template (colours of up to TEMPLATE_SAMPLES pixels under its last detected mask) is compared with the image
+  template (colours of up to TEMPLATE_SAMPLES pixels under its last detected mask, in the frame it was
+  detected in) is compared with the image
   at the predicted place and at shifts up to image_search x the image width around it; where the best
   match differs by at most image_check_tolerance grey levels on average, the object is still there and the
   track is published with its mask moved to that match (and its position corrected to it); otherwise it is
@@ -168,7 +168,7 @@ class _Track:
     pixel: _Motion  # mask centroid (x, y) in the current frame's pixels; velocity: the object's own
     embedding: np.ndarray | None  # unit [D]
     centroid: _Motion | None  # metres [3]
-    template: _Template | None = None  # the image under `mask` when it was detected
+    seen_in: np.ndarray | None = None  # the frame `mask` was detected in, kept for the image check (uint8 [H,W,3])
     hits: int = 1
     misses: int = 0
     born_confirmed: bool = False  # born in the first frame after a start or an instruction change
@@ -351,14 +351,15 @@ class Tracker:
     # --- track state -----------------------------------------------------------------------------------
 
     def _check(self, track: _Track, image: np.ndarray) -> np.ndarray | None:
-        """A missed track's mask where the image still shows it: its template searched near the predicted
-        place; None when the best match differs by more than image_check_tolerance (occluded, gone, or no
-        template). A match moves the track's position there."""
-        if track.template is None:
+        """A missed track's mask where the image still shows it: its template (taken here, on a miss only, not
+        for every detection) searched near the predicted place; None when the best match differs by more than
+        image_check_tolerance (occluded, gone, or no frame kept). A match moves the track's position there."""
+        template = None if track.seen_in is None else _Template.of(track.seen_in, track.mask)
+        if template is None:
             return None
         dx, dy = track.predicted_offset(track.misses)
         radius = round(self.params.image_search * image.shape[1])
-        difference, sx, sy = track.template.best_match(image, dx, dy, radius)
+        difference, sx, sy = template.best_match(image, dx, dy, radius)
         if difference > self.params.image_check_tolerance:
             return None
         track.pixel.position = track.pixel.position + np.array([sx, sy], np.float64)
@@ -380,7 +381,7 @@ class Tracker:
             pixel=_Motion(_mask_centre(instance.mask)),
             embedding=embedding,
             centroid=None if point is None else _Motion(point),
-            template=None if image is None else _Template.of(image, instance.mask),
+            seen_in=image,
         )
         self._next_id += 1
         return track
@@ -395,7 +396,7 @@ class Tracker:
     ):
         p, elapsed = self.params, track.misses + 1
         if image is not None:
-            track.template = _Template.of(image, instance.mask)
+            track.seen_in = image
         track.score = (1.0 - p.score_weight) * track.score + p.score_weight * float(instance.score)
         track.label, track.mask = instance.label, instance.mask
         track.mask_centre = _mask_centre(instance.mask)
@@ -430,7 +431,7 @@ class Tracker:
                 mask = track.mask
             elif track.checked_mask is not None:
                 mask = track.checked_mask
-            elif track.misses > p.publish_misses or p.image_check_tolerance > 0 and track.template is not None:
+            elif track.misses > p.publish_misses or p.image_check_tolerance > 0 and track.seen_in is not None:
                 continue
             else:
                 mask = track.predicted_mask(track.misses)
