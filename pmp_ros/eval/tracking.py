@@ -135,7 +135,12 @@ def per_frame_outputs(frames: Sequence[FrameRecord], score_threshold: float) -> 
 
 def tracked_outputs(frames: Sequence[FrameRecord], params: TrackerParams) -> list[Output]:
     """The published tracks of a fresh tracker fed each frame's instances."""
-    return [[(t.track_id, t.mask) for t in result.tracks] for result, _ in tracking_results(frames, params)]
+    return published_outputs(tracking_results(frames, params))
+
+
+def published_outputs(results: Sequence[tuple[TrackingResult, frozenset[int]]]) -> list[Output]:
+    """The outputs (id, mask per published track) of tracking_results."""
+    return [[(t.track_id, t.mask) for t in result.tracks] for result, _ in results]
 
 
 def tracking_results(
@@ -164,13 +169,15 @@ FLICKER_CAUSES = (
 )
 
 
-def flicker_causes(frames: Sequence[FrameRecord], params: TrackerParams) -> dict[str, int]:
+def flicker_causes(
+    frames: Sequence[FrameRecord], results: Sequence[tuple[TrackingResult, frozenset[int]]]
+) -> dict[str, int]:
     """Why the tracked output flickers: for each flicker frame of a target (track_metrics.Score: not covered
     at IoU >= MATCH_IOU between frames where it is), what became of the track that covered it last
     (FLICKER_CAUSES: published with this frame's instance, whose mask does not match; published with a mask
-    placed by prediction or the image check, which does not match; alive but not published; ended)."""
+    placed by prediction or the image check, which does not match; alive but not published; ended).
+    results: tracking_results of the frames."""
     counts = dict.fromkeys(FLICKER_CAUSES, 0)
-    results = tracking_results(frames, params)
     for truth_id in sorted({i for frame in frames for i in frame.truth_ids}):
         visible = []  # per frame the target is in the truth: (covering track id or None, result, live ids)
         for frame, (result, live) in zip(frames, results):
@@ -330,8 +337,9 @@ def evaluate_tracking(
     causes = dict.fromkeys(FLICKER_CAUSES, 0)
     for records in recorder.records(splits.EVAL, num_sequences):
         per_frame.add(records, per_frame_outputs(records, threshold))
-        tracked.add(records, tracked_outputs(records, params))
-        for cause, count in flicker_causes(records, params).items():
+        results = tracking_results(records, params)  # one tracker run for the metrics and the causes
+        tracked.add(records, published_outputs(results))
+        for cause, count in flicker_causes(records, results).items():
             causes[cause] += count
     _log(progress, f"evaluation: {num_sequences} sequences ({time.time() - started:.0f} s)")
     evaluation = {
@@ -374,26 +382,22 @@ def paired_bootstrap(per_frame: Score, tracked: Score, resamples: int = 2000, se
     metrics = ("idf1", "flicker_rate")
     drawn = {metric: [pooled(draws, c[metric]) for c in counts] for metric in metrics}  # per output [resamples]
     observed = {metric: [float(pooled(full, c[metric])[0]) for c in counts] for metric in metrics}
+    flickers = observed["flicker_rate"][0] > 0
+    flicker_draws = _ratio(drawn["flicker_rate"][1], drawn["flicker_rate"][0])
     return {
         "sequences": draws.shape[1],
         "resamples": resamples,
         "idf1_difference": observed["idf1"][1] - observed["idf1"][0],
         "idf1_difference_ci95": interval(drawn["idf1"][1] - drawn["idf1"][0]),
         # Undefined (None) when the per-frame output does not flicker at all.
-        "flicker_rate_ratio": observed["flicker_rate"][1] / observed["flicker_rate"][0]
-        if observed["flicker_rate"][0] > 0
-        else None,
-        "flicker_rate_ratio_ci95": interval(
-            np.divide(
-                drawn["flicker_rate"][1],
-                drawn["flicker_rate"][0],
-                out=np.full(resamples, np.nan),
-                where=drawn["flicker_rate"][0] > 0,
-            )
-        )
-        if observed["flicker_rate"][0] > 0
-        else None,
+        "flicker_rate_ratio": observed["flicker_rate"][1] / observed["flicker_rate"][0] if flickers else None,
+        "flicker_rate_ratio_ci95": interval(flicker_draws) if flickers else None,
     }
+
+
+def _ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
+    """numerator / denominator per draw, nan where the denominator is 0 (a draw without per-frame flicker)."""
+    return np.divide(numerator, denominator, out=np.full_like(numerator, np.nan), where=denominator > 0)
 
 
 def goals(evaluation: dict) -> dict:

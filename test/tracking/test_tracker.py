@@ -28,6 +28,7 @@ from pmp_ros.eval.tracking import (
     per_frame_outputs,
     record_sequence,
     tracked_outputs,
+    tracking_results,
 )
 from pmp_ros.model.inference import Predictor
 from pmp_ros.tracking import Tracker, TrackerParams, image_shift, mask_iou
@@ -337,7 +338,7 @@ def test_flicker_causes_say_what_became_of_the_targets_track():
     none = np.zeros(SIZE, np.uint8)
     frames = [record(whole), record(third), record(none), record(none), record(none), record(whole)]
     params = TrackerParams(min_hits=1, publish_misses=1, max_misses=2, image_check_tolerance=0.0)
-    causes = flicker_causes(frames, params)
+    causes = flicker_causes(frames, tracking_results(frames, params))
     assert causes == dict.fromkeys(FLICKER_CAUSES, 1)
     score = Score()
     score.add(frames, tracked_outputs(frames, params))
