@@ -37,6 +37,24 @@ def _module_constants(tree: ast.Module) -> dict:
     }
 
 
+def _node_parameters(*params_files: Path) -> dict:
+    """The parameter values a SegmenterNode takes from these --params-file files, in order (it declares and
+    validates them; the model loads later, at configure)."""
+    import rclpy
+
+    from pmp_ros.ros.node import SegmenterNode
+
+    rclpy.init(args=["--ros-args", *[x for path in params_files for x in ("--params-file", str(path))]])
+    try:
+        node = SegmenterNode()
+        try:
+            return dict(node.params)
+        finally:
+            node.destroy_node()
+    finally:
+        rclpy.shutdown()
+
+
 def test_launch_file_defines_generate_launch_description():
     functions = [n.name for n in _launch_ast().body if isinstance(n, ast.FunctionDef)]
     assert "generate_launch_description" in functions
@@ -92,19 +110,8 @@ def test_fcclip_preset_is_taken_by_the_node_as_written():
     values = yaml.safe_load(FCCLIP_PRESET.read_text())[interface.NODE_NAME]["ros__parameters"]
     undeclared = set(values) - set(interface.PARAMETERS_BY_NAME)
     assert not undeclared, f"fcclip.yaml keys the node does not declare: {undeclared}"
-    import rclpy
-
-    from pmp_ros.ros.node import SegmenterNode
-
-    rclpy.init(args=["--ros-args", "--params-file", str(FCCLIP_PRESET)])
-    try:
-        node = SegmenterNode()  # declares and validates its parameters; the model loads later (configure)
-        try:
-            assert {name: node.params[name] for name in values} == values
-        finally:
-            node.destroy_node()
-    finally:
-        rclpy.shutdown()
+    node_params = _node_parameters(FCCLIP_PRESET)
+    assert {name: node_params[name] for name in values} == values
 
 
 def test_parameter_validation_rejects_bad_values_with_reasons():
@@ -186,16 +193,5 @@ def test_launch_overrides_reach_the_node_after_the_parameter_file(tmp_path):
     overrides = interface.launch_overrides({"cameras": "head,wrist", "tracking": "false"})
     override_file = tmp_path / "overrides.yaml"
     override_file.write_text(yaml.safe_dump({interface.NODE_NAME: {"ros__parameters": overrides}}))
-    import rclpy
-
-    from pmp_ros.ros.node import SegmenterNode
-
-    rclpy.init(args=["--ros-args", "--params-file", str(PARAMS_FILE), "--params-file", str(override_file)])
-    try:
-        node = SegmenterNode()
-        try:
-            assert {name: node.params[name] for name in overrides} == overrides
-        finally:
-            node.destroy_node()
-    finally:
-        rclpy.shutdown()
+    node_params = _node_parameters(PARAMS_FILE, override_file)
+    assert {name: node_params[name] for name in overrides} == overrides
