@@ -1,7 +1,8 @@
 """Training batches from a COCO-format dataset (this project's export or real data such as COCO).
 
-Images are resized to TrainConfig.coco_image_size (masks with nearest neighbour). Each image's prompts,
-standing in for an instruction, are 1..max_targets of the classes present in it, drawn at random.
+Images are resized to TrainConfig.coco_image_size (masks with nearest neighbour). Each image's
+instruction, standing in for a robot's, names 1..max_targets of the classes present in it, drawn at random
+(and, with absent_prob, one absent class); pmp_ros/train/requests.py turns it into prompts and targets.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import torch
 
 from pmp_ros.data.coco import CocoDataset
 from pmp_ros.model.segmenter import split_synonyms
+from pmp_ros.train.requests import training_request
 
 
 class CocoBatches:
@@ -43,14 +45,31 @@ class CocoBatches:
                 if instances
                 else np.zeros((0, height, width), bool)
             )
-            present = sorted({name for name, _ in instances})
+            labels = [self.class_index[n] for n, _ in instances]
+            present = sorted(set(labels))
             count = int(rng.integers(1, min(self.cfg.max_targets, len(present)) + 1)) if present else 0
+            named = [int(c) for c in rng.choice(present, size=count, replace=False)] if count else []
+            absent = sorted(set(range(len(self.classes))) - set(present))
+            if absent and rng.random() < self.cfg.absent_prob:
+                named.append(int(rng.choice(absent)))
+            request = training_request(
+                labels,
+                named,
+                len(self.classes),
+                self.num_queries,
+                self.cfg.objective,
+                rng,
+                self.cfg.vocabulary_request_prob,
+                self.cfg.absent_request_prob,
+            )
+            keep = list(request.targets)
             images.append(torch.from_numpy(rgb).permute(2, 0, 1).float().div_(255.0))
             targets.append(
                 {
-                    "labels": torch.tensor([self.class_index[n] for n, _ in instances], dtype=torch.int64),
-                    "masks": torch.from_numpy(masks),
+                    "labels": torch.tensor([labels[k] for k in keep], dtype=torch.int64),
+                    "masks": torch.from_numpy(masks[keep]),
                 }
             )
-            prompts.append([str(p) for p in rng.choice(present, size=count, replace=False)] if count else [])
+            # A prompt is a class's first synonym, as a user names it ("cup" for "cup,cups,water cup").
+            prompts.append([split_synonyms(self.classes[c])[0] for c in request.prompt_classes])
         return torch.stack(images), targets, prompts

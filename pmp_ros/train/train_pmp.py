@@ -9,10 +9,10 @@ Writes <out>/model.safetensors (the checkpoint the node loads), <out>/last.pt (r
 and <out>/log.jsonl (losses per logged step).
 
 Data: scenes of the procedural world (seeds from pmp_ros.data.splits.PMP_TRAIN), or a COCO-format dataset
-(`train.coco_json`), each image with one instruction whose prompts guide PMP. Targets are the labelled
-(seen-class) instances. When an image has more instances than the model has queries, the targets keep
-every instance the instruction names and fill the rest at random: with a query budget, the prompted
-objects are the ones that must be found (a prompt-free twin gets the same targets, without the prompts).
+(`train.coco_json`), each image with one request (its prompts and targets, pmp_ros/train/requests.py):
+`objective: all` makes every labelled (seen-class) instance a target whatever the prompts (the prompt-free
+twin's objective); `objective: prompted` makes the prompted classes' instances the targets and everything
+else "no object", with some images prompted by the whole vocabulary and some by absent classes only.
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ from pmp_ros.model.checkpoint import load_state_strict, read_checkpoint, save_ch
 from pmp_ros.model.config import ModelConfig
 from pmp_ros.model.criterion import SetCriterion
 from pmp_ros.model.segmenter import build_segmenter
+from pmp_ros.train.requests import OBJECTIVES, training_request
 
 
 @dataclass
@@ -53,6 +54,11 @@ class TrainConfig:
     seed: int = 0
     cluttered_fraction: float = 0.5  # share of scenes with 10-25 objects
     max_targets: int = 3  # classes an instruction names
+    # What the targets are (pmp_ros/train/requests.py): "all" labelled instances, or the "prompted" ones.
+    objective: str = "all"
+    vocabulary_request_prob: float = 0.25  # prompted: share of images prompted with every training class
+    absent_request_prob: float = 0.1  # prompted: share of images prompted with absent classes only
+    absent_prob: float = 0.0  # chance that an instruction also names a class absent from the image
     log_every: int = 20
     checkpoint_every: int = 250
     # Keep the model every this many steps in <out>/snapshots/step_NNNNNN.safetensors, for learning curves
@@ -80,7 +86,10 @@ def load_config(path: str | os.PathLike) -> tuple[ModelConfig, TrainConfig]:
 
 def train_config(values: dict) -> TrainConfig:
     """A TrainConfig from the `train` section (strict: unknown keys are an error)."""
-    return settings.from_dict(TrainConfig, values, "train")
+    cfg = settings.from_dict(TrainConfig, values, "train")
+    if cfg.objective not in OBJECTIVES:
+        raise ValueError(f"train.objective must be one of {OBJECTIVES}, got {cfg.objective!r}")
+    return cfg
 
 
 # --- data ------------------------------------------------------------------------------------------------
@@ -100,7 +109,13 @@ class WorldBatches:
         self.num_queries = num_queries
         simple, cluttered = WorldConfig(), WorldConfig.cluttered()
         self.datasets = [
-            TabletopDataset(TabletopWorld(config=c), splits.PMP_TRAIN, seen_only=True, max_targets=cfg.max_targets)
+            TabletopDataset(
+                TabletopWorld(config=c),
+                splits.PMP_TRAIN,
+                seen_only=True,
+                max_targets=cfg.max_targets,
+                absent_prob=cfg.absent_prob,
+            )
             for c in (simple, cluttered)
         ]
 
@@ -111,26 +126,28 @@ class WorldBatches:
             rng = np.random.default_rng([self.cfg.seed, index])
             dataset = self.datasets[int(rng.random() < self.cfg.cluttered_fraction)]
             sample = dataset[index]
-            named = sorted({k for ks in sample.instruction_targets for k in ks})
-            keep = _budgeted_targets(len(sample.class_names), named, self.num_queries, rng)
+            labels = [self.class_index[name] for name in sample.class_names]
+            named = [self.class_index[p] for p in sample.instruction.prompts] if sample.instruction else []
+            request = training_request(
+                labels,
+                named,
+                len(self.classes),
+                self.num_queries,
+                self.cfg.objective,
+                rng,
+                self.cfg.vocabulary_request_prob,
+                self.cfg.absent_request_prob,
+            )
+            keep = list(request.targets)
             images.append(torch.from_numpy(sample.rgb).permute(2, 0, 1).float().div_(255.0))
             targets.append(
                 {
-                    "labels": torch.tensor([self.class_index[sample.class_names[k]] for k in keep], dtype=torch.int64),
+                    "labels": torch.tensor([labels[k] for k in keep], dtype=torch.int64),
                     "masks": torch.from_numpy(sample.masks[keep]),
                 }
             )
-            prompts.append(list(sample.instruction.prompts) if sample.instruction else [])
+            prompts.append([self.classes[c] for c in request.prompt_classes])
         return torch.stack(images), targets, prompts
-
-
-def _budgeted_targets(count: int, named: list[int], budget: int, rng: np.random.Generator) -> list[int]:
-    """All instances when they fit the query budget; else the named ones plus random others."""
-    if count <= budget:
-        return list(range(count))
-    others = [k for k in range(count) if k not in set(named)]
-    fill = rng.choice(others, size=max(0, budget - len(named)), replace=False).tolist() if others else []
-    return sorted(named[:budget] + fill)
 
 
 # --- training --------------------------------------------------------------------------------------------

@@ -1,0 +1,90 @@
+"""What one training image asks of the model: its prompts, and which of its instances are the targets.
+
+Two objectives (TrainConfig.objective):
+
+- ``all``: every labelled instance is a target (a random subset when they outnumber the queries, keeping
+  the named ones), whatever the prompts. This is the prompt-free twin's best objective: it cannot know the
+  prompt, so it must find everything. Until 2026-12-07 PMP was trained this way too, and so had no reason
+  to use its prompts (docs/results.md "The ablation on the shipped recipe").
+- ``prompted``: the prompts decide the targets, as a robot's request does. Each image draws one request:
+  * an instruction (most images): the 1..max_targets classes the generated instruction names, sometimes
+    with a class absent from the scene; targets are the instances of the named classes only, every other
+    object is "no object" for the matched loss;
+  * the whole vocabulary (``vocabulary_request_prob``): every training class is a prompt and every labelled
+    instance a target, so whole-vocabulary use (the `segment` service with many classes, FC-CLIP-style
+    semantic segmentation) stays trained;
+  * absent classes only (``absent_request_prob``): 1-2 classes with no instance in the image; no target,
+    so the queries learn to say "no object" when nothing named is there.
+
+Unseen classes never appear: the vocabulary passed in is the training classes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+OBJECTIVES = ("all", "prompted")
+
+
+@dataclass(frozen=True)
+class Request:
+    """prompt_classes: class indices used as prompts (in order); targets: indices of the image's labelled
+    instances that must be found."""
+
+    prompt_classes: tuple[int, ...]
+    targets: tuple[int, ...]
+
+
+def budgeted_targets(count: int, named: Sequence[int], budget: int, rng: np.random.Generator) -> list[int]:
+    """All `count` instances when they fit the query budget; else the named ones (at most `budget`) plus
+    random others."""
+    if count <= budget:
+        return list(range(count))
+    named = list(named)
+    if len(named) > budget:
+        named = sorted(rng.choice(named, size=budget, replace=False).tolist())
+    chosen = set(named)
+    others = [k for k in range(count) if k not in chosen]
+    fill = rng.choice(others, size=max(0, budget - len(named)), replace=False).tolist() if others else []
+    return sorted(named + fill)
+
+
+def training_request(
+    instance_classes: Sequence[int],
+    named_classes: Sequence[int],
+    num_classes: int,
+    num_queries: int,
+    objective: str,
+    rng: np.random.Generator,
+    vocabulary_request_prob: float = 0.0,
+    absent_request_prob: float = 0.0,
+) -> Request:
+    """One image's request.
+
+    instance_classes: class index of each labelled instance [N]; named_classes: the classes the image's
+    instruction names (may include a class with no instance; empty when nothing is nameable);
+    num_classes: size of the training vocabulary (class indices 0..num_classes-1).
+    """
+    if objective not in OBJECTIVES:
+        raise ValueError(f"objective must be one of {OBJECTIVES}, got {objective!r}")
+    count = len(instance_classes)
+    if objective == "all":
+        named = set(named_classes)
+        keep = budgeted_targets(count, [k for k, c in enumerate(instance_classes) if c in named], num_queries, rng)
+        return Request(tuple(named_classes), tuple(keep))
+    draw = rng.random()
+    present = set(instance_classes)
+    absent = [c for c in range(num_classes) if c not in present]
+    if draw < vocabulary_request_prob or (not named_classes and not absent):
+        return Request(tuple(range(num_classes)), tuple(budgeted_targets(count, [], num_queries, rng)))
+    if (draw < vocabulary_request_prob + absent_request_prob or not named_classes) and absent:
+        size = min(len(absent), int(rng.integers(1, 3)))
+        return Request(tuple(int(c) for c in rng.choice(absent, size=size, replace=False)), ())
+    named = set(named_classes)
+    wanted = [k for k, c in enumerate(instance_classes) if c in named]
+    if len(wanted) > num_queries:
+        wanted = sorted(rng.choice(wanted, size=num_queries, replace=False).tolist())
+    return Request(tuple(named_classes), tuple(wanted))
