@@ -12,14 +12,23 @@ INSTANCES = [0, 0, 3, 5, 7]
 
 
 def test_all_objective_targets_every_instance_whatever_the_prompts():
-    request = training_request(INSTANCES, [3, 9], num_classes=20, num_queries=16, objective="all", rng=np.random.default_rng(0))
+    request = training_request(
+        INSTANCES, [3, 9], num_classes=20, num_queries=16, objective="all", rng=np.random.default_rng(0)
+    )
     assert request.prompt_classes == (3, 9)
     assert request.targets == (0, 1, 2, 3, 4)
 
 
 def test_prompted_instruction_targets_only_the_named_classes():
     request = training_request(
-        INSTANCES, [3, 9], 20, 16, "prompted", np.random.default_rng(0), vocabulary_request_prob=0, absent_request_prob=0
+        INSTANCES,
+        [3, 9],
+        20,
+        16,
+        "prompted",
+        np.random.default_rng(0),
+        vocabulary_request_prob=0,
+        absent_request_prob=0,
     )
     assert request.prompt_classes == (3, 9)
     assert request.targets == (2,)
@@ -45,7 +54,14 @@ def test_request_shares_follow_the_probabilities():
     kinds = {"vocabulary": 0, "absent": 0, "instruction": 0}
     for seed in range(2000):
         request = training_request(
-            INSTANCES, [3], 20, 16, "prompted", np.random.default_rng(seed), vocabulary_request_prob=0.25, absent_request_prob=0.1
+            INSTANCES,
+            [3],
+            20,
+            16,
+            "prompted",
+            np.random.default_rng(seed),
+            vocabulary_request_prob=0.25,
+            absent_request_prob=0.1,
         )
         kind = "vocabulary" if len(request.prompt_classes) == 20 else "absent" if not request.targets else "instruction"
         kinds[kind] += 1
