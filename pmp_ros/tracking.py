@@ -239,11 +239,16 @@ class _Template:
 class Tracker:
     """Tracks of one camera's instances (module docstring). Not thread-safe: one update at a time."""
 
-    def __init__(self, params: TrackerParams | None = None):
+    def __init__(self, params: TrackerParams | None = None, first_id: int = 1):
         self.params = params or TrackerParams()
         self._tracks: list[_Track] = []
-        self._next_id = 1
+        self._next_id = first_id  # another tracker's next_id: its ids are not given again
         self._first_frame = True  # until the first update after the start or retain_labels
+
+    @property
+    def next_id(self) -> int:
+        """The id the next new track gets."""
+        return self._next_id
 
     @property
     def num_tracks(self) -> int:

@@ -57,11 +57,13 @@ class TrackingStage:
     """One camera stream's tracker and what it needs from the previous frame."""
 
     def __init__(self) -> None:
+        self._tracker = Tracker()
         self.reset()
 
     def reset(self) -> None:
-        """Forget every track (the stream stopped, or tracking was turned off): ids start again at 1."""
-        self._tracker = Tracker()
+        """Forget every track (the stream stopped, or tracking was turned off). Ids go on from the last one
+        given, so none is given to two objects while the node runs (Instance.msg: ids are never reused)."""
+        self._tracker = Tracker(first_id=self._tracker.next_id)
         self._frame_size: tuple[int, int] | None = None
         self._prompts: tuple[str, ...] = ()
         self._previous_grey: np.ndarray | None = None  # uint16 [h,w]: the previous frame for image_shift

@@ -143,7 +143,19 @@ def test_new_prompts_end_the_tracks_of_labels_they_do_not_name_and_a_new_frame_s
     big_prediction = Prediction(np.pad(_prediction((5, 5, 8, 0.9)).label_image, ((0, 8), (0, 4))), [], None)
     big_prediction = dataclasses.replace(big_prediction, instances=[_instance(1, big_prediction.label_image == 1, 0.9)])
     _, other_camera = stage.track(big_prediction, bigger, None, None, ["red star"], params)
-    assert other_camera == {1: 1}
+    assert other_camera == {1: 4}  # a new track: ids are never given again (Instance.msg)
+
+
+def test_track_ids_are_not_reused_after_a_reset():
+    """Tracking turned off and on again (the node resets the stage) or the stream stopped and started: the
+    next object gets a new id, not 1 again."""
+    rgb, params = np.zeros((40, 60, 3), np.uint8), TrackerParams(min_hits=1)
+    stage = TrackingStage()
+    _, first = stage.track(_prediction((5, 5, 8, 0.9), (30, 20, 8, 0.8)), rgb, None, None, ["red star"], params)
+    assert sorted(first.values()) == [1, 2]
+    stage.reset()
+    _, after = stage.track(_prediction((5, 5, 8, 0.9)), rgb, None, None, ["red star"], params)
+    assert after == {1: 3}
 
 
 def test_object_centroids_are_measure_objects_centroids():
