@@ -125,7 +125,12 @@ def diagnose_outputs(
             in_vocab = out["pred_logits"][i].float()[best_query]
             ensemble_cfg = segmenter.cfg.ensemble
             given_mask = geometric_ensemble(
-                in_vocab[None], out_vocab[None], out["seen_mask"], ensemble_cfg.alpha, ensemble_cfg.beta
+                in_vocab[None],
+                out_vocab[None],
+                out["seen_mask"],
+                ensemble_cfg.alpha,
+                ensemble_cfg.beta,
+                unseen_rule=ensemble_cfg.unseen_rule,
             )[0]
             own = out["class_log_probs"][i].float()[best_query]
             targets = set(case.instruction.all_target_ids)

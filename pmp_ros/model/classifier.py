@@ -3,11 +3,14 @@ void appended), mask pooling, and the in-/out-of-vocabulary geometric ensemble."
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from pmp_ros.model.config import UNSEEN_RULES
 
 
 def classification_logits(
@@ -60,12 +63,24 @@ def geometric_ensemble(
     alpha: float,
     beta: float,
     valid: Tensor | None = None,
+    unseen_rule: str = "fcclip",
 ) -> Tensor:
-    """FC-CLIP's ensemble. in_vocab_logits, out_vocab_logits: [B, Q, C+1] (void last);
-    category_overlapping_mask: [C] (1 = class seen in training -> alpha, else beta);
-    valid: optional [B, Q] bool (query's CLIP mask-pool not empty); where False, the out-of-vocabulary
-    classifier gets weight 0. Returns log-probabilities [B, Q, C+1] (void last).
+    """The in-/out-of-vocabulary ensemble. in_vocab_logits, out_vocab_logits: [B, Q, C+1] (void last);
+    category_overlapping_mask: [C] (1 = class seen in training); valid: optional [B, Q] bool (the query has
+    an out-of-vocabulary embedding); where False, the out-of-vocabulary classifier gets weight 0.
+
+    unseen_rule "fcclip" (FC-CLIP): every class p_in^(1-w) p_out^w with w = alpha for seen classes, beta
+    for unseen ones, one softmax over all classes. The in-vocabulary classifier was trained on seen classes
+    only, so for an object of an unseen class it still gives most of its mass to a seen class of the same
+    colour, and with w < 1 that seen class usually wins.
+    unseen_rule "split": first seen against unseen, as groups: mass_in(group)^(1-beta) mass_out(group)^beta;
+    then within the seen group p_in^(1-alpha) p_out^alpha, within the unseen group p_in^(1-beta) p_out^beta.
+    beta = 1 leaves the group decision to the out-of-vocabulary classifier alone; with only seen classes
+    in the vocabulary both rules give the same probabilities.
+    Returns log-probabilities [B, Q, C+1] (void last).
     """
+    if unseen_rule not in UNSEEN_RULES:
+        raise ValueError(f"unseen_rule must be one of {UNSEEN_RULES}, got {unseen_rule!r}")
     p_in = in_vocab_logits[..., :-1].softmax(-1)  # void dropped before the softmax
     p_out = out_vocab_logits[..., :-1].softmax(-1)
     seen = category_overlapping_mask.to(device=p_in.device, dtype=p_in.dtype)
@@ -75,11 +90,32 @@ def geometric_ensemble(
         v = valid.to(p_in.dtype).unsqueeze(-1)
         a = torch.ones_like(p_in) * alpha * v
         b = torch.ones_like(p_in) * beta * v
-    cls_seen = (p_in ** (1 - a) * p_out**a).log() * seen
-    cls_unseen = (p_in ** (1 - b) * p_out**b).log() * (1 - seen)
     void = in_vocab_logits.softmax(-1)[..., -1:]
-    probs = torch.cat([(cls_seen + cls_unseen).softmax(-1) * (1.0 - void), void], dim=-1)
-    return torch.log(probs + 1e-8)
+    if unseen_rule == "fcclip":
+        cls_seen = (p_in ** (1 - a) * p_out**a).log() * seen
+        cls_unseen = (p_in ** (1 - b) * p_out**b).log() * (1 - seen)
+        return torch.log(torch.cat([(cls_seen + cls_unseen).softmax(-1) * (1.0 - void), void], dim=-1) + 1e-8)
+    tiny = torch.finfo(p_in.dtype).tiny
+    log_in, log_out = p_in.clamp_min(tiny).log(), p_out.clamp_min(tiny).log()
+    b_group = b[..., :1] if isinstance(b, Tensor) else b  # [B,Q,1]: the group weight is per query
+
+    def group_log_mass(log_p: Tensor, member: Tensor) -> Tensor:  # [B,Q,1]; an empty group ~ log(0), finite
+        return log_p.masked_fill(member == 0, float("-inf")).logsumexp(-1, keepdim=True).clamp_min(math.log(tiny))
+
+    def within(weight: Tensor | float, member: Tensor) -> Tensor:  # log-probabilities inside the group
+        mixed = ((1 - weight) * log_in + weight * log_out).masked_fill(member == 0, float("-inf"))
+        return mixed.log_softmax(-1)
+
+    group = torch.cat(
+        [
+            (1 - b_group) * group_log_mass(log_in, seen) + b_group * group_log_mass(log_out, seen),
+            (1 - b_group) * group_log_mass(log_in, 1 - seen) + b_group * group_log_mass(log_out, 1 - seen),
+        ],
+        dim=-1,
+    ).log_softmax(-1)  # [B,Q,2]: seen, unseen
+    # An empty group's `within` is undefined (NaN) but never selected.
+    per_class = torch.where(seen.bool(), group[..., :1] + within(a, seen), group[..., 1:] + within(b, 1 - seen))
+    return torch.cat([per_class + torch.log1p(-void.clamp(max=1 - 1e-7)), void.log()], dim=-1).clamp_min(math.log(1e-8))
 
 
 def fcclip_ensemble(
@@ -94,6 +130,7 @@ def fcclip_ensemble(
     alpha: float = 0.4,
     beta: float = 0.8,
     on_valid_mask: bool = False,
+    unseen_rule: str = "fcclip",
 ) -> dict[str, Tensor]:
     """Out-of-vocabulary classification from frozen CLIP features and the ensemble (FCCLIP inference).
 
@@ -106,7 +143,7 @@ def fcclip_ensemble(
     pooled = visual_prediction(MaskPooling()(clip_vis_dense, mask_for_pooling))
     out_vocab = classification_logits(pooled, text_classifier, clip_logit_scale, num_templates)
     valid = (mask_for_pooling > 0).flatten(2).any(-1) if on_valid_mask else None
-    log_probs = geometric_ensemble(pred_logits, out_vocab, category_overlapping_mask, alpha, beta, valid)
+    log_probs = geometric_ensemble(pred_logits, out_vocab, category_overlapping_mask, alpha, beta, valid, unseen_rule)
     return {
         "mask_for_pooling": mask_for_pooling,
         "pooled_clip_feature": pooled,
@@ -223,6 +260,7 @@ def crop_ensemble(
     crop_size: int,
     mask_stride: int = 4,
     max_crops: int = 0,
+    unseen_rule: str = "fcclip",
 ) -> dict[str, Tensor]:
     """Out-of-vocabulary classification by running the CLIP image tower on a crop around each proposal
     (two-stage open-vocabulary segmentation), then FC-CLIP's geometric ensemble with the in-vocabulary
@@ -253,7 +291,9 @@ def crop_ensemble(
         1, chosen[..., None].expand(-1, -1, embeddings.shape[-1]), embeddings
     )
     cropped = torch.zeros_like(valid).scatter(1, chosen, True)
-    log_probs = geometric_ensemble(pred_logits, out_vocab, category_overlapping_mask, alpha, beta, valid & cropped)
+    log_probs = geometric_ensemble(
+        pred_logits, out_vocab, category_overlapping_mask, alpha, beta, valid & cropped, unseen_rule
+    )
     return {
         "crop_boxes": boxes,
         "crop_embeddings": crop_embeddings,

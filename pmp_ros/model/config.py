@@ -79,6 +79,9 @@ class DecoderConfig:
     pmp_num_heads: int = 8
 
 
+UNSEEN_RULES = ("fcclip", "split")  # EnsembleConfig.unseen_rule
+
+
 @dataclass
 class EnsembleConfig:
     """FC-CLIP's geometric ensemble of in-vocabulary and out-of-vocabulary (CLIP) classifiers.
@@ -95,10 +98,15 @@ class EnsembleConfig:
     out_vocabulary: str = "mask_pool"
     crop_size: int = 64
     max_crops: int = 0  # "crop": crop only this many queries per image, most object-like first; 0 = all
+    # How seen and unseen classes compete (model/classifier.py geometric_ensemble): "fcclip" (one softmax,
+    # alpha/beta per class) or "split" (seen against unseen as groups first, weighted by beta).
+    unseen_rule: str = "fcclip"
 
     def __post_init__(self):
         if self.out_vocabulary not in ("mask_pool", "crop"):
             raise ValueError(f"ensemble.out_vocabulary must be 'mask_pool' or 'crop', got {self.out_vocabulary!r}")
+        if self.unseen_rule not in UNSEEN_RULES:
+            raise ValueError(f"ensemble.unseen_rule must be one of {UNSEEN_RULES}, got {self.unseen_rule!r}")
 
 
 @dataclass

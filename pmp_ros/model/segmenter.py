@@ -161,6 +161,7 @@ class PMPSegmenter(nn.Module):
                     settings.beta,
                     settings.crop_size,
                     max_crops=settings.max_crops,
+                    unseen_rule=settings.unseen_rule,
                 )
                 embeddings = ensemble["crop_embeddings"]
             else:
@@ -176,6 +177,7 @@ class PMPSegmenter(nn.Module):
                     settings.alpha,
                     settings.beta,
                     settings.on_valid_mask,
+                    settings.unseen_rule,
                 )
                 embeddings = ensemble["pooled_clip_feature"]
             out["class_log_probs"] = ensemble["class_log_probs"]
