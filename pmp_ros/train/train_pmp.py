@@ -65,6 +65,9 @@ class TrainConfig:
     # (python -m pmp_ros.eval.curves RUN --snapshots); 0 = none.
     snapshot_every: int = 0
     threads: int = 0
+    # Processes that render the batches ahead of the training step (0: in the training process). Batches
+    # depend only on the step, so any number gives the same run; on a GPU machine rendering dominates.
+    data_workers: int = 0
     coco_json: str | None = None  # train on a COCO-format dataset instead of the procedural world
     coco_images: str | None = None
     coco_image_size: tuple[int, int] = (480, 640)
@@ -216,8 +219,7 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, out: Path, resume: bool = Fa
         total=cfg.steps,
     )
     started = time.time()
-    for step in progress:
-        images, targets, prompts = data.batch(step)
+    for step, (images, targets, prompts) in zip(progress, _batches(data, start_step, cfg.steps, cfg.data_workers)):
         images = images.to(device, non_blocking=True)
         targets = [{k: v.to(device, non_blocking=True) for k, v in t.items()} for t in targets]
         text = model.encode_text(class_names, prompts)
@@ -275,6 +277,28 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, out: Path, resume: bool = Fa
         dist.barrier()
         dist.destroy_process_group()
     return final
+
+
+class _StepBatches(torch.utils.data.Dataset):
+    """Batch `first + i` of a batch source as item i, for a DataLoader's worker processes."""
+
+    def __init__(self, data, first: int, end: int) -> None:
+        self.data, self.first, self.end = data, first, end
+
+    def __len__(self) -> int:
+        return self.end - self.first
+
+    def __getitem__(self, index: int):
+        return self.data.batch(self.first + index)
+
+
+def _batches(data, first: int, end: int, workers: int):
+    """The batches of steps first..end-1, in order; rendered ahead by `workers` processes when > 0."""
+    if workers <= 0:
+        return (data.batch(step) for step in range(first, end))
+    return torch.utils.data.DataLoader(
+        _StepBatches(data, first, end), batch_size=None, shuffle=False, num_workers=workers, prefetch_factor=4
+    )
 
 
 def _select_trainable(model, train_only: str) -> list[torch.nn.Parameter]:

@@ -214,3 +214,18 @@ def test_snapshots_keep_the_model_along_the_run(tmp_path):
     assert snapshots == ["step_000002.safetensors", "step_000004.safetensors"]
     model, cfg = load_segmenter(out / "snapshots" / "step_000002.safetensors")
     assert cfg.train_classes
+
+
+def test_batches_rendered_by_worker_processes_equal_the_in_process_ones():
+    import torch
+
+    from pmp_ros.train.train_pmp import TrainConfig, WorldBatches, _batches
+
+    data = WorldBatches(TrainConfig(batch_size=2, objective="prompted"), num_queries=16, rank=0, world_size=1)
+    in_process = list(_batches(data, 3, 6, workers=0))
+    rendered_ahead = list(_batches(data, 3, 6, workers=2))
+    assert len(in_process) == len(rendered_ahead) == 3
+    for (images_a, targets_a, prompts_a), (images_b, targets_b, prompts_b) in zip(in_process, rendered_ahead):
+        assert torch.equal(images_a, images_b) and prompts_a == prompts_b
+        for a, b in zip(targets_a, targets_b):
+            assert torch.equal(a["labels"], b["labels"]) and torch.equal(a["masks"], b["masks"])
