@@ -3,6 +3,7 @@
     pmp-demo                      # shipped model, output in demo_out/
     pmp-demo --model my.safetensors --out /tmp/demo
     pmp-demo --backend onnxruntime [--onnx-path model.onnx]   # the node on ONNX Runtime (docs/deployment.md)
+    pmp-demo --foxglove [PORT] [--mcap demo.mcap]   # watch it live in Foxglove (ws://localhost:8765), record it
 
 Generates a procedural RGB-D camera stream in memory (one tabletop scene, slowly panning camera), starts the
 pmp_segmenter node in its own process and sends it three instructions in turn: a single target ("pick up
@@ -21,6 +22,7 @@ import json
 import os
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -38,15 +40,20 @@ from pmp_ros.deploy.export import export_onnx
 from pmp_ros.eval.frame_metrics import aggregate_instruction_metrics, instruction_frame_metrics
 from pmp_ros.eval.report import format_value, latency_summary
 from pmp_ros.language.parse import parse_instruction
+from pmp_ros.objects3d import measure_objects, stack_points
 from pmp_ros.ros.environment import configure_dds_environment
-from pmp_ros.ros.image_conversion import image_to_rgb8
-from pmp_ros.ros.messages import instance_colour
+from pmp_ros.ros.image_conversion import image_to_array
+from pmp_ros.ros.live_view import live_frame
 from pmp_ros.ros.node import DEFAULT_MODEL
 from pmp_ros.ros.process import NodeProcess, pick_domains
 from pmp_ros.ros.stop_signals import Interrupted, stop_signals
+from pmp_ros.viz.live_view import DEFAULT_PORT, LiveView
+from pmp_ros.viz.overlay import NO_RESULT, Annotation, draw_overlay, write_gif
 
 MIN_AREA = 150  # pixels: a target must be clearly visible for the demo
 SEARCH_SEEDS = 2000
+GIF_FPS = 10
+CLOUD_VOXEL_M = 0.005  # the live view's object cloud, as the node's object_voxel_size default
 
 
 def demo_scene(width: int, height: int) -> tuple[int, list[str]]:
@@ -76,21 +83,46 @@ def _messages(frames: list[StreamFrame]):
 
 
 def _picture(frame: StreamFrame, log: FrameLog) -> np.ndarray:
-    """The node's overlay (or, if it did not arrive, the result's masks blended here) with the instruction
-    written on a banner above it."""
-    if log.overlay is not None:
-        image = np.array(image_to_rgb8(log.overlay))
-    else:
-        image = frame.rgb.copy()
-        if log.result is not None:
-            label = prediction_from_messages(log.result, None).label_image
-            for instance in log.result.instances:
-                mask = label == instance.id
-                image[mask] = (0.5 * image[mask] + 0.5 * np.array(instance_colour(instance.id))).astype(np.uint8)
-    banner = np.full((22, image.shape[1], 3), 30, np.uint8)
-    text = frame.instruction if log.result is not None else frame.instruction + " (no result)"
-    cv2.putText(banner, text, (4, 15), cv2.FONT_HERSHEY_SIMPLEX, 0.42, (255, 255, 255), 1, cv2.LINE_AA)
-    return np.concatenate([banner, image])
+    """The result drawn as the node draws its overlay (viz/overlay.py: outlines, captions, cross-hairs),
+    under a banner with the instruction and how the node resolved it."""
+    if log.result is None:
+        return draw_overlay(frame.rgb, np.zeros(frame.rgb.shape[:2], np.uint16), [], frame.instruction, NO_RESULT)
+    label = np.asarray(image_to_array(log.result.label_image), np.uint16)
+    points = {p.instance_id: (int(p.u), int(p.v)) for p in (log.points.points if log.points is not None else [])}
+    annotations = [
+        Annotation(int(i.id), i.label, float(i.score), int(i.track_id), points.get(i.id)) for i in log.result.instances
+    ]
+    return draw_overlay(frame.rgb, label, annotations, log.result.instruction, log.result.resolution)
+
+
+def _stream_live(view: LiveView, frames: list[StreamFrame], log: FrameLog) -> None:
+    """One answered frame to the live view, with its objects' points measured here from the frame's depth
+    (the player does not collect the node's cloud) and the demo's own figures as diagnostics."""
+    frame = frames[log.index]
+    if log.result is None:
+        return
+    label = np.asarray(image_to_array(log.result.label_image), np.uint16)
+    ids = [int(i.id) for i in log.result.instances]
+    cloud = None
+    if ids and frame.depth_mm is not None and frame.k is not None:
+        measured = measure_objects(
+            [label == i for i in ids],
+            frame.depth_mm,
+            frame.k,
+            instance_ids=ids,
+            cloud_rgb=frame.rgb,
+            voxel_m=CLOUD_VOXEL_M,
+        )
+        cloud = stack_points(measured)
+    live = live_frame(frame.rgb, log.result, log.points, log.objects, cloud)
+    latency = log.latency_s
+    view.publish(
+        replace(
+            live,
+            diagnostics_message="pmp-demo",
+            diagnostics={"frame": log.index, "latency_ms": f"{latency * 1e3:.1f}" if latency is not None else ""},
+        )
+    )
 
 
 def _summary(frames: list[StreamFrame], logs: list[FrameLog], truths: dict) -> dict:
@@ -169,9 +201,12 @@ def run_demo(
     device: str,
     backend: str = "torch",
     onnx_path: Path | None = None,
+    foxglove_port: int | None = None,
+    mcap_path: Path | None = None,
 ) -> dict:
     """Run the demo with the node's backend ("torch" or "onnxruntime": onnx_graph(model, onnx_path, out));
-    returns metrics.json's content (with run_time_s)."""
+    returns metrics.json's content (with run_time_s). foxglove_port, mcap_path: stream each answered frame
+    to a live view (viz/live_view.py) served on that port (0: any free one) and/or recorded there."""
     start = time.monotonic()
     model_path = Path(model).resolve() if model else paths.model_file(DEFAULT_MODEL)
     if not model_path.is_file():
@@ -193,23 +228,35 @@ def run_demo(
     configure_dds_environment()
     domain = pick_domains(1)[0]
     out.mkdir(parents=True, exist_ok=True)
-    with NodeProcess(params, domain, out / "node.log") as node, Player(domain, overlay=True) as player:
-        startup_s = node.wait_ready()
-        player.wait_for_node()
-        playback = player.play(_messages(frames), lockstep=True)
+    view = None
+    if foxglove_port is not None or mcap_path is not None:
+        view = LiveView(port=foxglove_port, mcap_path=mcap_path, name="pmp-demo")
+        if view.port is not None:
+            print(f"pmp-demo: live view on ws://localhost:{view.port} (layout: config/foxglove_layout.json)")
+    try:
+        with (
+            NodeProcess(params, domain, out / "node.log") as node,
+            Player(domain, overlay=True, objects=view is not None) as player,
+        ):
+            startup_s = node.wait_ready()
+            player.wait_for_node()
+            on_frame = (lambda log: _stream_live(view, frames, log)) if view is not None else None
+            playback = player.play(_messages(frames), lockstep=True, on_frame=on_frame)
+    finally:
+        if view is not None:
+            view.close()
     (out / "frames").mkdir(exist_ok=True)
     pictures = [_picture(frame, log) for frame, log in zip(frames, playback.frames)]
     for index, picture in enumerate(pictures):
         cv2.imwrite(str(out / "frames" / f"{index:04d}.png"), cv2.cvtColor(picture, cv2.COLOR_RGB2BGR))
-    import imageio.v2 as imageio
-
-    imageio.mimsave(out / "demo.gif", pictures, duration=1 / 10, loop=0)
+    write_gif(out / "demo.gif", pictures, GIF_FPS)
     summary = _summary(frames, playback.frames, playback.truths)
     summary.update(
         seed=seed,
         model=str(model_path),
         backend=backend,
         onnx_path=params.get("onnx_path"),
+        mcap=str(mcap_path) if mcap_path is not None else None,
         instructions=instructions,
         run_time_s=time.monotonic() - start,
         node_startup_s=startup_s,
@@ -237,6 +284,15 @@ def main(argv: list[str] | None = None) -> int:
         type=Path,
         help="with --backend onnxruntime: the graph pmp-export-onnx wrote from --model (default: export it into --out)",
     )
+    parser.add_argument(
+        "--foxglove",
+        type=int,
+        nargs="?",
+        const=DEFAULT_PORT,
+        metavar="PORT",
+        help=f"serve the live view to Foxglove on this port (default {DEFAULT_PORT}; 0: any free port)",
+    )
+    parser.add_argument("--mcap", type=Path, metavar="FILE", help="record the live view's channels to this .mcap")
     args = parser.parse_args(argv)
     if args.onnx_path is not None and args.backend != "onnxruntime":
         parser.error("--onnx-path goes with --backend onnxruntime")
@@ -251,6 +307,8 @@ def main(argv: list[str] | None = None) -> int:
                 args.device,
                 args.backend,
                 args.onnx_path,
+                args.foxglove,
+                args.mcap,
             )
     except (FileNotFoundError, RuntimeError, TimeoutError) as error:
         print(f"pmp-demo: {error}", file=sys.stderr)

@@ -10,6 +10,7 @@ import pytest
 
 from pmp_ros import demo, paths
 from pmp_ros.ros.node import DEFAULT_MODEL
+from pmp_ros.viz.overlay import BANNER_LINE_PX
 
 # The ONNX parity tolerance (docs/deployment.md): the same instances, masks within IoU 0.99 of each other.
 MASK_IOU_TOLERANCE = 0.01
@@ -49,7 +50,8 @@ def test_demo_writes_overlays_gif_and_report(tmp_path, model_file, capsys):
     assert metrics["overall"]["frames"] == 9 and metrics["latency_ms"]["p50"] > 0
     assert sorted(p.name for p in (out / "frames").iterdir()) == [f"{i:04d}.png" for i in range(9)]
     gif = imageio.mimread(out / "demo.gif")
-    assert len(gif) == 9 and gif[0].shape[:2] == (240 + 22, 320)  # banner above each overlay
+    banner = 2 * BANNER_LINE_PX + 4  # two lines above each overlay: the instruction, its resolution
+    assert len(gif) == 9 and gif[0].shape[:2] == (240 + banner, 320)
     assert "| pick up the red star |" in (out / "report.md").read_text()
     printed = capsys.readouterr().out
     assert "9/9 frames answered" in printed and str(out) in printed

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-import cv2
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import Point, Pose, Quaternion, Vector3
@@ -18,6 +17,7 @@ from pmp_ros.model.inference import Prediction
 from pmp_ros.objects3d import Object3D as Measured3D
 from pmp_ros.objects3d import ObjectCloud
 from pmp_ros.ros.image_conversion import array_to_image, label_image_to_msg
+from pmp_ros.viz.overlay import Annotation, draw_overlay, instance_colour
 from pmp_ros_msgs.msg import (
     Instance,
     Instruction,
@@ -28,16 +28,8 @@ from pmp_ros_msgs.msg import (
     SegmentationResult,
 )
 
-OVERLAY_ALPHA = 0.5
 MARKER_NAMESPACE = "pmp_targets"
 MARKER_DIAMETER_M = 0.03
-
-
-def instance_colour(instance_id: int) -> tuple[int, int, int]:
-    """A stable, well-spread RGB colour per id (golden-ratio hue steps)."""
-    hue = int((instance_id * 0.618033988749895 % 1.0) * 180)
-    hsv = np.array([[[hue, 200, 255]]], np.uint8)
-    return tuple(int(c) for c in cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)[0, 0])
 
 
 def instruction_message(parsed: ParsedInstruction) -> Instruction:
@@ -208,28 +200,32 @@ def object_cloud(header: Header, cloud: ObjectCloud) -> PointCloud2:
     )
 
 
-def overlay_image(rgb: np.ndarray, prediction: Prediction, points: Sequence[PointEstimate], header: Header) -> Image:
-    """rgb8 image: instance masks blended in their colours, "label score" drawn at each interior point."""
-    palette = np.zeros((int(prediction.label_image.max()) + 1, 3), np.float32)
-    for instance in prediction.instances:
-        palette[instance.id] = instance_colour(instance.id)
-    painted = prediction.label_image > 0
-    canvas = rgb.astype(np.float32)
-    canvas[painted] = (1 - OVERLAY_ALPHA) * canvas[painted] + OVERLAY_ALPHA * palette[prediction.label_image[painted]]
-    canvas = np.ascontiguousarray(canvas.astype(np.uint8))
-    for instance, point in zip(prediction.instances, points, strict=True):
-        cv2.circle(canvas, (point.u, point.v), 3, (255, 255, 255), -1)
-        cv2.putText(
-            canvas,
-            f"{instance.label} {instance.score:.2f}",
-            (point.u + 5, point.v),
-            cv2.FONT_HERSHEY_SIMPLEX,
-            0.4,
-            (255, 255, 255),
-            1,
-            cv2.LINE_AA,
-        )
+def overlay_image(
+    rgb: np.ndarray,
+    prediction: Prediction,
+    points: Sequence[PointEstimate],
+    header: Header,
+    track_ids: Mapping[int, int] | None = None,
+    instruction: str | None = None,
+    resolution: str | None = None,
+) -> Image:
+    """rgb8 image (viz/overlay.draw_overlay): the camera image undimmed, each instance's outline in its
+    colour, "label score #track" in a box, its labelled point as a cross-hair; with instruction or
+    resolution (the result's), a banner above saying what was asked and how it was resolved (the image is
+    then taller by the banner). track_ids as segmentation_result's."""
+    track_ids = track_ids or {}
+    annotations = [
+        Annotation(i.id, i.label, float(i.score), track_ids.get(i.id, 0), (p.u, p.v))
+        for i, p in zip(prediction.instances, points, strict=True)
+    ]
+    canvas = draw_overlay(rgb, prediction.label_image, annotations, instruction, resolution)
     return array_to_image(canvas, "rgb8", header)
+
+
+def label_image(header: Header, prediction: Prediction) -> Image:
+    """The label image alone (mono16: 0 background, the instances' ids), for a topic of its own that tools
+    colour themselves; the same image as SegmentationResult.label_image."""
+    return label_image_to_msg(prediction.label_image, header)
 
 
 def target_markers(header: Header, prediction: Prediction, points: Sequence[PointEstimate]) -> MarkerArray:

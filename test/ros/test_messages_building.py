@@ -98,14 +98,6 @@ def test_labelled_points():
     assert (b.instance_id, b.position_valid) == (2, False)
 
 
-def test_overlay_colours_only_the_masks():
-    rgb = np.full((20, 30, 3), 100, np.uint8)
-    overlay = image_to_array(messages.overlay_image(rgb, _prediction(), POINTS, HEADER))
-    assert overlay.shape == (20, 30, 3) and overlay.dtype == np.uint8
-    assert (overlay[19, 0] == 100).all()  # background untouched
-    assert not (overlay[2, 8] == 100).all()  # a mask pixel away from the text is tinted
-
-
 def test_markers_only_for_valid_points():
     markers = messages.target_markers(HEADER, _prediction(), POINTS).markers
     assert markers[0].action == Marker.DELETEALL
