@@ -1,4 +1,4 @@
-"""The cost of the node's tracking stage per frame (pmp_ros/ros/tracking_stage.py: TrackingStage.track, the
+"""The cost of the node's tracking stage per frame (pmp_ros/perception/tracking_stage.py: TrackingStage.track, the
 tracker with its image shift, 3D centroids and image check), beside the model.
 
     python bench/bench_tracking.py                                   # 320x240 and 640x480, 4 sequences each
@@ -24,7 +24,7 @@ import numpy as np
 from pmp_ros.data import splits, vocabulary
 from pmp_ros.data.sequences import TrackingSequenceConfig, sequence_frames, sequence_script, tracking_world
 from pmp_ros.model.inference import Predictor
-from pmp_ros.ros.tracking_stage import TrackingStage, detection_settings
+from pmp_ros.perception.tracking_stage import TrackingStage, detection_settings
 from pmp_ros.tracking import TrackerParams
 
 import benchlib

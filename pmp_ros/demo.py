@@ -37,7 +37,7 @@ from pmp_ros.data.streams import SequenceConfig, StreamFrame, procedural_stream
 from pmp_ros.data.world import TabletopWorld, WorldConfig
 from pmp_ros.deploy import metadata
 from pmp_ros.deploy.export import export_onnx
-from pmp_ros.eval.frame_metrics import aggregate_instruction_metrics, instruction_frame_metrics
+from pmp_ros.eval.metrics.frame_metrics import aggregate_instruction_metrics, instruction_frame_metrics
 from pmp_ros.eval.report import format_value, latency_summary
 from pmp_ros.language.parse import parse_instruction
 from pmp_ros.objects3d import measure_objects, stack_points

@@ -6,8 +6,8 @@
 For each bag: the node is started in its own process (or --use-running-node uses one already running in this
 ROS domain), the bag is played into its topics (timed, --rate, or --lockstep), its answers are matched to
 the images by header stamp, and report.json / report.md / latency plots are written to OUT/<bag name>/.
-Accuracy uses pmp_ros.eval.frame_metrics on the frames that have ground truth and a result; with depth, so do
-the 3D errors of the node's objects for the matched targets (pmp_ros.eval.errors3d, against the ground
+Accuracy uses pmp_ros.eval.metrics.frame_metrics on the frames that have ground truth and a result; with depth, so do
+the 3D errors of the node's objects for the matched targets (pmp_ros.eval.metrics.errors3d, against the ground
 truth's solids). When the ground truth's ids continue across frames (tracking bags): IDF1, ID switches, MOTA
 and the target flicker rate of the node's track ids (pmp_ros.bags.tracking_metrics); --tracking-baseline
 replays the bag a second time with tracking:=false for the same figures without tracking. Several bags run in
@@ -41,8 +41,8 @@ from pmp_ros.bags.tracking_metrics import (
     published_tracks,
     score_replay,
 )
-from pmp_ros.eval.errors3d import matched_summary
-from pmp_ros.eval.frame_metrics import aggregate_instruction_metrics, instruction_frame_metrics
+from pmp_ros.eval.metrics.errors3d import matched_summary
+from pmp_ros.eval.metrics.frame_metrics import aggregate_instruction_metrics, instruction_frame_metrics
 from pmp_ros.eval.report import latency_summary, write_bag_report
 from pmp_ros.ros.client import serialize
 from pmp_ros.ros.environment import configure_dds_environment

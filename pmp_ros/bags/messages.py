@@ -25,7 +25,7 @@ from std_msgs.msg import Header, String
 
 from pmp_ros.data.prism import Prism
 from pmp_ros.data.streams import StreamFrame, TruthObject
-from pmp_ros.eval.frame_metrics import FramePrediction, FrameTruth
+from pmp_ros.eval.metrics.frame_metrics import FramePrediction, FrameTruth
 from pmp_ros.language.parse import InstructionParseError, parse_instruction
 from pmp_ros.objects3d import Object3D, OrientedBox
 from pmp_ros.ros import interface

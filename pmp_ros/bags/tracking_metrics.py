@@ -1,5 +1,5 @@
 """pmp-eval-bag's tracking metrics: IDF1, ID switches, MOTA and the target flicker rate
-(pmp_ros.eval.track_metrics, as python -m pmp_ros.eval.tracking scores them offline) of the node's published
+(pmp_ros.eval.metrics.track_metrics, as python -m pmp_ros.eval.tracking scores them offline) of the node's published
 results, against a ground truth whose ids name the same object from frame to frame (pmp-write-bag records
 them so: docs/bags.md).
 
@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from pmp_ros.bags.player import FrameLog, Playback
-from pmp_ros.eval.track_metrics import FrameTargets, Output, Score, visible_target_ids
+from pmp_ros.eval.metrics.track_metrics import FrameTargets, Output, Score, visible_target_ids
 from pmp_ros.ros.image_conversion import image_to_array
 from pmp_ros_msgs.msg import SegmentationResult
 

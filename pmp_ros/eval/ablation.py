@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pmp_ros.eval.bootstrap import interval, pooled, unit_draws
+from pmp_ros.eval.metrics.bootstrap import interval, pooled, unit_draws
 
 # table row -> column of scene_counts whose pooled ratio is the metric
 METRICS = {

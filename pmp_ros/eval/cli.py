@@ -1,8 +1,13 @@
-"""pmp-eval: evaluate one or more checkpoints on the fixed evaluation set and write a report.
+"""pmp-eval: evaluate one or more checkpoints on the fixed evaluation set and write a report; the other
+experiments are its subcommands.
 
-    pmp-eval --model a.safetensors [--model b.safetensors ...] --scenes 500 --out reports/eval \\
+    pmp-eval [instructions] --model a.safetensors [--model b.safetensors ...] --scenes 500 --out reports/eval \\
         [--name pmp --name twin] [--examples 4] [--device cpu]
-    pmp-eval --diagnose --model a.safetensors --split validation --scenes 100 --out reports/diag
+    pmp-eval diagnose --model a.safetensors --split validation --scenes 100 --out reports/diag
+    pmp-eval tracking | objects3d | referring | ablation | curves ...   (each with its own --help)
+
+`pmp-eval diagnose ARGS` is `pmp-eval --diagnose ARGS`; `pmp-eval tracking ARGS` is
+`python -m pmp_ros.eval.tracking ARGS`, and so on: the older forms keep working.
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import hashlib
+import importlib
 import json
 import shlex
 import sys
@@ -49,8 +55,37 @@ def write_examples(predictor: Predictor, count: int, cluttered_fraction: float, 
     return paths
 
 
+# pmp-eval's subcommands that run another experiment module: name -> module whose main(argv) it calls.
+EXPERIMENTS = {
+    "tracking": "pmp_ros.eval.tracking",
+    "objects3d": "pmp_ros.eval.objects3d",
+    "referring": "pmp_ros.eval.referring",
+    "ablation": "pmp_ros.eval.ablation",
+    "curves": "pmp_ros.eval.curves",
+}
+SUBCOMMANDS = ("instructions", "diagnose", *EXPERIMENTS)
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="pmp-eval", description=__doc__.split("\n")[0])
+    """Console entry pmp-eval: a subcommand (SUBCOMMANDS) as the first argument, else the instruction
+    evaluation with the flags it always had."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] in EXPERIMENTS:
+        return importlib.import_module(EXPERIMENTS[argv[0]]).main(argv[1:]) or 0
+    if argv and argv[0] == "diagnose":
+        return evaluate_main(["--diagnose", *argv[1:]])
+    if argv and argv[0] == "instructions":
+        return evaluate_main(argv[1:])
+    return evaluate_main(argv)
+
+
+def evaluate_main(argv: list[str]) -> int:
+    """The instruction evaluation (pmp-eval [instructions]) and the diagnosis (--diagnose)."""
+    parser = argparse.ArgumentParser(
+        prog="pmp-eval",
+        description=__doc__.split("\n\n")[0],
+        epilog=f"subcommands: {', '.join(SUBCOMMANDS)} (pmp-eval SUBCOMMAND --help)",
+    )
     parser.add_argument("--model", action="append", required=True, type=Path, help="checkpoint (repeatable)")
     parser.add_argument("--name", action="append", help="report name per --model (default: file stem)")
     parser.add_argument("--scenes", type=int, default=500, help="first N scenes of the evaluation split")
@@ -79,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     names = args.name or [m.stem for m in args.model]
     if len(names) != len(args.model) or len(set(names)) != len(names):
         parser.error("give one distinct --name per --model (or none)")
-    command = shlex.join(["pmp-eval", *(sys.argv[1:] if argv is None else argv)])
+    command = shlex.join(["pmp-eval", *argv])
 
     args.out.mkdir(parents=True, exist_ok=True)
     results, weights, examples = {}, {}, {}

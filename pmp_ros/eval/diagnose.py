@@ -35,11 +35,12 @@ from tqdm import tqdm
 from pmp_ros.data import splits, vocabulary
 from pmp_ros.data.world import TabletopWorld, WorldConfig
 from pmp_ros.eval.evaluate import EvalCase, eval_cases, frame_prediction, frame_truth
-from pmp_ros.eval.frame_metrics import aggregate_instruction_metrics, instruction_frame_metrics
+from pmp_ros.eval.metrics.frame_metrics import aggregate_instruction_metrics, instruction_frame_metrics
 from pmp_ros.eval.report import markdown_table
 from pmp_ros.model.classifier import classification_logits, crop_images, geometric_ensemble, mask_crop_boxes
-from pmp_ros.model.inference import Predictor, instances_from_queries
+from pmp_ros.model.inference import Predictor, instances_from_queries, prediction_from_fields
 from pmp_ros.model.segmenter import SIZE_DIVISIBILITY
+from pmp_ros.perception.frame import FramePipeline
 
 AREA_BUCKETS = ((0, 200), (200, 800), (800, 10**9))  # visible px at 320x240: small, medium, large
 THRESHOLDS = (0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6)
@@ -89,6 +90,7 @@ def diagnose_outputs(
     """Masks-alone, classes-given-true-mask and threshold sweeps over `cases` (module docstring)."""
     cfg, segmenter = predictor.cfg, predictor.segmenter
     vocab = vocabulary.all_classes()
+    pipeline = FramePipeline(predictor, vocab)
     column = {n: i for i, n in enumerate(vocab)}
     mask_rows, class_rows = [], []
     sweep_records: dict[float, list[dict]] = defaultdict(list)
@@ -160,8 +162,9 @@ def diagnose_outputs(
                 found = instances_from_queries(
                     log_probs, mask_logits, len(case.prompts), size, dataclasses.replace(cfg, score_threshold=threshold)
                 )
-                prediction = frame_prediction(case, {k: v.numpy() for k, v in found.items()}, [vocab[j] for j in order])
-                sweep_records[threshold].append(instruction_frame_metrics(prediction, truth_frame))
+                prediction = prediction_from_fields({k: v.numpy() for k, v in found.items()}, [vocab[j] for j in order])
+                output = frame_prediction(pipeline, case, prediction, threshold)
+                sweep_records[threshold].append(instruction_frame_metrics(output, truth_frame))
         bar.update(len(chunk))
     bar.close()
     return {

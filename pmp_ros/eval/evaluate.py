@@ -9,7 +9,9 @@ rng=default_rng(seed), n=1, absent_prob=ABSENT_PROB).
 Per scene, two forward passes:
 - semantic: a Predictor prompted with all vocabulary classes (the open-vocabulary semantic setting);
 - instruction: the instruction text parsed as the robot does, the parsed prompts with the rest of the
-  vocabulary as context. It is batched across scenes by calling the segmenter with one prompt list per
+  vocabulary as context, through the node's frame pipeline (perception.FramePipeline: threshold, resolve,
+  locate, measure) with each target asked for in the plural (the truth is every visible object of a named
+  class). The forward pass is batched across scenes by calling the segmenter with one prompt list per
   image over the vocabulary in a fixed order, then reordering each image's class columns to the
   Predictor's layout (prompts first): the classifier scores each class independently, so this equals
   Predictor.set_prompts + predict per scene (test_evaluate checks it) without re-encoding the 100
@@ -32,20 +34,19 @@ from pmp_ros.data import splits, vocabulary
 from pmp_ros.data.instructions import Instruction, generate_instructions
 from pmp_ros.data.prism import Prism
 from pmp_ros.data.world import Scene, TabletopWorld, WorldConfig
-from pmp_ros.eval.errors3d import matched_summary
-from pmp_ros.eval.frame_metrics import (
+from pmp_ros.eval.metrics.errors3d import matched_summary
+from pmp_ros.eval.metrics.frame_metrics import (
     FramePrediction,
     FrameTruth,
     aggregate_instruction_metrics,
     instruction_frame_metrics,
     summarise_targets,
 )
-from pmp_ros.eval.proposals import binarise_queries, covering_ranks, recall_at_k
-from pmp_ros.eval.semantic import accumulate_confusion, new_confusion, semantic_metrics
-from pmp_ros.geometry import locate_instances
-from pmp_ros.language.parse import InstructionParseError, parse_instruction
-from pmp_ros.model.inference import Predictor, instances_from_queries
-from pmp_ros.objects3d import measure_objects
+from pmp_ros.eval.metrics.proposals import binarise_queries, covering_ranks, recall_at_k
+from pmp_ros.eval.metrics.semantic import accumulate_confusion, new_confusion, semantic_metrics
+from pmp_ros.language.parse import InstructionParseError, ParsedInstruction, parse_instruction
+from pmp_ros.model.inference import Prediction, Predictor, instances_from_queries, prediction_from_fields
+from pmp_ros.perception.frame import FrameInput, FramePipeline, FrameSettings
 
 ABSENT_PROB = 0.1  # share of instructions that also name a class absent from the scene
 IMAGE_SIZE = (320, 240)  # width, height of the rendered scenes (the world's default)
@@ -142,6 +143,7 @@ def predict_instructions(predictor: Predictor, cases: Sequence[EvalCase]) -> lis
 
 def _predict_group(predictor: Predictor, cases: Sequence[EvalCase], names: tuple[str, ...]) -> list[InstructionOutput]:
     cfg = predictor.cfg
+    pipeline = FramePipeline(predictor, names)
     column = {n: i for i, n in enumerate(names)}
     # The Predictor's own resizing and autocast, so inputs match its predict() bit for bit.
     text = predictor.encode_text(names, [c.prompts for c in cases])
@@ -157,36 +159,33 @@ def _predict_group(predictor: Predictor, cases: Sequence[EvalCase], names: tuple
             found = instances_from_queries(
                 log_probs[:, order + [len(names)]], mask_logits, len(case.prompts), size, cfg
             )
+            prediction = prediction_from_fields(
+                {k: v.cpu().numpy() for k, v in found.items()}, [names[j] for j in order]
+            )
             results.append(
                 InstructionOutput(
-                    frame_prediction(case, {k: v.cpu().numpy() for k, v in found.items()}, [names[j] for j in order]),
+                    frame_prediction(pipeline, case, prediction, cfg.score_threshold),
                     _proposal_ranks(case, log_probs, mask_logits, column),
                 )
             )
     return results
 
 
-def frame_prediction(case: EvalCase, found: dict[str, np.ndarray], names: list[str]) -> FramePrediction:
-    """FramePrediction from a host copy of instances_from_queries' fields, with points located and objects
-    measured in 3D as the node does (geometry.locate_instances, then objects3d.measure_objects with the normal
-    at each point, on the scene's depth and K)."""
-    label_image = found["label_image"].astype(np.uint16)
-    instances = [
-        (int(found["ids"][k]), names[int(found["labels"][k])], float(found["scores"][k]))
-        for k in np.flatnonzero(found["ids"] > 0)
-    ]
-    masks = [label_image == i for i, _, _ in instances]
-    depth, k = case.scene.depth, case.scene.K.matrix()
-    estimates = locate_instances(masks, depth, k)
-    points = [(i, e.u, e.v, e.position) for (i, _, _), e in zip(instances, estimates)]
-    objects = (
-        measure_objects(
-            masks, depth, k, instance_ids=[i for i, _, _ in instances], pixels=[(e.u, e.v) for e in estimates]
-        )
-        if masks
-        else []
-    )
-    return FramePrediction(label_image, instances, points, objects)
+def frame_prediction(
+    pipeline: FramePipeline, case: EvalCase, prediction: Prediction, score_threshold: float
+) -> FramePrediction:
+    """FramePrediction of a case through the frame pipeline, given the model's prediction for the case's
+    prompts (made at score_threshold): resolved, points located and objects measured in 3D on the scene's
+    noisy depth and K (FramePipeline.process). The evaluation's truth is every visible object of every named
+    class (Instruction.all_target_ids), so each target is asked for in the plural: every instance of the
+    prompts is kept."""
+    parsed = ParsedInstruction(case.prompts, (True,) * len(case.prompts))
+    frame = FrameInput(case.scene.rgb, case.scene.depth, case.scene.K.matrix())
+    result = pipeline.process(frame, parsed, FrameSettings(score_threshold), prediction=prediction)
+    published = result.prediction
+    instances = [(i.id, i.label, i.score) for i in published.instances]
+    points = [(i.id, p.u, p.v, p.position) for i, p in zip(published.instances, result.points)]
+    return FramePrediction(published.label_image, instances, points, result.objects or [])
 
 
 def _proposal_ranks(

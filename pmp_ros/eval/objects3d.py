@@ -6,7 +6,7 @@ Scenes: scene i of the split renders its seed as pmp-eval does (320x240, the clu
 evaluate.is_cluttered(i, 0.5)). Every object's ground-truth visible mask (Scene.mask) is measured with
 measure_objects on the scene's noisy depth (dropouts and per-pixel noise), with the scene's K. The world
 has no mixed pixels at object edges (every pixel is one ray-plane hit), so the erosion's benefit does not
-show here, only its cost. Errors and their truths: pmp_ros.eval.errors3d (centroid vs the visible centre, box
+show here, only its cost. Errors and their truths: pmp_ros.eval.metrics.errors3d (centroid vs the visible centre, box
 size vs the prism's extent where comparable, normal vs the face the normal pixel's ray meets first). Beside
 them:
 
@@ -35,8 +35,15 @@ import numpy as np
 from pmp_ros.data import splits
 from pmp_ros.data.prism import Prism
 from pmp_ros.data.world import Scene, TabletopWorld, WorldConfig
-from pmp_ros.eval.errors3d import MIN_AREA, box_comparable, error_stats, error_summary, goals, measurement_errors
 from pmp_ros.eval.evaluate import IMAGE_SIZE, SPLITS, is_cluttered
+from pmp_ros.eval.metrics.errors3d import (
+    MIN_AREA,
+    box_comparable,
+    error_stats,
+    error_summary,
+    goals,
+    measurement_errors,
+)
 from pmp_ros.objects3d import DEFAULT_PARAMS, Objects3DParams, measure_objects
 
 CLUTTERED_FRACTION = 0.5

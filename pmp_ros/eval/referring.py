@@ -13,10 +13,11 @@ next to the blue ring") expressions with one right instance, chosen by clear mar
 
 - parse: parse_instruction(text) must equal the generated structure (expected_parse); a mismatch counts as
   wrong and is listed;
-- model: plan_prompts(parsed, context), Predictor.set_prompts(plan.prompts, context), predict,
-  resolve(..., scene.depth, K); correct when the first selected instance's mask has IoU >= 0.5 with the
-  target's visible mask. context: the model's training classes (ModelConfig.train_classes, what the node
-  uses) or the whole vocabulary (what pmp-eval uses);
+- model: the node's frame pipeline (perception.FramePipeline.process on the scene's rgb, depth and K:
+  prompts planned in the context, predicted, cut at the model's score threshold, resolved); correct when the
+  first selected instance's mask has IoU >= 0.5 with the target's visible mask. context: the model's
+  training classes (ModelConfig.train_classes, what the node uses) or the whole vocabulary (what pmp-eval
+  uses);
 - found_all: every candidate is matched by an instance of a target prompt, and the reference by one of the
   reference prompt, each with IoU >= 0.5 (the segmentation gave the resolver everything it needs);
 - oracle: resolve on the ground-truth masks of the candidates and the reference as instances (score 1),
@@ -46,6 +47,7 @@ from pmp_ros.eval.evaluate import IMAGE_SIZE, SPLITS, is_cluttered
 from pmp_ros.language.parse import InstructionParseError, ParsedInstruction, parse_instruction
 from pmp_ros.language.resolve import PromptPlan, plan_prompts, resolve
 from pmp_ros.model.inference import Instance, Predictor
+from pmp_ros.perception.frame import FrameInput, FramePipeline, FrameSettings
 
 IOU_THRESHOLD = 0.5
 CLUTTERED_FRACTION = 0.5
@@ -111,9 +113,7 @@ def _matched(truth: np.ndarray, instances: Sequence[Instance], prompt_indices: S
     return any(mask_iou(truth, inst.mask) >= IOU_THRESHOLD for inst in instances if inst.prompt_index in prompt_indices)
 
 
-def evaluate_instruction(
-    predictor: Predictor, context: Sequence[str], scene: Scene, instruction: ReferringInstruction
-) -> dict:
+def evaluate_instruction(pipeline: FramePipeline, scene: Scene, instruction: ReferringInstruction) -> dict:
     """One instruction's record: parse_ok; candidates_found, references_found (matched at IoU >= 0.5 by an
     instance of the right prompt) and found_all (all of both; None when the parse failed); correct,
     target_iou of the first selected instance; oracle_correct; the resolver's note."""
@@ -132,12 +132,11 @@ def evaluate_instruction(
         return record | {"parse_ok": False, "parsed": exc.reason, "found_all": None, "correct": False}
     if parsed != expected_parse(instruction):
         return record | {"parse_ok": False, "parsed": parsed.describe(), "found_all": None, "correct": False}
-    plan = plan_prompts(parsed, context)
-    predictor.set_prompts(plan.prompts, context)
-    instances = predictor.predict([scene.rgb], semantic=False)[0].instances
-    resolution = resolve(parsed, plan, instances, scene.depth, scene.K.matrix())
+    frame = FrameInput(scene.rgb, scene.depth, scene.K.matrix())
+    result = pipeline.process(frame, parsed, FrameSettings(pipeline.predictor.cfg.score_threshold))
+    plan, instances, selected = result.plan, result.candidates.instances, result.prediction.instances
     target_mask = scene.mask(instruction.target_id)
-    target_iou = mask_iou(target_mask, instances[resolution.selected[0]].mask) if resolution.selected else 0.0
+    target_iou = mask_iou(target_mask, selected[0].mask) if selected else 0.0
     target_prompts = range(plan.num_targets)
     candidates_found = sum(_matched(scene.mask(i), instances, target_prompts) for i in instruction.candidate_ids)
     references_found = sum(
@@ -151,7 +150,7 @@ def evaluate_instruction(
         and references_found == len(instruction.reference_ids),
         "correct": target_iou >= IOU_THRESHOLD,
         "target_iou": round(target_iou, 4),
-        "note": resolution.note,
+        "note": result.resolution.note,
     }
 
 
@@ -185,6 +184,7 @@ def evaluate_referring(
     progress: bool = True,
 ) -> dict:
     """Records and summaries (overall, per kind, per order/relation) on the first num_scenes scenes."""
+    pipeline = FramePipeline(predictor, context)
     records: list[dict] = []
     scenes_with_instructions = 0
     start = time.perf_counter()
@@ -192,7 +192,7 @@ def evaluate_referring(
         referring_scenes(num_scenes, per_scene, split), total=num_scenes, desc="referring", disable=not progress
     ):
         scenes_with_instructions += bool(instructions)
-        records += [evaluate_instruction(predictor, context, scene, instruction) for instruction in instructions]
+        records += [evaluate_instruction(pipeline, scene, instruction) for instruction in instructions]
     first = SPLITS[split][0]
     selectors = sorted({r["selector"] for r in records})
     return {

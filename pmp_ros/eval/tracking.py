@@ -5,23 +5,24 @@
 
 Sequences (pmp_ros.data.sequences, default TrackingSequenceConfig: 320x240 at 10 fps): the first
 --validation-sequences seeds of the validation split choose the tracker's parameters (a small grid, below);
-the first --sequences seeds of the evaluation split are reported. Per sequence the Predictor is prompted with
-the sequence's classes and the rest of the vocabulary as context (the node uses its model's training classes),
-its score threshold lowered to tracking.DETECTION_FLOOR (as the node's) so the tracker also sees weak
-instances; each instance's 3D centroid comes from objects3d.measure_objects on the frame's depth, its
-appearance from Instance.embedding, and the camera's image shift from the previous frame from
-tracking.image_shift.
+the first --sequences seeds of the evaluation split are reported. Every frame goes through the node's frame
+pipeline (pmp_ros.perception): prompted with the sequence's classes (every instance of each) and the rest of
+the vocabulary as context (the node uses its model's training classes), its score threshold lowered to
+tracking.DETECTION_FLOOR (as the node's while tracking) so the tracker also sees weak instances; the tracking
+stage's cues (TrackingStage.observe: each instance's 3D centroid from the frame's depth, the camera's image
+shift from the previous frame, the image) are recorded with the prediction.
 
 Two outputs per frame, scored against the same truth:
-- per-frame: the instances scoring >= the model's own score threshold, with the ids the node publishes
-  today (Instance.id: 1..n by score in each frame);
-- tracked: the tracker fed every instance (>= DETECTION_FLOOR), its published tracks (ids, masks; a missed
-  track's predicted mask).
+- per-frame: what the node publishes with tracking off, the instances scoring >= the model's own score
+  threshold (above_threshold), with their per-frame ids (Instance.id: 1..n by score in each frame);
+- tracked: what the node publishes with tracking on, a fresh tracking stage (TrackingStage.follow) fed every
+  instance (>= DETECTION_FLOOR): its published tracks (track ids, masks; a missed track's predicted mask
+  where no found one is).
 The model's part (record_sequence) is nearly all of the time: --jobs runs sequences in parallel processes
 (one torch thread each), and --cache keeps each sequence's records (pickles, under a key of the model file's
 hash, the sequence config and DETECTION_FLOOR), so a tracker change is evaluated again in minutes.
 Truth, matching and the metrics (IDF1, ID switches, MOTA, false positives, misses, target flicker rate):
-pmp_ros.eval.track_metrics, which pmp-eval-bag uses on the node's published results too.
+pmp_ros.eval.metrics.track_metrics, which pmp-eval-bag uses on the node's published results too.
 Goals (issue 16): IDF1 tracked > per-frame, and flicker rate tracked <= half of per-frame.
 """
 
@@ -49,9 +50,8 @@ import torch
 from pmp_ros.data import splits, vocabulary
 from pmp_ros.data.sequences import TrackingSequenceConfig, sequence_frames, sequence_script, tracking_world
 from pmp_ros.data.streams import StreamFrame
-from pmp_ros.eval.bootstrap import interval, pooled, unit_draws
-from pmp_ros.eval.report import markdown_table
-from pmp_ros.eval.track_metrics import (
+from pmp_ros.eval.metrics.bootstrap import interval, pooled, unit_draws
+from pmp_ros.eval.metrics.track_metrics import (
     MATCH_IOU,
     MIN_VISIBLE_AREA,
     FrameTargets,
@@ -59,14 +59,17 @@ from pmp_ros.eval.track_metrics import (
     Score,
     visible_target_ids,
 )
+from pmp_ros.eval.report import markdown_table
+from pmp_ros.language.parse import ParsedInstruction
 from pmp_ros.model.checkpoint import read_checkpoint
-from pmp_ros.model.inference import Predictor
-from pmp_ros.objects3d import measure_objects
+from pmp_ros.model.inference import Instance, Prediction, Predictor
 from pmp_ros.paths import model_file
-from pmp_ros.tracking import DETECTION_FLOOR, Tracker, TrackerParams, TrackingResult, image_shift, mask_iou
+from pmp_ros.perception.frame import FramePipeline
+from pmp_ros.perception.tracking_stage import FrameCues, TrackedFrame, TrackingStage, above_threshold
+from pmp_ros.tracking import DETECTION_FLOOR, TrackerParams, mask_iou
 
 PREDICT_BATCH = 5
-RECORD_FORMAT = 2  # FrameRecord's fields: raise when they change, so that a cache of older records is not read
+RECORD_FORMAT = 3  # FrameRecord's fields: raise when they change, so that a cache of older records is not read
 # The validation grid: every combination of these TrackerParams fields; the others keep their defaults.
 GRID = {
     "new_track_score": (0.25, 0.3),
@@ -79,86 +82,89 @@ GRID = {
 }
 
 
-@dataclass(frozen=True, eq=False)
-class DetectedInstance:
-    """An instance of a cached prediction (what the tracker reads). mask = label_image == id, computed on
-    access, so a frame's instances share its label image."""
+@dataclass(frozen=True)
+class RecordedInstance:
+    """An instance of a recorded prediction without its mask (label_image == id, made again by
+    FrameRecord.prediction): a frame's instances share its label image, so that a split's records fit in
+    memory. Fields as model.inference.Instance's."""
 
     id: int
     label: str
+    prompt_index: int
     score: float
+    box: tuple[int, int, int, int]
+    area: int
     embedding: np.ndarray | None
-    centroid: tuple[float, float, float] | None
-    label_image: np.ndarray
-
-    @property
-    def mask(self) -> np.ndarray:
-        return self.label_image == self.id
 
 
 @dataclass(frozen=True, eq=False)
 class FrameRecord(FrameTargets):
-    """One frame: the truth (FrameTargets), the model's instances scoring >= DETECTION_FLOOR, best first, the
-    image shift (dx, dy) from the previous frame (None in the first) and the frame's image (uint8 [H,W,3]
-    RGB, None where not kept: the tracker then cannot check the image where a track was missed)."""
+    """One frame: the truth (FrameTargets); the prompts; the model's prediction at DETECTION_FLOOR (its label
+    image, uint16 [H,W], and its instances best first) and what the tracker reads of the frame beside them
+    (TrackingStage.observe: centroids, the camera's image shift, the image). A record without cues (None)
+    is followed without centroids, shift or image check."""
 
-    instances: tuple[DetectedInstance, ...]
-    camera_shift: tuple[float, float] | None = None
-    image: np.ndarray | None = None
+    prompts: tuple[str, ...] = ()
+    label_image: np.ndarray | None = None
+    instances: tuple[RecordedInstance, ...] = ()
+    cues: FrameCues | None = None
+
+    def prediction(self) -> Prediction:
+        """The recorded prediction, each instance with its mask."""
+        label_image = self.label_image if self.label_image is not None else np.zeros_like(self.instance_image)
+        instances = [
+            Instance(i.id, i.label, i.prompt_index, i.score, i.box, i.area, label_image == i.id, i.embedding)
+            for i in self.instances
+        ]
+        return Prediction(label_image, instances, None)
 
 
 def record_sequence(predictor: Predictor, frames: Sequence[StreamFrame]) -> list[FrameRecord]:
-    """The model's instances (>= the predictor's threshold) on a sequence's frames, with 3D centroids, and
-    the image shifts between frames."""
-    predictor.set_prompts(frames[0].prompts, vocabulary.all_classes())
-    records = []
+    """The frame pipeline's predictions (at the predictor's threshold) on a sequence's frames, for every
+    instance of the sequence's classes with the rest of the vocabulary as context, and the tracking stage's
+    cues of each frame (centroids from the frame's depth, image shifts)."""
+    pipeline = FramePipeline(predictor, vocabulary.all_classes())
+    prompts = frames[0].prompts
+    plan = pipeline.plan(ParsedInstruction(tuple(prompts), (True,) * len(prompts)))
+    stage, records = TrackingStage(), []
     for start in range(0, len(frames), PREDICT_BATCH):
         batch = frames[start : start + PREDICT_BATCH]
-        predictions = predictor.predict([f.rgb for f in batch], semantic=False)
-        for index, (frame, prediction) in enumerate(zip(batch, predictions), start=start):
-            masks = [i.mask for i in prediction.instances]
-            measured = measure_objects(masks, frame.depth_mm, frame.k) if masks else []
+        for frame, prediction in zip(batch, pipeline.predict([f.rgb for f in batch], plan)):
             instances = tuple(
-                DetectedInstance(i.id, i.label, i.score, i.embedding, m.centroid, prediction.label_image)
-                for i, m in zip(prediction.instances, measured)
+                RecordedInstance(i.id, i.label, i.prompt_index, i.score, i.box, i.area, i.embedding)
+                for i in prediction.instances
             )
+            cues = stage.observe(prediction, frame.rgb, frame.depth_mm, frame.k)
             truth = visible_target_ids(frame.objects, frame.target_ids)
-            shift = image_shift(frames[index - 1].rgb, frame.rgb) if index else None
-            records.append(FrameRecord(frame.instance, truth, instances, shift, frame.rgb))
+            records.append(FrameRecord(frame.instance, truth, plan.prompts, prediction.label_image, instances, cues))
     return records
 
 
 def per_frame_outputs(frames: Sequence[FrameRecord], score_threshold: float) -> list[Output]:
-    """The node's output today: instances >= score_threshold with their per-frame ids."""
-    return [[(i.id, i.mask) for i in f.instances if i.score >= score_threshold] for f in frames]
+    """What the node publishes without tracking: the instances >= score_threshold (above_threshold) with
+    their per-frame ids."""
+    return [[(i.id, i.mask) for i in above_threshold(f.prediction(), score_threshold).instances] for f in frames]
 
 
 def tracked_outputs(frames: Sequence[FrameRecord], params: TrackerParams) -> list[Output]:
-    """The published tracks of a fresh tracker fed each frame's instances."""
+    """The tracks a fresh tracking stage publishes, fed each frame's instances."""
     return published_outputs(tracking_results(frames, params))
 
 
-def published_outputs(results: Sequence[tuple[TrackingResult, frozenset[int]]]) -> list[Output]:
-    """The outputs (id, mask per published track) of tracking_results."""
-    return [[(t.track_id, t.mask) for t in result.tracks] for result, _ in results]
+def published_outputs(tracked: Sequence[TrackedFrame]) -> list[Output]:
+    """The outputs (track id, published mask per published track) of tracking_results."""
+    return [[(t.track_ids[i.id], i.mask) for i in t.prediction.instances] for t in tracked]
 
 
-def tracking_results(
-    frames: Sequence[FrameRecord], params: TrackerParams
-) -> list[tuple[TrackingResult, frozenset[int]]]:
-    """Per frame, a fresh tracker's result and its live track ids after the frame."""
-    tracker, results = Tracker(params), []
+def tracking_results(frames: Sequence[FrameRecord], params: TrackerParams) -> list[TrackedFrame]:
+    """Per frame, what a fresh tracking stage (the node's, TrackingStage.follow) makes of the recorded
+    prediction and cues."""
+    stage = TrackingStage()
+    tracked = []
     for frame in frames:
-        instances = frame.instances
-        result = tracker.update(
-            instances,
-            [i.embedding for i in instances],
-            [i.centroid for i in instances],
-            frame.camera_shift,
-            frame.image,
-        )
-        results.append((result, tracker.live_track_ids))
-    return results
+        cues = frame.cues or FrameCues(None, None, None)
+        tracked.append(stage.follow(frame.prediction(), cues, frame.prompts, params))
+    return tracked
 
 
 FLICKER_CAUSES = (
@@ -169,37 +175,39 @@ FLICKER_CAUSES = (
 )
 
 
-def flicker_causes(
-    frames: Sequence[FrameRecord], results: Sequence[tuple[TrackingResult, frozenset[int]]]
-) -> dict[str, int]:
+def flicker_causes(frames: Sequence[FrameRecord], tracked: Sequence[TrackedFrame]) -> dict[str, int]:
     """Why the tracked output flickers: for each flicker frame of a target (track_metrics.Score: not covered
     at IoU >= MATCH_IOU between frames where it is), what became of the track that covered it last
     (FLICKER_CAUSES: published with this frame's instance, whose mask does not match; published with a mask
     placed by prediction or the image check, which does not match; alive but not published; ended).
-    results: tracking_results of the frames."""
+    tracked: tracking_results of the frames."""
     counts = dict.fromkeys(FLICKER_CAUSES, 0)
     for truth_id in sorted({i for frame in frames for i in frame.truth_ids}):
-        visible = []  # per frame the target is in the truth: (covering track id or None, result, live ids)
-        for frame, (result, live) in zip(frames, results):
+        visible = []  # per frame the target is in the truth: (covering track id or None, the frame's tracking)
+        for frame, frame_tracked in zip(frames, tracked):
             if truth_id not in frame.truth_ids:
                 continue
             truth = frame.instance_image == truth_id
             covering = next(
-                (t.track_id for t in result.tracks if mask_iou(truth[None], t.mask[None])[0, 0] >= MATCH_IOU), None
+                (
+                    frame_tracked.track_ids[i.id]
+                    for i in frame_tracked.prediction.instances
+                    if mask_iou(truth[None], i.mask[None])[0, 0] >= MATCH_IOU
+                ),
+                None,
             )
-            visible.append((covering, result, live))
-        covered = [index for index, (track_id, _, _) in enumerate(visible) if track_id is not None]
+            visible.append((covering, frame_tracked))
+        covered = [index for index, (track_id, _) in enumerate(visible) if track_id is not None]
         last = None
-        for track_id, result, live in visible[covered[0] : covered[-1] + 1] if len(covered) >= 2 else []:
+        for track_id, frame_tracked in visible[covered[0] : covered[-1] + 1] if len(covered) >= 2 else []:
             if track_id is not None:
                 last = track_id
                 continue
-            published = {t.track_id: t for t in result.tracks}
-            if last in published:
-                found = published[last].detection is not None
+            if last in frame_tracked.track_ids.values():
+                found = next(t for t in frame_tracked.result.tracks if t.track_id == last).detection is not None
                 counts[FLICKER_CAUSES[0] if found else FLICKER_CAUSES[1]] += 1
             else:
-                counts[FLICKER_CAUSES[2] if last in live else FLICKER_CAUSES[3]] += 1
+                counts[FLICKER_CAUSES[2] if last in frame_tracked.live_ids else FLICKER_CAUSES[3]] += 1
     return counts
 
 

@@ -368,7 +368,7 @@ class Predictor:
         for f in fields:
             host = dict(zip(f, flat[offset : offset + len(f)]))
             offset += len(f)
-            results.append(_prediction(host, names))
+            results.append(prediction_from_fields(host, names))
         return results
 
     def _preprocess(self, image: np.ndarray, size: tuple[int, int]) -> Tensor:
@@ -405,7 +405,7 @@ def _to_host(tensors: list[Tensor]) -> list[np.ndarray]:
     return out
 
 
-def _prediction(found: dict[str, np.ndarray], names: tuple[str, ...]) -> Prediction:
+def prediction_from_fields(found: dict[str, np.ndarray], names: Sequence[str]) -> Prediction:
     """A Prediction from one image's host copy of instances_from_queries' fields (+ "semantic")."""
     label_image = found["label_image"].astype(np.uint16)
     instances = []

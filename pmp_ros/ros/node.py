@@ -59,7 +59,7 @@ from pmp_ros.ros.pipeline import (
     Target,
     instruction_problem,
 )
-from pmp_ros.ros.tracking_stage import TrackingStage, above_threshold, detection_settings
+from pmp_ros.perception.tracking_stage import TrackingStage, above_threshold, detection_settings
 from pmp_ros_msgs.msg import Instruction, LabelledPointArray, Object3DArray, SegmentationResult
 from pmp_ros_msgs.srv import Segment
 

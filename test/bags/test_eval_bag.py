@@ -15,7 +15,7 @@ from pmp_ros.bags.messages import BagTopics, frame_messages
 from pmp_ros.bags.storage import BagWriter
 from pmp_ros.bags.writer import write_bag
 from pmp_ros.data.streams import SequenceConfig, procedural_stream
-from pmp_ros.eval.frame_metrics import (
+from pmp_ros.eval.metrics.frame_metrics import (
     FramePrediction,
     FrameTruth,
     aggregate_instruction_metrics,

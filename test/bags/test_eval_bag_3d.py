@@ -18,7 +18,7 @@ from pmp_ros.bags.messages import GT_OBJECT_TYPE, GT_TYPE, BagTopics, deserializ
 from pmp_ros.bags.storage import BAG_VERSION, STORAGES, inspect_bag, typestore
 from pmp_ros.bags.writer import write_bag
 from pmp_ros.data.streams import SequenceConfig, procedural_stream
-from pmp_ros.eval.errors3d import GOALS
+from pmp_ros.eval.metrics.errors3d import GOALS
 
 from ros_harness import NodeProcess, python_module
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from pmp_ros.eval.ablation import compare, main, scene_counts
-from pmp_ros.eval.frame_metrics import aggregate_instruction_metrics
+from pmp_ros.eval.metrics.frame_metrics import aggregate_instruction_metrics
 
 
 def _record(seed: int, rng: np.random.Generator, hit_rate: float) -> dict:

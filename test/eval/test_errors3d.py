@@ -1,4 +1,4 @@
-"""3D errors of the model's own matched instances (pmp_ros.eval.errors3d through frame_metrics and pmp-eval):
+"""3D errors of the model's own matched instances (pmp_ros.eval.metrics.errors3d through frame_metrics and pmp-eval):
 given the true masks as the prediction they are the true-mask evaluation's errors (eval/objects3d.py) and
 small; the shipped model's matched targets get them in the records, metrics.json and report.md."""
 
@@ -9,31 +9,38 @@ import numpy as np
 import pytest
 
 from pmp_ros.eval.cli import main
-from pmp_ros.eval.errors3d import GOALS, MIN_AREA
 from pmp_ros.eval.evaluate import eval_cases, frame_prediction, frame_truth
-from pmp_ros.eval.frame_metrics import instruction_frame_metrics
+from pmp_ros.eval.metrics.errors3d import GOALS, MIN_AREA
+from pmp_ros.eval.metrics.frame_metrics import instruction_frame_metrics
 from pmp_ros.eval.objects3d import evaluate_scene
+from pmp_ros.model.inference import Instance, Prediction, Predictor
+from pmp_ros.objects3d import mask_box
+from pmp_ros.perception.frame import FramePipeline
+
+from model_fixtures import build_small_segmenter
 
 SHIPPED = Path(__file__).resolve().parents[2] / "models" / "pmp_default.safetensors"
 ERRORS = ("centroid_error_m", "size_error_m", "normal_error_deg", "normal_face")
 
 
 def test_true_masks_as_the_prediction_get_the_true_mask_evaluations_errors():
+    model, cfg = build_small_segmenter()
+    pipeline = FramePipeline(Predictor(model, cfg.inference, "cpu"))  # its model is never run: predictions given
     targets = []
     for case in eval_cases(20):
         if case.instruction is None:
             continue
         scene = case.scene
-        wanted = [o for o in scene.objects if o.id in case.instruction.all_target_ids]
-        names = sorted({o.class_name for o in wanted})
+        wanted = [o for o in scene.objects if o.id in case.instruction.all_target_ids and o.visible_area > 0]
         # The prediction is each target's own visible mask, measured as pmp-eval measures the model's.
-        found = {
-            "label_image": np.where(np.isin(scene.instance, [o.id for o in wanted]), scene.instance, 0),
-            "ids": np.array([o.id for o in wanted]),
-            "labels": np.array([names.index(o.class_name) for o in wanted]),
-            "scores": np.ones(len(wanted)),
-        }
-        record = instruction_frame_metrics(frame_prediction(case, found, names), frame_truth(case))
+        instances = []
+        for o in wanted:
+            mask = scene.mask(o.id)
+            box = mask_box(mask)
+            instances.append(Instance(o.id, o.class_name, case.prompts.index(o.class_name), 1.0, box, mask.sum(), mask))
+        label_image = np.where(np.isin(scene.instance, [o.id for o in wanted]), scene.instance, 0).astype(np.uint16)
+        prediction = Prediction(label_image, instances, None)
+        record = instruction_frame_metrics(frame_prediction(pipeline, case, prediction, 1.0), frame_truth(case))
         on_true_masks = {r["id"]: r for r in evaluate_scene(scene)}
         for target in record["targets"]:
             assert target["matched"] and target["best_iou"] == 1.0

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from pmp_ros.eval.frame_metrics import (
+from pmp_ros.eval.metrics.frame_metrics import (
     FramePrediction,
     FrameTruth,
     aggregate_instruction_metrics,

@@ -3,7 +3,7 @@
 import numpy as np
 import torch
 
-from pmp_ros.eval.proposals import NOT_COVERED, binarise_queries, covering_ranks, recall_at_k
+from pmp_ros.eval.metrics.proposals import NOT_COVERED, binarise_queries, covering_ranks, recall_at_k
 
 
 def test_covering_ranks_follow_the_target_scores():

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from pmp_ros.data import vocabulary
-from pmp_ros.eval.semantic import accumulate_confusion, new_confusion, semantic_metrics
+from pmp_ros.eval.metrics.semantic import accumulate_confusion, new_confusion, semantic_metrics
 
 
 def test_iou_from_hand_built_maps():

@@ -11,7 +11,7 @@ from pmp_ros.data import splits
 from pmp_ros.data.prism import Prism
 from pmp_ros.data.shapes import edge_table
 from pmp_ros.data.world import TabletopWorld, WorldConfig
-from pmp_ros.eval.errors3d import GOALS
+from pmp_ros.eval.metrics.errors3d import GOALS
 from pmp_ros.eval.objects3d import evaluate_objects3d, main
 from pmp_ros.objects3d import (
     Objects3DParams,

@@ -13,14 +13,14 @@ import pytest
 from pmp_ros.bags.messages import BagTopics, deserialize, truth_from_message
 from pmp_ros.bags.storage import inspect_bag
 from pmp_ros.bags.writer import main as write_bag_main
-from pmp_ros.data import splits
+from pmp_ros.data import splits, vocabulary
 from pmp_ros.data.sequences import TrackingSequenceConfig, sequence_frames, sequence_script, tracking_world
 from pmp_ros.data.streams import camera_rotation
 from pmp_ros.eval.tracking import (
     DETECTION_FLOOR,
     FLICKER_CAUSES,
-    DetectedInstance,
     FrameRecord,
+    RecordedInstance,
     Score,
     SequenceRecorder,
     flicker_causes,
@@ -30,7 +30,11 @@ from pmp_ros.eval.tracking import (
     tracked_outputs,
     tracking_results,
 )
+from pmp_ros.language.parse import ParsedInstruction
 from pmp_ros.model.inference import Predictor
+from pmp_ros.objects3d import mask_box
+from pmp_ros.perception.frame import FrameInput, FramePipeline, FrameSettings
+from pmp_ros.perception.tracking_stage import TrackingStage
 from pmp_ros.tracking import Tracker, TrackerParams, image_shift, mask_iou
 
 SHIPPED = Path(__file__).resolve().parents[2] / "models" / "pmp_default.safetensors"
@@ -312,7 +316,7 @@ def test_pmp_write_bag_records_tracking_sequences(tmp_path):
 def test_flicker_counts_the_frames_a_covered_target_disappears():
     truth = np.zeros(SIZE, np.uint16)
     truth[disc(30, 30)] = 7
-    record = FrameRecord(truth, (7,), ())
+    record = FrameRecord(truth, (7,))
     covered, wrong = [(1, disc(30, 30))], [(1, disc(70, 10))]
     score = Score()
     score.add([record] * 6, [covered, [], covered, [], wrong, covered])
@@ -332,8 +336,9 @@ def test_flicker_causes_say_what_became_of_the_targets_track():
     whole, third = disc(30, 30).astype(np.uint8), (disc(30, 30) & (cols < 28)).astype(np.uint8)
 
     def record(label_image):
-        found = (DetectedInstance(1, "red star", 0.9, None, None, label_image),) if label_image.any() else ()
-        return FrameRecord(truth, (7,), found)
+        mask = label_image == 1
+        found = (RecordedInstance(1, "red star", 0, 0.9, mask_box(mask), int(mask.sum()), None),) if mask.any() else ()
+        return FrameRecord(truth, (7,), ("red star",), label_image.astype(np.uint16), found)
 
     none = np.zeros(SIZE, np.uint8)
     frames = [record(whole), record(third), record(none), record(none), record(none), record(whole)]
@@ -348,7 +353,7 @@ def test_flicker_causes_say_what_became_of_the_targets_track():
 def test_sequence_counts_pool_to_the_summary_and_the_bootstrap_brackets_the_difference():
     truth = np.zeros(SIZE, np.uint16)
     truth[disc(30, 30)] = 7
-    record = FrameRecord(truth, (7,), ())
+    record = FrameRecord(truth, (7,))
     covered, other = [(1, disc(30, 30))], [(2, disc(30, 30))]
     steady, flickering = Score(), Score()
     for gaps in range(1, 5):  # four sequences, the flickering output's with more and more gaps and id changes
@@ -379,13 +384,44 @@ def test_metrics_on_two_short_sequences_through_the_shipped_model():
     for seed in splits.seeds(splits.TEST, 2):
         records = record_sequence(predictor, list(sequence_frames(world, sequence_script(world, seed, cfg), cfg)))
         assert len(records) == 4
-        assert all(i.score >= DETECTION_FLOOR and i.mask.any() for r in records for i in r.instances)
+        assert all(i.score >= DETECTION_FLOOR and i.mask.any() for r in records for i in r.prediction().instances)
         per_frame.add(records, per_frame_outputs(records, model_cfg.inference.score_threshold))
         tracked.add(records, tracked_outputs(records, TrackerParams()))
     for summary in (per_frame.summary(), tracked.summary()):
         assert summary["num_objects"] == summary["visible_target_frames"] > 0
         assert 0.0 <= summary["idf1"] <= 1.0 and summary["mota"] <= 1.0
         assert 0.0 <= summary["flicker_rate"] <= 1.0
+
+
+@pytest.mark.slow
+def test_the_evaluations_replay_of_its_records_is_the_frame_pipeline_on_the_stream():
+    """The evaluation records each frame once (prediction, tracking cues) and replays the tracking stage for
+    every setting: what the replay publishes is what the frame pipeline publishes frame by frame, as the node
+    runs it, on the shipped model."""
+    cfg = TrackingSequenceConfig(num_frames=8)
+    world = tracking_world(cfg)
+    predictor, model_cfg = Predictor.from_checkpoint(SHIPPED, device="cpu", score_threshold=DETECTION_FLOOR)
+    params = TrackerParams(publish_score=model_cfg.inference.score_threshold)
+    compared = 0
+    for seed in splits.seeds(splits.TEST, 2):
+        frames = list(sequence_frames(world, sequence_script(world, seed, cfg), cfg))
+        replayed = tracking_results(record_sequence(predictor, frames), params)
+        pipeline, stage = FramePipeline(predictor, vocabulary.all_classes()), TrackingStage()
+        parsed = ParsedInstruction(frames[0].prompts, (True,) * len(frames[0].prompts))
+        settings = FrameSettings(params.publish_score, tracker=params)
+        for frame, expected in zip(frames, replayed):
+            live = pipeline.process(FrameInput(frame.rgb, frame.depth_mm, frame.k), parsed, settings, tracking=stage)
+            assert live.track_ids == expected.track_ids
+            # The evaluation predicts five frames per forward pass: scores agree to float rounding.
+            assert [(i.id, i.label) for i in live.candidates.instances] == [
+                (i.id, i.label) for i in expected.prediction.instances
+            ]
+            assert [i.score for i in live.candidates.instances] == pytest.approx(
+                [i.score for i in expected.prediction.instances], abs=1e-5
+            )
+            np.testing.assert_array_equal(live.candidates.label_image, expected.prediction.label_image)
+            compared += len(live.track_ids)
+    assert compared >= 20, "too few tracks compared to mean anything"
 
 
 @pytest.mark.slow
@@ -401,7 +437,7 @@ def test_sequence_recorder_records_in_worker_processes_and_reads_its_cache_back(
         for mine, theirs in zip(records[0], recorded[0]):
             assert [i.label for i in mine.instances] == [i.label for i in theirs.instances]
             assert [i.score for i in mine.instances] == pytest.approx([i.score for i in theirs.instances], abs=1e-5)
-            assert mine.truth_ids == theirs.truth_ids and mine.camera_shift == theirs.camera_shift
+            assert mine.truth_ids == theirs.truth_ids and mine.cues.camera_shift == theirs.cues.camera_shift
             assert np.array_equal(mine.instance_image, theirs.instance_image)
     # Another sequence config is another cache key.
     SequenceRecorder(SHIPPED, replace(cfg, num_frames=2), cache=tmp_path).records(splits.TEST, 1)

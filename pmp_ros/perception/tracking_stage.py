@@ -1,25 +1,26 @@
-"""The node's tracking stage: the stream's instances through pmp_ros.tracking.Tracker, frame by frame.
+"""The tracking stage of the frame pipeline: a camera stream's instances through pmp_ros.tracking.Tracker.
 
-What the node does is what the evaluation that chose the tracker's settings did (python -m
-pmp_ros.eval.tracking, docs/results.md "Tracking"): the stream's frames are predicted with the score threshold
-lowered to tracking.DETECTION_FLOOR (`detection_settings`), so weak instances continue tracks while only
-new_track_score starts one; each instance comes with its appearance embedding (Instance.embedding), its 3D
-centroid when the frame has depth (objects3d.object_centroids: the centroid the node publishes) and the
-camera's image shift since the previous frame (tracking.image_shift), and the frame itself (where a track was
-missed, the tracker checks the image for it). The node then publishes the tracks
-(`TrackingStage.track`): smoothed scores >= its score threshold (TrackerParams.publish_score), stable ids.
+The stream's frames are predicted with the score threshold lowered to tracking.DETECTION_FLOOR
+(`detection_settings`), so weak instances continue tracks while only new_track_score starts one. Per frame,
+`observe` gathers what the tracker reads beside the instances (FrameCues: each instance's 3D centroid when
+the frame has depth, objects3d.object_centroids: the centroid the node publishes; the camera's image shift
+since the previous frame, tracking.image_shift; the frame itself, where a track was missed the tracker checks
+the image for it), and `follow` advances the tracks and returns the published ones (TrackedFrame):
+smoothed scores >= the publishing threshold (TrackerParams.publish_score), stable ids. `track` does both;
+the tracking evaluation (pmp_ros.eval.tracking) keeps each frame's cues and replays `follow` for every
+setting of its grid.
 
-The segment service answers for one frame without the stream's history: `above_threshold` cuts a prediction
-made at the detection threshold down to what predicting at the publishing threshold gives.
+A frame answered alone (the segment service, tracking off) has no stream history: `above_threshold` cuts a
+prediction made at the detection threshold down to what predicting at the publishing threshold gives.
 
-ROS-free (numpy); not thread-safe: the node's worker thread is its only caller.
+ROS-free (numpy); not thread-safe: one stream's frames come in order from one thread.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -53,6 +54,29 @@ def above_threshold(prediction: Prediction, score_threshold: float) -> Predictio
     return replace(prediction, label_image=prediction.label_image * keep[prediction.label_image], instances=kept)
 
 
+@dataclass(frozen=True)
+class FrameCues:
+    """What the tracker reads of a frame beside its instances: centroids, (x, y, z) metres or None per
+    instance, or None without depth; camera_shift, (dx, dy) pixels since the previous frame, None for the
+    first; image, the frame (uint8 [H,W,3]), or None: no image check where a track was missed."""
+
+    centroids: tuple[tuple[float, float, float] | None, ...] | None
+    camera_shift: tuple[float, float] | None
+    image: np.ndarray | None
+
+
+@dataclass(frozen=True)
+class TrackedFrame:
+    """One frame through the tracker: prediction, the published tracks (TrackingStage.follow); track_ids,
+    its instance id -> track id; result, the tracker's own (every published track with its full predicted
+    mask, and which instance it was found with); live_ids, the tracks alive after the frame."""
+
+    prediction: Prediction
+    track_ids: dict[int, int]
+    result: TrackingResult
+    live_ids: frozenset[int]
+
+
 class TrackingStage:
     """One camera stream's tracker and what it needs from the previous frame."""
 
@@ -77,32 +101,47 @@ class TrackingStage:
         prompts: Sequence[str],
         params: TrackerParams,
     ) -> tuple[Prediction, dict[int, int]]:
-        """Advance the tracks by one frame; returns (the published tracks as a Prediction, its instance id ->
-        track id).
+        """Advance the tracks by one frame (observe, then follow); returns (the published tracks as a
+        Prediction, its instance id -> track id).
 
         prediction: the frame's, made with detection_settings; rgb: uint8 [H,W,3]; depth: [H,W] registered
         (uint16 mm or float m) and k: its intrinsics (3x3 or 9 values), or None; prompts: the model's prompts
-        this frame (when they change, the instruction did: the tracks of labels it no longer names end);
-        params: the tracker's settings. The returned Prediction holds the tracks best first (ids 1..n in that
-        order), each Instance with the track's smoothed score; a track found this frame has its instance's
-        mask and embedding, one not found its predicted mask where no found one is (embedding None; dropped
-        when nothing of it is left)."""
-        if rgb.shape[:2] != self._frame_size:  # another camera or resolution: masks of two sizes never match
+        this frame; params: the tracker's settings."""
+        tracked = self.follow(prediction, self.observe(prediction, rgb, depth, k), prompts, params)
+        return tracked.prediction, tracked.track_ids
+
+    def observe(self, prediction: Prediction, rgb: np.ndarray, depth: np.ndarray | None, k) -> FrameCues:
+        """What the tracker reads of this frame beside the instances (arguments as `track`); remembers the
+        frame for the next one's camera shift. A frame of another size (another camera or resolution: masks
+        of two sizes never match) ends every track first."""
+        if rgb.shape[:2] != self._frame_size:
             self.reset()
             self._frame_size = rgb.shape[:2]
+        instances = prediction.instances
+        centroids = None
+        if depth is not None and k is not None and instances:
+            centroids = tuple(object_centroids([i.mask for i in instances], depth, k, boxes=[i.box for i in instances]))
+        return FrameCues(centroids, self._camera_shift(rgb), rgb)
+
+    def follow(
+        self, prediction: Prediction, cues: FrameCues, prompts: Sequence[str], params: TrackerParams
+    ) -> TrackedFrame:
+        """Advance the tracks with the frame's instances and its cues (`observe`). When the prompts change (the
+        instruction did), the tracks of labels they no longer name end. The TrackedFrame's prediction holds the
+        published tracks best first (ids 1..n in that order), each Instance with the track's smoothed score; a
+        track found this frame has its instance's mask and embedding, one not found its predicted mask where no
+        found one is (embedding None; dropped when nothing of it is left)."""
         prompts = tuple(prompts)
         if prompts != self._prompts:
             self._tracker.retain_labels(prompts)
             self._prompts = prompts
         self._tracker.params = params
         instances = prediction.instances
-        centroids = None
-        if depth is not None and k is not None and instances:
-            centroids = object_centroids([i.mask for i in instances], depth, k, boxes=[i.box for i in instances])
         result = self._tracker.update(
-            instances, [i.embedding for i in instances], centroids, self._camera_shift(rgb), image=rgb
+            instances, [i.embedding for i in instances], cues.centroids, cues.camera_shift, image=cues.image
         )
-        return _published(prediction, result, prompts)
+        published, track_ids = _published(prediction, result, prompts)
+        return TrackedFrame(published, track_ids, result, self._tracker.live_track_ids)
 
     def _camera_shift(self, rgb: np.ndarray) -> tuple[float, float] | None:
         """(dx, dy) pixels the image moved since the previous frame; None for the first frame."""

@@ -17,7 +17,7 @@ import numpy as np
 
 from pmp_ros.data import vocabulary
 from pmp_ros.data.prism import Prism
-from pmp_ros.eval.errors3d import box_comparable, measurement_errors
+from pmp_ros.eval.metrics.errors3d import box_comparable, measurement_errors
 from pmp_ros.objects3d import Object3D
 
 # Labels / classes are bucketed into these splits; "other" = not a vocabulary class (open phrase).

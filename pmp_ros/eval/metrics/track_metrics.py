@@ -96,7 +96,7 @@ class Score:
     def sequence_counts(self) -> dict[str, np.ndarray]:
         """Per sequence the numerator and denominator (float [S, 2]) whose sums over sequences give the pooled
         metric: "idf1": (2 IDTP, 2 IDTP + IDFP + IDFN), "flicker_rate": (flicker frames, visible target
-        frames). For a bootstrap over sequences (pmp_ros.eval.bootstrap)."""
+        frames). For a bootstrap over sequences (pmp_ros.eval.metrics.bootstrap)."""
         per_sequence = motmetrics.metrics.create().compute_many(
             self.accumulators, metrics=["idtp", "idfp", "idfn"], names=[str(i) for i in range(len(self.accumulators))]
         )
