@@ -3,20 +3,40 @@
 Both outputs depend only on strings, and a robot asks the same vocabulary and instructions frame after
 frame, so with a frozen tower they are computed once and cached (bounded LRU, keyed by the strings and
 the tower's device and dtype).
+
+A large vocabulary (FC-CLIP's COCO context: 254 names x 14 templates = 3,556 texts, minutes on a CPU) is
+also kept on disk across processes (TextEmbeddingStore): keyed by a hash of the text tower's weights, the
+templates, the tokenizer and the autocast dtype, one embedding per name, so a later run's first instruction
+encodes only its prompts. The folder is $PMP_TEXT_CACHE_DIR (set it to "off" to disable), else
+$XDG_CACHE_HOME/pmp_ros/text_embeddings (~/.cache/...); only batches of DISK_CACHE_MIN_TEXTS texts or more
+are stored, so a few prompts never make a file.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import logging
+import os
+import string
 from collections import OrderedDict
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from open_clip.transformer import text_global_pool
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
 from torch import nn
 
 CLASS_CACHE_PER_ENTRY = 128  # a vocabulary has many names, an instruction few prompts
+TEMPLATE_PROBE = "test name"  # what check_templates formats each template with
+DISK_CACHE_MIN_TEXTS = 512  # names x templates encoded at once from which they are also stored on disk
+CACHE_DIR_ENV = "PMP_TEXT_CACHE_DIR"
+
+log = logging.getLogger(__name__)
 
 
 class ClipTextEncoder(nn.Module):
@@ -26,11 +46,13 @@ class ClipTextEncoder(nn.Module):
         open_clip_model: an open_clip ``CLIP`` (built-in causal text transformer; HF text towers are not
             supported).
         tokenizer: open_clip tokenizer, ``tokenizer(list[str]) -> int64 [N, L]`` with L the context length.
-        templates: prompt templates with one ``{}`` for the class name, averaged over.
+        templates: prompt templates with one ``{}`` for the class name, averaged over (check_templates).
         frozen: no gradients, eval mode kept, outputs cached.
         cache_size: cached prompt lists (prompt tokens); class embeddings are cached per name, up to
             CLASS_CACHE_PER_ENTRY times as many.
         batch_size: texts per tower call (bounds memory for large vocabularies).
+        disk_cache: where class embeddings of large vocabularies persist across processes; "default" =
+            default_cache_dir(), None = in memory only. Used only when frozen.
 
     Attributes:
         width: W_t, the transformer width (prompt token feature size).
@@ -46,6 +68,7 @@ class ClipTextEncoder(nn.Module):
         frozen: bool = True,
         cache_size: int = 32,
         batch_size: int = 256,
+        disk_cache: str | Path | None = "default",
     ):
         super().__init__()
         if hasattr(open_clip_model, "text") or not hasattr(open_clip_model, "token_embedding"):
@@ -69,7 +92,7 @@ class ClipTextEncoder(nn.Module):
             raise ValueError(
                 f"tokenizer context length {probe.shape[-1]} != text tower context length {self.context_length}"
             )
-        self.templates = _checked_templates(templates)
+        self.templates = check_templates(templates)
         self.width = self.transformer.width
         proj = self.text_projection
         if isinstance(proj, nn.Linear):
@@ -82,6 +105,9 @@ class ClipTextEncoder(nn.Module):
         self.tower_calls = 0
         self._class_cache: OrderedDict[tuple, torch.Tensor] = OrderedDict()
         self._prompt_cache: OrderedDict[tuple, tuple[torch.Tensor, torch.Tensor]] = OrderedDict()
+        cache_dir = default_cache_dir() if disk_cache == "default" else disk_cache
+        self.disk_cache = TextEmbeddingStore(Path(cache_dir)) if cache_dir is not None and frozen else None
+        self._weights_digest: tuple[torch.dtype, str] | None = None
         # New weights make every cached output stale.
         self.register_load_state_dict_post_hook(lambda module, incompatible: module.clear_cache())
         if frozen:
@@ -92,8 +118,23 @@ class ClipTextEncoder(nn.Module):
         return super().train(mode and not self.frozen)
 
     def clear_cache(self) -> None:
+        """Forget every cached output (in memory; the disk store is keyed by the weights' hash, which is
+        recomputed)."""
         self._class_cache.clear()
         self._prompt_cache.clear()
+        self._weights_digest = None
+
+    def weights_digest(self) -> str:
+        """SHA-256 of the text tower's weights (names, dtypes, shapes, values) and its tokenizer's context
+        length: what the disk store's key says about the model. Computed once per weights and dtype."""
+        dtype = self.token_embedding.weight.dtype
+        if self._weights_digest is None or self._weights_digest[0] != dtype:
+            digest = hashlib.sha256(f"{type(self.tokenizer).__name__} {self.context_length}".encode())
+            for name, tensor in self.state_dict().items():
+                digest.update(f"{name} {tensor.dtype} {tuple(tensor.shape)}".encode())
+                digest.update(tensor.detach().contiguous().cpu().reshape(-1).view(torch.uint8).numpy())
+            self._weights_digest = (dtype, digest.hexdigest())
+        return self._weights_digest[1]
 
     def class_embeddings(self, names: Sequence[str], templates: Sequence[str] | None = None) -> torch.Tensor:
         """names (K) -> float [K,D]: per name, normalise each template's embedding, average, normalise.
@@ -101,10 +142,15 @@ class ClipTextEncoder(nn.Module):
         templates: None = the encoder's own; others are checked like the constructor's. Cached per name, so
         a new instruction encodes only its new names, not the whole context vocabulary again.
         """
-        templates = self.templates if templates is None else _checked_templates(templates)
+        templates = self.templates if templates is None else check_templates(templates)
         keys = [self._key([name]) + (templates,) for name in names]
         missing = list(dict.fromkeys(name for name, key in zip(names, keys) if key not in self._class_cache))
-        fresh = dict(zip(missing, self._encode_classes(missing, templates))) if missing else {}
+        fresh = self._from_disk(missing, templates)
+        to_encode = [name for name in missing if name not in fresh]
+        if to_encode:
+            encoded = dict(zip(to_encode, self._encode_classes(to_encode, templates)))
+            self._to_disk(encoded, templates)
+            fresh |= encoded
         rows = []
         for name, key in zip(names, keys):
             if name in fresh:
@@ -116,6 +162,29 @@ class ClipTextEncoder(nn.Module):
         if not rows:
             return self.token_embedding.weight.new_zeros(0, self.embed_dim)
         return torch.stack(rows)
+
+    def _disk_key(self, templates: tuple[str, ...]) -> str | None:
+        """The disk store's key for these templates under the current weights and autocast state; None when
+        the store is off (it is for a tower that is not frozen)."""
+        if self.disk_cache is None:
+            return None
+        device = self.token_embedding.weight.device.type
+        autocast = str(torch.get_autocast_dtype(device)) if torch.is_autocast_enabled(device) else "off"
+        text = json.dumps([self.weights_digest(), list(templates), device, autocast])
+        return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+    def _from_disk(self, names: list[str], templates: tuple[str, ...]) -> dict[str, torch.Tensor]:
+        """The stored embeddings of those names that have one, on the tower's device and dtype."""
+        if len(names) * len(templates) < DISK_CACHE_MIN_TEXTS or (key := self._disk_key(templates)) is None:
+            return {}
+        weight = self.token_embedding.weight
+        stored = self.disk_cache.lookup(key, names)
+        return {name: row.to(device=weight.device, dtype=weight.dtype) for name, row in stored.items()}
+
+    def _to_disk(self, encoded: dict[str, torch.Tensor], templates: tuple[str, ...]) -> None:
+        if len(encoded) * len(templates) < DISK_CACHE_MIN_TEXTS or (key := self._disk_key(templates)) is None:
+            return
+        self.disk_cache.add(key, encoded)
 
     def _encode_classes(self, names: list[str], templates: tuple[str, ...]) -> torch.Tensor:
         """[len(names), D] template-averaged, normalised embeddings (runs the tower)."""
@@ -194,7 +263,93 @@ class ClipTextEncoder(nn.Module):
         return pooled @ self.text_projection
 
 
-def _checked_templates(templates: Sequence[str]) -> tuple[str, ...]:
-    if not templates or any(not isinstance(t, str) or t.count("{}") != 1 for t in templates):
-        raise ValueError(f"templates must be non-empty and each hold exactly one '{{}}': {list(templates)}")
+def check_templates(templates: Sequence[str]) -> tuple[str, ...]:
+    """The templates as a tuple when each is text with exactly one replacement field, a bare ``{}`` (literal
+    braces doubled: ``{{`` ``}}``), and formats TEMPLATE_PROBE; ValueError naming the first that is not.
+    The node checks its prompt_templates parameter with this at start-up and when it is set."""
+    if not templates:
+        raise ValueError("prompt templates: no templates (at least one, with {} for the class name)")
+    for template in templates:
+        problem = _template_problem(template)
+        if problem is not None:
+            raise ValueError(f"prompt template {template!r}: {problem}")
     return tuple(templates)
+
+
+def _template_problem(template: object) -> str | None:
+    """Why a template is unusable, or None (check_templates)."""
+    if not isinstance(template, str):
+        return f"not text ({type(template).__name__})"
+    try:
+        fields = [(name, spec, conversion) for _, name, spec, conversion in string.Formatter().parse(template)]
+    except ValueError as error:  # an unmatched brace
+        return f"{error} (a literal brace is doubled: {{{{ or }}}})"
+    fields = [field for field in fields if field[0] is not None]
+    if len(fields) != 1:
+        return f"{len(fields)} fields; exactly one {{}}, for the class name" if fields else "no {} for the class name"
+    if fields[0] != ("", "", None):
+        return "the class name's field must be a bare {} (no index, name, format or conversion)"
+    try:
+        template.format(TEMPLATE_PROBE)
+    except (ValueError, KeyError, IndexError) as error:
+        return f"does not format a name: {error}"
+    return None
+
+
+def default_cache_dir() -> Path | None:
+    """$PMP_TEXT_CACHE_DIR ("off" or empty: None, no disk store), else $XDG_CACHE_HOME/pmp_ros/
+    text_embeddings, else ~/.cache/pmp_ros/text_embeddings."""
+    configured = os.environ.get(CACHE_DIR_ENV)
+    if configured is not None:
+        return None if configured.strip().lower() in ("", "off") else Path(configured).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "pmp_ros" / "text_embeddings"
+
+
+class TextEmbeddingStore:
+    """Class embeddings on disk: root/<key>/<hash of the names>.safetensors, each file one encoded batch
+    (tensor "embeddings" float32 [N,D], metadata "names": their JSON list). A key's files are read once per
+    store and kept in memory. Files are written whole (temporary file, then renamed), so a reader never sees
+    half of one; a store that cannot be read or written logs a warning and encodes as without it."""
+
+    def __init__(self, root: Path):
+        self.root = Path(root)
+        self._loaded: dict[str, dict[str, torch.Tensor]] = {}
+
+    def lookup(self, key: str, names: Sequence[str]) -> dict[str, torch.Tensor]:
+        """name -> float32 [D] (CPU) for the names stored under key."""
+        entries = self._entries(key)
+        return {name: entries[name] for name in names if name in entries}
+
+    def add(self, key: str, embeddings: dict[str, torch.Tensor]) -> None:
+        """Store name -> [D] rows under key (one new file)."""
+        names = list(embeddings)
+        folder = self.root / key
+        path = folder / f"{hashlib.sha256(json.dumps(names).encode()).hexdigest()[:32]}.safetensors"
+        matrix = torch.stack([embeddings[name] for name in names]).detach().float().cpu().contiguous()
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            partial = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+            save_file({"embeddings": matrix}, str(partial), metadata={"names": json.dumps(names)})
+            os.replace(partial, path)
+        except OSError as error:
+            log.warning("text embedding cache: cannot write %s (%s); encoding without it", path, error)
+            return
+        self._entries(key).update(zip(names, matrix))
+
+    def _entries(self, key: str) -> dict[str, torch.Tensor]:
+        if key not in self._loaded:
+            entries: dict[str, torch.Tensor] = {}
+            for path in sorted((self.root / key).glob("*.safetensors")):
+                try:
+                    with safe_open(str(path), "pt") as stored:
+                        names = json.loads(stored.metadata()["names"])
+                        matrix = stored.get_tensor("embeddings")
+                    if matrix.ndim != 2 or matrix.shape[0] != len(names):
+                        raise ValueError(f"{matrix.shape[0]} rows for {len(names)} names")
+                except (OSError, ValueError, KeyError, TypeError, SafetensorError) as error:
+                    log.warning("text embedding cache: skipping unreadable %s (%s)", path, error)
+                    continue
+                entries.update(zip(names, matrix))
+            self._loaded[key] = entries
+        return self._loaded[key]
