@@ -1,6 +1,7 @@
 """Instruction text -> a structured instruction (docs/instructions.md is the language; this is its grammar).
 
-Steps: check and normalise the text; correct typos of known words; cut it into segments at list
+Steps: check the text against the limits every instruction meets (limits.py: length, control
+characters) and normalise it; correct typos of known words; cut it into segments at list
 separators and at negation words, each with a polarity (negation lasts over a list until a new command,
 "but" or the end of a sentence); in each segment drop the command, filler, quantifiers and articles,
 then read selectors, ordinals and a relation with its reference; make the remaining words an object
@@ -14,13 +15,18 @@ import unicodedata
 from dataclasses import dataclass, field
 
 from pmp_ros.language import words as w
+from pmp_ros.language.limits import (
+    DEFAULT_MAX_LENGTH,
+    ECHO_LENGTH,
+    Problem,
+    phrase_problem,
+    shorten,
+    structured_problem,
+    targets_problem,
+    text_problem,
+)
 from pmp_ros.language.world_words import WorldWords
 
-MAX_CHARS = 500
-MAX_PHRASE_WORDS = 6
-MAX_TARGETS = 16
-
-_ALLOWED_CONTROL = frozenset("\t\n\r")
 _TOKEN = re.compile(r"[,;.!?:]|[^\W_]+")
 _SENTENCE_END = frozenset(";.!?:")
 _CONNECTIVES = frozenset({"and", "then", "or", "but", "nor"})
@@ -36,6 +42,10 @@ class InstructionParseError(ValueError):
     def __init__(self, reason: str, detail: str = "") -> None:
         super().__init__(f"cannot parse instruction: {reason}" + (f" ({detail})" if detail else ""))
         self.reason = reason
+
+    @classmethod
+    def of(cls, problem: Problem) -> InstructionParseError:
+        return cls(problem.reason, problem.detail)
 
 
 @dataclass(frozen=True)
@@ -63,11 +73,11 @@ class ParsedInstruction:
         if len(self.every) != len(self.targets):
             raise ValueError(f"every has {len(self.every)} entries for {len(self.targets)} targets")
         if self.order is not None and self.order not in ORDERS:
-            raise ValueError(f"unknown order {self.order!r}; one of {ORDERS}")
+            raise ValueError(f"unknown order {shorten(self.order)}; one of {ORDERS}")
         if (self.order is None) != (self.ordinal is None) or (self.ordinal is not None and self.ordinal < 1):
             raise ValueError("an order needs an ordinal >= 1 and an ordinal needs an order")
         if self.relation is not None and self.relation not in RELATIONS:
-            raise ValueError(f"unknown relation {self.relation!r}; one of {RELATIONS}")
+            raise ValueError(f"unknown relation {shorten(self.relation)}; one of {RELATIONS}")
         if (self.relation is None) != (self.reference is None):
             raise ValueError("a relation needs a reference phrase and a reference needs a relation")
 
@@ -96,24 +106,29 @@ class ParsedInstruction:
         }
 
     def describe(self) -> str:
-        """One line for logs: 'targets [red star (every)], excluded [knife], order left #2'."""
+        """One line for logs: 'targets [red star (every)], excluded [knife], order left #2'; a phrase longer
+        than limits.ECHO_LENGTH characters is shown shortened."""
+        targets = [_echo(t) for t in self.targets]
+        excluded = [_echo(e) for e in self.excluded]
         parts = []
         if self.everything:
             parts.append("everything")
         if self.targets:
             joiner = " or " if self.alternatives else ", "
             parts.append(
-                "targets ["
-                + joiner.join(f"{t}{' (every)' if e else ''}" for t, e in zip(self.targets, self.every))
-                + "]"
+                "targets [" + joiner.join(f"{t}{' (every)' if e else ''}" for t, e in zip(targets, self.every)) + "]"
             )
         if self.excluded:
-            parts.append(f"excluded [{', '.join(self.excluded)}]")
+            parts.append(f"excluded [{', '.join(excluded)}]")
         if self.order:
             parts.append(f"order {self.order} #{self.ordinal}")
         if self.relation:
-            parts.append(f"{self.relation} {self.reference}")
+            parts.append(f"{self.relation} {_echo(self.reference)}")
         return ", ".join(parts) or "nothing"
+
+
+def _echo(phrase: str) -> str:
+    return phrase if len(phrase) <= ECHO_LENGTH else shorten(phrase)
 
 
 @dataclass
@@ -139,11 +154,14 @@ class _Phrase:
     reference: list[str] | None = None
 
 
-def parse_instruction(text: object, world: WorldWords | None = None) -> ParsedInstruction:
+def parse_instruction(
+    text: object, world: WorldWords | None = None, max_length: int = DEFAULT_MAX_LENGTH
+) -> ParsedInstruction:
     """Text -> ParsedInstruction; raises InstructionParseError. world: the procedural world's colour and
-    shape words (class names and typo correction); the default world when None."""
+    shape words (class names and typo correction); the default world when None. max_length: the longest
+    text accepted, in characters (the node's max_instruction_length)."""
     world = world or WorldWords.default()
-    tokens = _tokens(text)
+    tokens = _tokens(text, max_length)
     normalized = " ".join(tokens).replace(" ,", ",").replace(" .", ".").strip(" ,")
     tokens = _correct_typos(tokens, world)
     segments = _segments(tokens)
@@ -155,15 +173,13 @@ def parse_instruction(text: object, world: WorldWords | None = None) -> ParsedIn
 # --- text -> tokens ---------------------------------------------------------------------------------
 
 
-def _tokens(text: object) -> list[str]:
+def _tokens(text: object, max_length: int) -> list[str]:
     if not isinstance(text, str):
         raise InstructionParseError("not a string", type(text).__name__)
-    if len(text) > MAX_CHARS:
-        raise InstructionParseError("too long", f"{len(text)} > {MAX_CHARS} characters")
+    problem = text_problem(text, max_length)
+    if problem is not None:
+        raise InstructionParseError.of(problem)
     text = unicodedata.normalize("NFKC", text)
-    bad = [ch for ch in text if unicodedata.category(ch).startswith("C") and ch not in _ALLOWED_CONTROL]
-    if bad:
-        raise InstructionParseError("control characters", repr("".join(bad[:5])))
     if not text.strip():
         raise InstructionParseError("empty")
     text = text.lower().replace("&", " and ").replace("'", "").replace("\u2019", "")
@@ -430,8 +446,9 @@ def _assemble(phrases: list[_Phrase], any_command: bool, world: WorldWords, norm
             plural = plural or text.endswith("ones")
             if not text:
                 continue
-        if len(text.split()) > MAX_PHRASE_WORDS:
-            raise InstructionParseError("phrase too long", f"{text!r} > {MAX_PHRASE_WORDS} words")
+        problem = phrase_problem(text)
+        if problem is not None:
+            raise InstructionParseError.of(problem)
         if phrase.negative:
             negatives.append(text)
             continue
@@ -458,9 +475,10 @@ def _assemble(phrases: list[_Phrase], any_command: bool, world: WorldWords, norm
         reference, _ = _name(relation.reference, world)
         reference = reference or None
     if not targets and not excluded and not everything:
-        raise InstructionParseError("no object phrase", repr(normalized))
-    if len(targets) > MAX_TARGETS:
-        raise InstructionParseError("too many objects", f"{len(targets)} > {MAX_TARGETS}")
+        raise InstructionParseError("no object phrase", shorten(normalized))
+    problem = targets_problem(len(targets))
+    if problem is not None:
+        raise InstructionParseError.of(problem)
     return ParsedInstruction(
         targets=tuple(targets),
         every=tuple(targets.values()),
@@ -513,16 +531,22 @@ def structured_instruction(
     ordinal: int = 0,
     relation: str = "",
     reference: str = "",
+    max_length: int = DEFAULT_MAX_LENGTH,
 ) -> ParsedInstruction:
     """A ParsedInstruction from a structured message's fields (pmp_ros_msgs/Instruction: "" = none, ordinal
     0 = 1, empty `every` = the best instance of each target); raises InstructionParseError when they are
-    inconsistent. Phrases are stripped and lower-cased as parsed text would be."""
+    inconsistent or break the limits text meets (limits.structured_problem: max_length characters in all,
+    control characters, words per phrase). Phrases are stripped and lower-cased as parsed text would be."""
+    problem = structured_problem([*targets, *excluded, reference], [order, relation], max_length)
+    if problem is not None:
+        raise InstructionParseError.of(problem)
     targets = [t.strip().lower() for t in targets]
     excluded = [e.strip().lower() for e in excluded]
     if not all(targets) or not all(excluded):
         raise InstructionParseError("invalid structured instruction", "empty phrase")
-    if len(targets) > MAX_TARGETS:
-        raise InstructionParseError("too many objects", f"{len(targets)} > {MAX_TARGETS}")
+    problem = targets_problem(len(targets))
+    if problem is not None:
+        raise InstructionParseError.of(problem)
     if every and len(every) != len(targets):
         raise InstructionParseError("invalid structured instruction", f"{len(every)} every for {len(targets)} targets")
     kept = {t: bool(e) for t, e in zip(targets, every or [False] * len(targets)) if t not in excluded}

@@ -5,29 +5,40 @@ Kept apart from node.py so the concurrency rules are plain Python and unit-teste
 
 from __future__ import annotations
 
+import math
 import threading
 import time
-import unicodedata
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from pmp_ros.language.limits import text_problem
 from pmp_ros.language.parse import ParsedInstruction
-
-# Whitespace control characters an instruction may contain (typed multi-line text); others are rejected.
-_ALLOWED_CONTROL = "\t\n\r"
 
 
 def instruction_problem(text: str, max_length: int) -> str | None:
-    """Why an instruction is rejected before parsing, or None. Empty text is not a problem: it clears."""
-    if len(text) > max_length:
-        return f"instruction too long ({len(text)} > max_instruction_length {max_length} characters)"
-    bad = [c for c in text if unicodedata.category(c) == "Cc" and c not in _ALLOWED_CONTROL]
-    if bad:
-        return f"instruction contains control character(s) {sorted({hex(ord(c)) for c in bad})[:5]}"
-    return None
+    """Why a text instruction is rejected before parsing (limits.text_problem: the rule the parser and
+    structured instructions follow too), or None. Empty text is not a problem: it clears."""
+    problem = text_problem(text, max_length)
+    return None if problem is None else f"instruction {problem}"
+
+
+# The longest a segment request may wait for a frame (seconds). A waiting request holds one of the service's
+# few waiting places (the node's MAX_CONCURRENT_SEGMENTS): a longer wait would let a few callers make the
+# service answer "busy" to everyone else for as long.
+SEGMENT_TIMEOUT_MAX_S = 60.0
+
+
+def segment_timeout(requested: float, maximum: float = SEGMENT_TIMEOUT_MAX_S) -> float:
+    """A segment request's timeout (seconds) checked and bounded: finite and >= 0, else ValueError with the
+    reason; above `maximum`, `maximum`. 0 stays 0 (the request asks for the node's segment_timeout)."""
+    if not math.isfinite(requested) or requested < 0:
+        raise ValueError(
+            f"timeout must be a finite number of seconds >= 0 (0: the node's segment_timeout), got {requested}"
+        )
+    return min(requested, maximum)
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,8 @@ from hypothesis import strategies as st
 
 from pmp_ros.data import vocabulary as voc
 from pmp_ros.language.corpus import score
-from pmp_ros.language.parse import MAX_CHARS, InstructionParseError, parse_instruction
+from pmp_ros.language.limits import DEFAULT_MAX_LENGTH
+from pmp_ros.language.parse import InstructionParseError, parse_instruction
 
 CORPUS = Path(__file__).resolve().parents[1] / "data" / "instructions_corpus.jsonl"
 FAST = settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -104,7 +105,7 @@ def test_more_instructions(text, expected):
     [
         ("", "empty"),
         ("   \n\t", "empty"),
-        ("x" * (MAX_CHARS + 1), "too long"),
+        ("x" * (DEFAULT_MAX_LENGTH + 1), "too long"),
         ("pick up the red\x00 star", "control characters"),
         ("go to \x1b[31m red star", "control characters"),
         ("find the red\u200b star", "control characters"),
