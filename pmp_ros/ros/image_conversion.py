@@ -2,7 +2,9 @@
 
 Raw images become views of the message's buffer (np.frombuffer with strides from `step`: no copy) when
 the layout allows; conversions to RGB copy only when the pixel format differs. Every malformed message
-raises ImageConversionError with the reason, before any out-of-bounds access.
+raises ImageConversionError with the reason, before any out-of-bounds access. A compressed image's size is
+read from its header (Pillow's lazy open, no pixel decoded) and held to the raw images' limit before
+OpenCV decodes it: a 140 kB PNG can declare 12000x12000 pixels.
 
 RGB arrays never have negative strides: the model takes them with torch.from_numpy, which rejects those,
 and rclpy's message buffers are writeable, so nothing copies such a view on the way.
@@ -10,12 +12,17 @@ and rclpy's message buffers are writeable, so nothing copies such a view on the 
 
 from __future__ import annotations
 
+import io
 import sys
+import warnings
 from typing import Any
 
 import cv2
 import numpy as np
+import PIL.Image
 from sensor_msgs.msg import Image
+
+from pmp_ros.language.limits import shorten
 
 # encoding -> (numpy dtype, channels)
 ENCODINGS: dict[str, tuple[np.dtype, int]] = {
@@ -30,6 +37,9 @@ ENCODINGS: dict[str, tuple[np.dtype, int]] = {
 }
 DEPTH_ENCODINGS = ("16UC1", "32FC1", "mono16")
 DEFAULT_MAX_PIXELS = 4096 * 4096
+# Compressed formats whose header is read (Pillow's names): those image_transport plugins send and OpenCV
+# decodes. Pillow tries no other, so a message never reaches one of its rarer parsers.
+COMPRESSED_FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "TIFF", "PPM")
 
 
 class ImageConversionError(ValueError):
@@ -40,7 +50,7 @@ def image_to_array(msg: Image, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarr
     """A view of msg.data: [H,W,C] for colour encodings, [H,W] for single-channel ones, in the message's
     dtype and byte order (a big-endian view is still zero-copy; numpy reads it correctly)."""
     if msg.encoding not in ENCODINGS:
-        raise ImageConversionError(f"unsupported encoding {msg.encoding!r} (supported: {', '.join(ENCODINGS)})")
+        raise ImageConversionError(f"unsupported encoding {shorten(msg.encoding)} (supported: {', '.join(ENCODINGS)})")
     dtype, channels = ENCODINGS[msg.encoding]
     height, width, step = int(msg.height), int(msg.width), int(msg.step)
     if height == 0 or width == 0:
@@ -92,18 +102,42 @@ def image_to_rgb8(msg: Image, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarra
 
 
 def compressed_to_rgb8(msg: Any, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
-    """sensor_msgs/CompressedImage (jpeg, png, ...) -> uint8 [H,W,3] RGB."""
+    """sensor_msgs/CompressedImage (one of COMPRESSED_FORMATS; its `format` field is only reported) -> uint8
+    [H,W,3] RGB. The size in the image's header is checked against max_pixels before decoding."""
     if len(msg.data) == 0:
         raise ImageConversionError("empty compressed image")
     data = np.frombuffer(
         msg.data if isinstance(msg.data, (bytes, bytearray)) else memoryview(msg.data).cast("B"), np.uint8
     )
+    width, height = compressed_size(data, msg.format)
+    if width * height > max_pixels:
+        raise ImageConversionError(f"image too large: {width}x{height} > {max_pixels} pixels")
     bgr = cv2.imdecode(data, cv2.IMREAD_COLOR)
     if bgr is None:
-        raise ImageConversionError(f"cannot decode compressed image (format {msg.format!r}, {data.size} bytes)")
-    if bgr.shape[0] * bgr.shape[1] > max_pixels:
-        raise ImageConversionError(f"image too large: {bgr.shape[1]}x{bgr.shape[0]} > {max_pixels} pixels")
+        raise ImageConversionError(
+            f"cannot decode compressed image (format {shorten(msg.format)}, {data.size} bytes, header {width}x{height})"
+        )
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def compressed_size(data: np.ndarray, format_name: str = "") -> tuple[int, int]:
+    """(width, height) from a compressed image's header, without decoding its pixels; ImageConversionError
+    when no header can be read. data: uint8 [N]."""
+    try:
+        with warnings.catch_warnings():
+            # Pillow warns about (and past twice its own limit refuses) huge sizes; the caller's limit rules.
+            warnings.simplefilter("ignore", PIL.Image.DecompressionBombWarning)
+            with PIL.Image.open(io.BytesIO(data.data), formats=COMPRESSED_FORMATS) as header:
+                return header.size
+    except PIL.Image.DecompressionBombError as error:  # past twice Pillow's limit: says the pixel count
+        raise ImageConversionError(f"image too large: {error}") from None
+    except PIL.UnidentifiedImageError:
+        reason = f"no {', '.join(COMPRESSED_FORMATS)} header"
+    except (OSError, ValueError, SyntaxError) as error:  # a header Pillow recognised but could not read
+        reason = shorten(str(error))
+    raise ImageConversionError(
+        f"cannot decode compressed image (format {shorten(format_name)}, {data.size} bytes): {reason}"
+    )
 
 
 def depth_to_array(msg: Image, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
