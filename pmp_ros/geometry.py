@@ -1,7 +1,8 @@
 """Where to act on a segmented instance: an interior pixel, its depth and its 3D point (numpy/OpenCV).
 
 Conventions: pixel (u, v) = (column, row); depth images registered to the colour image; 3D points in the
-camera's optical frame (x right, y down, z forward), metres.
+camera's optical frame (x right, y down, z forward), metres. A depth reading outside the valid range
+(DEPTH_RANGE_M unless a caller gives another) is no reading.
 """
 
 from __future__ import annotations
@@ -12,6 +13,9 @@ import cv2
 import numpy as np
 
 MM_PER_M = 1000.0
+# Valid depth readings (metres, inclusive): nearer than depth cameras measure or farther than they reach is
+# a sensor's error code (65535 mm), a wrap-around or a corrupt value (1e30 m), never an object.
+DEPTH_RANGE_M = (0.05, 20.0)
 
 
 @dataclass(frozen=True)
@@ -43,28 +47,38 @@ def interior_point(mask: np.ndarray) -> tuple[int, int]:
     return int(x0 + xs[best] - 1), int(y0 + ys[best] - 1)
 
 
-def depth_in_metres(depth: np.ndarray) -> np.ndarray:
+def depth_in_metres(depth: np.ndarray, valid_range: tuple[float, float] = DEPTH_RANGE_M) -> np.ndarray:
     """float32 [H,W] metres with NaN where invalid. uint16 input is millimetres (16UC1), float is metres
-    (32FC1); 0, NaN, inf and negative values are invalid."""
+    (32FC1); NaN, inf and values outside valid_range (metres, inclusive; 0 and negative ones) are invalid."""
     if depth.dtype.kind == "u":
         metres = depth.astype(np.float32) / MM_PER_M
     elif depth.dtype.kind == "f":
         metres = depth.astype(np.float32, copy=True)
     else:
         raise ValueError(f"depth must be uint16 (mm) or float (m), got {depth.dtype}")
-    metres[~np.isfinite(metres) | (metres <= 0)] = np.nan
+    near, far = valid_range
+    with np.errstate(invalid="ignore"):  # NaN compares False: it stays NaN
+        metres[~((metres >= near) & (metres <= far))] = np.nan
     return metres
 
 
-def depth_at(depth: np.ndarray, u: int, v: int, window: int = 5, mask: np.ndarray | None = None) -> float | None:
+def depth_at(
+    depth: np.ndarray,
+    u: int,
+    v: int,
+    window: int = 5,
+    mask: np.ndarray | None = None,
+    valid_range: tuple[float, float] = DEPTH_RANGE_M,
+) -> float | None:
     """Median valid depth (metres) in the window x window pixels around (u, v), restricted to `mask`
     (so background behind a thin object does not leak in); None when no pixel there is valid.
 
-    depth: uint16 [H,W] mm or float [H,W] m (see depth_in_metres); mask: bool [H,W] or None.
+    depth: uint16 [H,W] mm or float [H,W] m (see depth_in_metres, which valid_range is passed to); mask:
+    bool [H,W] or None.
     """
     half = window // 2
     y0, x0 = max(v - half, 0), max(u - half, 0)
-    patch = depth_in_metres(depth[y0 : v + half + 1, x0 : u + half + 1])
+    patch = depth_in_metres(depth[y0 : v + half + 1, x0 : u + half + 1], valid_range)
     if mask is not None:
         patch = np.where(mask[y0 : v + half + 1, x0 : u + half + 1], patch, np.nan)
     valid = patch[np.isfinite(patch)]
@@ -87,14 +101,19 @@ def has_intrinsics(k) -> bool:
 
 
 def locate_instances(
-    masks: list[np.ndarray], depth: np.ndarray | None, k: np.ndarray | None, window: int = 5
+    masks: list[np.ndarray],
+    depth: np.ndarray | None,
+    k: np.ndarray | None,
+    window: int = 5,
+    valid_range: tuple[float, float] = DEPTH_RANGE_M,
 ) -> list[PointEstimate]:
     """One PointEstimate per mask: interior point, and its 3D position when depth and intrinsics are given
-    and depth is valid there. depth: uint16 mm / float m [H,W], same size as the masks."""
+    and depth is valid there (within valid_range, metres). depth: uint16 mm / float m [H,W], same size as
+    the masks."""
     use_depth = depth is not None and k is not None and has_intrinsics(k)
     points = []
     for mask in masks:
         u, v = interior_point(mask)
-        z = depth_at(depth, u, v, window, mask) if use_depth else None
+        z = depth_at(depth, u, v, window, mask, valid_range) if use_depth else None
         points.append(PointEstimate(u, v, None if z is None else backproject(u, v, z, k)))
     return points

@@ -2,7 +2,8 @@
 oriented 3D box, the surface normal at the instance's interior point and its points for a cloud (numpy/OpenCV).
 
 Conventions as pmp_ros.geometry: pixel (u, v) = (column, row); depth registered to the colour image, uint16
-millimetres or float metres, 0 / NaN / inf meaning no reading; 3D points in the camera's optical frame
+millimetres or float metres, NaN, inf and values outside Objects3DParams.depth_range (geometry.DEPTH_RANGE_M
+by default; 0 among them) meaning no reading; 3D points in the camera's optical frame
 (x right, y down, z forward), metres; K the 3x3 pinhole intrinsics.
 
 Per mask (Objects3DParams holds the constants):
@@ -31,7 +32,7 @@ from functools import cache
 import cv2
 import numpy as np
 
-from pmp_ros.geometry import MM_PER_M, has_intrinsics, interior_point
+from pmp_ros.geometry import DEPTH_RANGE_M, MM_PER_M, has_intrinsics, interior_point
 
 MAD_TO_SIGMA = 1.4826  # MAD of a Gaussian times this is its standard deviation
 MIN_BOX_POINTS = 4  # a box needs points spanning three dimensions
@@ -51,7 +52,8 @@ class Objects3DParams:
     the object's own points; box_percentiles, box_reach: the box bounds (OrientedBox); normal_window: side
     in pixels of the normal's window; min_normal_points: fewer inliers in it -> no normal (at least
     MIN_PLANE_POINTS count anyway); min_plane_tolerance_m: the normal's plane fit counts points this close
-    to a candidate plane as on it at least (_fit_window_normals)."""
+    to a candidate plane as on it at least (_fit_window_normals); depth_range: valid depth readings
+    (metres, inclusive), others are no reading."""
 
     erosion_px: int = 1
     min_core_points: int = 10
@@ -62,6 +64,7 @@ class Objects3DParams:
     normal_window: int = 9
     min_normal_points: int = 6
     min_plane_tolerance_m: float = 0.001
+    depth_range: tuple[float, float] = DEPTH_RANGE_M
 
 
 DEFAULT_PARAMS = Objects3DParams()
@@ -333,16 +336,19 @@ def _interior_point_in(mask: np.ndarray, box: tuple[int, int, int, int]) -> tupl
     return u + box[0], v + box[1]
 
 
-def _depth_metres(raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(float64 metres, bool valid) of depth values, valid as geometry.depth_in_metres: uint16 is millimetres
-    (0 = no reading), float is metres (NaN, inf, 0 and negative = no reading). Two numpy calls for uint16:
-    that function's NaN marking costs more than the rest of a small instance's measurement."""
+def _depth_metres(raw: np.ndarray, depth_range: tuple[float, float]) -> tuple[np.ndarray, np.ndarray]:
+    """(float64 metres, bool valid) of depth values, valid as geometry.depth_in_metres: uint16 is millimetres,
+    float is metres, valid within depth_range (metres; NaN and inf never). A few numpy calls: that
+    function's NaN marking costs more than the rest of a small instance's measurement."""
+    near, far = depth_range
     if raw.dtype.kind == "u":
-        return raw * (1.0 / MM_PER_M), raw != 0
+        # The range in whole millimetres, compared on the integers (rounded inwards).
+        return raw * (1.0 / MM_PER_M), (raw >= math.ceil(near * MM_PER_M)) & (raw <= math.floor(far * MM_PER_M))
     if raw.dtype.kind != "f":
         raise ValueError(f"depth must be uint16 (mm) or float (m), got {raw.dtype}")
     metres = raw.astype(np.float64)
-    return metres, np.isfinite(metres) & (metres > 0)
+    with np.errstate(invalid="ignore"):  # NaN compares False: invalid
+        return metres, (metres >= near) & (metres <= far)
 
 
 def _select_inliers(
@@ -355,7 +361,7 @@ def _select_inliers(
     x0, y0 = max(box[0] - pad, 0), max(box[1] - pad, 0)
     x1, y1 = min(box[2] + pad + 1, width), min(box[3] + pad + 1, height)
     crop = mask[y0:y1, x0:x1]
-    z, readings = _depth_metres(depth[y0:y1, x0:x1])
+    z, readings = _depth_metres(depth[y0:y1, x0:x1], params.depth_range)
     rows, cols = np.nonzero(crop & readings)  # pixel lists from here on: the mask holds fewer than its box
     if rows.size == 0:
         return None
@@ -444,7 +450,7 @@ def _fit_window_normals(
     u, v = pixels[:, :1] + du, pixels[:, 1:] + dv  # [M,n]
     in_image = (u >= 0) & (u < width) & (v >= 0) & (v < height)
     u, v = np.clip(u, 0, width - 1), np.clip(v, 0, height - 1)
-    z, readings = _depth_metres(depth[v, u])
+    z, readings = _depth_metres(depth[v, u], params.depth_range)
     on_mask = np.stack([mask[rows, cols] for mask, rows, cols in zip(masks, v, u)])
     median, limit = depth_tests[:, :1], depth_tests[:, 1:]
     present = in_image & on_mask & readings & (np.abs(z - median) <= limit)
