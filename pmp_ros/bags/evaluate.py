@@ -10,8 +10,10 @@ Accuracy uses pmp_ros.eval.metrics.frame_metrics on the frames that have ground 
 the 3D errors of the node's objects for the matched targets (pmp_ros.eval.metrics.errors3d, against the ground
 truth's solids). When the ground truth's ids continue across frames (tracking bags): IDF1, ID switches, MOTA
 and the target flicker rate of the node's track ids (pmp_ros.bags.tracking_metrics); --tracking-baseline
-replays the bag a second time with tracking:=false for the same figures without tracking. Several bags run in
-parallel processes (--jobs), each in its own ROS domain with its own node. A bag with problems (missing
+replays the bag a second time with tracking:=false for the same figures without tracking. With ROS_DOMAIN_ID
+set, every bag runs in that domain, one after another (--jobs is not used: two nodes in one domain would
+see each other's topics); without it, several bags run in parallel processes (--jobs), each in a random ROS
+domain of its own. The tool says which, and each report records its domain. A bag with problems (missing
 topics, unexpected types, truncated files, no ground truth) is reported with what could still be measured.
 """
 
@@ -46,7 +48,7 @@ from pmp_ros.eval.metrics.frame_metrics import aggregate_instruction_metrics, in
 from pmp_ros.eval.report import latency_summary, write_bag_report
 from pmp_ros.ros.client import serialize
 from pmp_ros.ros.environment import configure_dds_environment
-from pmp_ros.ros.process import NodeProcess, pick_domains
+from pmp_ros.ros.process import NodeProcess, pick_domains, user_domain
 from pmp_ros.ros.stop_signals import Interrupted, handle_stop_signals, raising, stop_signals
 
 
@@ -172,10 +174,12 @@ def _objects_3d(playback: Playback, records: list[dict]) -> tuple[dict | None, s
 
 
 def evaluate_bag(bag: Path, options: EvalOptions, domain_id: int | None, out_dir: Path, position: int = 0) -> dict:
-    """Evaluate one bag into out_dir; returns its report (also written as report.json)."""
+    """Evaluate one bag into out_dir; returns its report (also written as report.json). domain_id: the ROS
+    domain of the node and the player (None: this process's, for --use-running-node)."""
     contents, source = inspect_bag(bag, options.topics)
     report = {
         "bag": str(bag),
+        "ros_domain_id": domain_id if domain_id is not None else user_domain(),
         "mode": "lockstep" if options.lockstep else f"timed (rate {options.rate:g})",
         "model": options.model or ("running node" if options.use_running_node else "node default"),
         "topics": {
@@ -335,6 +339,31 @@ def _output_dirs(bags: list[Path], out: Path) -> list[Path]:
     return dirs
 
 
+def _domain_plan(count: int, jobs: int, use_running_node: bool) -> tuple[list[int | None], int, str]:
+    """(each bag's ROS domain, bags at a time, the sentence that says so). One domain means one bag at a
+    time: the running node's (this process's domain) and the user's ROS_DOMAIN_ID; otherwise a random
+    domain per bag (process.pick_domains), `jobs` at a time."""
+    bags = f"{count} bag{'s' if count != 1 else ''}"
+    if use_running_node:
+        return [None] * count, 1, f"{bags} one after another against the running node, in this process's domain"
+    domain = user_domain()
+    if domain is not None:
+        plan = f"{bags} one after another in ROS_DOMAIN_ID {domain}"
+        if jobs > 1 and count > 1:
+            plan += f" (--jobs {jobs} not used: parallel nodes need domains of their own)"
+        return [domain] * count, 1, plan
+    jobs = max(1, min(jobs, count))
+    domains = pick_domains(count)
+    return (
+        domains,
+        jobs,
+        (
+            f"{bags}, {jobs} at a time, each in a random ROS domain of its own ({', '.join(map(str, domains))}; set "
+            "ROS_DOMAIN_ID to run them one after another in yours)"
+        ),
+    )
+
+
 def _evaluate_bag_in_worker(*args) -> dict:
     """evaluate_bag in a pool worker: a stop signal unwinds it (its node is stopped), and a worker that
     was told to stop starts no further bag."""
@@ -347,8 +376,8 @@ def evaluate_bags(bags: list[Path], options: EvalOptions, out: Path, jobs: int =
     CannotEvaluate before anything starts when a bag cannot be evaluated at all (check_bags)."""
     check_bags(bags, options)
     dirs = _output_dirs(bags, out)
-    jobs = 1 if options.use_running_node else max(1, min(jobs, len(bags)))
-    domains = [None] * len(bags) if options.use_running_node else pick_domains(len(bags))
+    domains, jobs, plan = _domain_plan(len(bags), jobs, options.use_running_node)
+    print(f"pmp-eval-bag: {plan}", flush=True)
     if jobs == 1:
         reports = [evaluate_bag(b, options, d, o, 0) for b, d, o in zip(bags, domains, dirs)]
     else:
@@ -428,7 +457,8 @@ def _parser() -> argparse.ArgumentParser:
         "--jobs",
         type=int,
         default=max(1, (os.cpu_count() or 1) // 4),
-        help="bags evaluated in parallel (each with its own node and ROS domain)",
+        help="bags evaluated in parallel, each with its own node in a random ROS domain; not used when "
+        "ROS_DOMAIN_ID is set (the bags then run one after another in that domain)",
     )
     parser.add_argument(
         "--tracking-baseline",

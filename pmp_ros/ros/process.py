@@ -2,6 +2,13 @@
 
 Tools (pmp-eval-bag, pmp-demo) start `python -m pmp_ros.ros.node` with parameters, wait for its ready line,
 and stop it with SIGINT (then SIGTERM, SIGKILL). Its output goes to a log file that the tool's report names.
+
+A tool that is killed (SIGKILL, an OOM kill, a crash) cannot stop its node, and the node, in a session of
+its own, would run on as an orphan. So every child is started through a small guard (die_with_parent_argv)
+that asks Linux to SIGKILL it when its parent ends (prctl PR_SET_PDEATHSIG, kept across exec) and then
+executes the program. The guard runs before the program rather than in a preexec_fn, which is not safe in a
+process with threads (the tools have executor threads). Linux ties the death signal to the thread that
+started the child: start children from a thread that lives as long as they should (the main thread).
 """
 
 from __future__ import annotations
@@ -11,6 +18,7 @@ import random
 import signal
 import subprocess
 import sys
+import textwrap
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -19,15 +27,49 @@ from pmp_ros.ros.environment import configure_dds_environment
 from pmp_ros.ros.node import READY_TEXT
 
 STARTUP_TIMEOUT_S = 180.0
+PARENT_GONE_EXIT_CODE = 125  # the guard's exit code when the parent ended before the program started
+
+# The guard: arm the death signal, check the parent is still the one that started us (it may have ended
+# before the signal was armed), then become the program. argv: parent pid, then the program's argv.
+_GUARD = textwrap.dedent(
+    f"""
+    import ctypes, os, signal, sys
+    if sys.platform == "linux":
+        PR_SET_PDEATHSIG = 1
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
+            sys.exit(f"cannot tie {{sys.argv[2]}} to its parent: prctl: {{os.strerror(ctypes.get_errno())}}")
+    if os.getppid() != int(sys.argv[1]):
+        print(f"not starting {{sys.argv[2]}}: its parent (pid {{sys.argv[1]}}) has ended", file=sys.stderr)
+        sys.exit({PARENT_GONE_EXIT_CODE})
+    os.execvp(sys.argv[2], sys.argv[2:])
+    """
+)
+
+
+def user_domain(environ: Mapping[str, str] | None = None) -> int | None:
+    """The user's ROS_DOMAIN_ID, or None when it is not set (or not a number)."""
+    environ = os.environ if environ is None else environ
+    value = environ.get("ROS_DOMAIN_ID", "").strip()
+    return int(value) if value.isdigit() else None
 
 
 def pick_domains(count: int, environ: Mapping[str, str] | None = None) -> list[int]:
     """ROS domain ids for `count` isolated runs: the user's ROS_DOMAIN_ID for a single run when set, else
-    distinct random ids in 1..101 (valid on every platform; 0 is everyone's default)."""
-    environ = os.environ if environ is None else environ
-    if count == 1 and environ.get("ROS_DOMAIN_ID", "").isdigit():
-        return [int(environ["ROS_DOMAIN_ID"])]
+    distinct random ids in 1..101 (valid on every platform; 0 is everyone's default). Several runs in the
+    user's domain must go one after another (pmp-eval-bag does so): nodes side by side would see each
+    other's topics."""
+    domain = user_domain(environ)
+    if count == 1 and domain is not None:
+        return [domain]
     return random.SystemRandom().sample(range(1, 102), count)
+
+
+def die_with_parent_argv(argv: Sequence[str], parent_pid: int | None = None) -> list[str]:
+    """argv that runs `argv` so that it is SIGKILLed when `parent_pid` (default: this process) ends (Linux;
+    elsewhere it only runs it). The program keeps its pid and command line (the guard execs it)."""
+    parent = os.getpid() if parent_pid is None else parent_pid
+    return [sys.executable, "-c", _GUARD, str(parent), *argv]
 
 
 def ros_environment(domain_id: int) -> dict[str, str]:
@@ -41,7 +83,8 @@ def ros_environment(domain_id: int) -> dict[str, str]:
 
 class ChildProcess:
     """A program in its own process (own session, output to a log file), always stopped on exit: SIGINT
-    (clean shutdown), then SIGTERM, then SIGKILL.
+    (clean shutdown), then SIGTERM, then SIGKILL; SIGKILLed by Linux if this process ends without stopping
+    it (die_with_parent_argv).
 
     with ChildProcess([sys.executable, "-m", "pmp_ros.ros.node", ...], env, log_path) as proc:
         proc.wait_for_output("ready", 60)
@@ -55,7 +98,11 @@ class ChildProcess:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log = open(self.log_path, "wb")
         self.process = subprocess.Popen(
-            self.argv, stdout=self._log, stderr=subprocess.STDOUT, env=self.env, start_new_session=True
+            die_with_parent_argv(self.argv),
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            env=self.env,
+            start_new_session=True,
         )
         return self
 

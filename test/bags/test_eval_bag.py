@@ -92,9 +92,13 @@ def direct_evaluation(model_file, frames):
     return records
 
 
-def test_lockstep_accuracy_equals_direct_evaluation_for_mcap_and_sqlite3(tmp_path, model_file, frames, bags):
+def test_lockstep_accuracy_equals_direct_evaluation_for_mcap_and_sqlite3(
+    tmp_path, model_file, frames, bags, monkeypatch
+):
     options = EvalOptions(model=str(model_file), lockstep=True, device="cpu", node_params=NODE_PARAMS, progress=False)
-    # Two jobs: the bags run in parallel processes, each with its own node and ROS domain.
+    # Two jobs and no ROS_DOMAIN_ID (a set one keeps every bag in it, one after another:
+    # test_eval_bag_domains.py): the bags run in parallel processes, each with its own node and random domain.
+    monkeypatch.delenv("ROS_DOMAIN_ID")
     reports = evaluate_bags([bags / "mcap", bags / "sqlite3"], options, tmp_path / "out", jobs=2)
     records = direct_evaluation(model_file, frames)
     expected = aggregate_instruction_metrics(records)

@@ -44,12 +44,13 @@ def _node_pids(tool):
     return [pid for pid in descendant_pids(tool.pid) if "pmp_ros.ros.node" in command_line(pid)]
 
 
-def _stop_while_nodes_run(argv, node_logs, nodes, signame, tmp_path):
-    """Start the tool, wait until its nodes are ready, send the signal; returns (exit code, stdout, stderr,
-    the nodes' pids)."""
+def _stop_while_nodes_run(argv, node_logs, nodes, signame, tmp_path, unset=()):
+    """Start the tool (without the environment variables `unset`), wait until its nodes are ready, send the
+    signal; returns (exit code, stdout, stderr, the nodes' pids)."""
     stdout, stderr = open(tmp_path / "stdout", "wb"), open(tmp_path / "stderr", "wb")
+    env = {name: value for name, value in os.environ.items() if name not in unset}
     tool = subprocess.Popen(
-        argv, stdout=stdout, stderr=stderr, start_new_session=True, env={**os.environ, "PYTHONUNBUFFERED": "1"}
+        argv, stdout=stdout, stderr=stderr, start_new_session=True, env={**env, "PYTHONUNBUFFERED": "1"}
     )
     pids = []
     try:
@@ -109,8 +110,10 @@ def test_eval_bag_stops_its_nodes(tmp_path, model_file, bags, signame):
         "--out",
         str(out),
     ]
+    # Without ROS_DOMAIN_ID: the two bags then run at once, each node in a random domain (with it, one after
+    # another in that domain).
     code, stdout, stderr, pids = _stop_while_nodes_run(
-        argv, [out / bag.name / "node.log" for bag in bags], 2, signame, tmp_path
+        argv, [out / bag.name / "node.log" for bag in bags], 2, signame, tmp_path, unset=("ROS_DOMAIN_ID",)
     )
     _check_stopped(code, stdout, stderr, pids, signame)
     assert "the node it started is stopped" in stderr
