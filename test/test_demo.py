@@ -18,13 +18,6 @@ MASK_IOU_TOLERANCE = 0.01
 POINT_3D_TOLERANCE_M = 0.005
 
 
-@pytest.fixture(scope="module")
-def model_file(tmp_path_factory):
-    from model_fixtures import write_small_checkpoint
-
-    return write_small_checkpoint(tmp_path_factory.mktemp("model") / "tiny.safetensors")
-
-
 def test_demo_writes_overlays_gif_and_report(tmp_path, model_file, capsys):
     start = time.monotonic()
     code = demo.main(

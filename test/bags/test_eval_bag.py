@@ -41,13 +41,6 @@ NODE_PARAMS = {
 
 
 @pytest.fixture(scope="module")
-def model_file(tmp_path_factory):
-    from model_fixtures import write_small_checkpoint
-
-    return write_small_checkpoint(tmp_path_factory.mktemp("model") / "tiny.safetensors")
-
-
-@pytest.fixture(scope="module")
 def frames():
     return list(procedural_stream(STREAM))
 

@@ -16,7 +16,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from pmp_ros.ros import client, process
@@ -176,3 +176,10 @@ def command_line(pid: int) -> list[str]:
 def python_module(module: str, *args: str) -> list[str]:
     """argv running `python -m module args...` with this interpreter."""
     return [sys.executable, "-m", module, *args]
+
+
+def node_argv(parameters: Mapping[str, object], *ros_args: str) -> list[str]:
+    """argv running the pmp_segmenter node with these parameters (name -> value, each `-p name:=value`) and
+    other --ros-args before them (e.g. "-r", "__ns:=/head")."""
+    settings = [x for name, value in parameters.items() for x in ("-p", f"{name}:={value}")]
+    return python_module("pmp_ros.ros.node", "--ros-args", *ros_args, *settings)

@@ -23,7 +23,7 @@ from pmp_ros.ros.image_conversion import array_to_image, image_to_array
 from pmp_ros.ros.node import READY_TEXT
 from pmp_ros_msgs.msg import Instruction, LabelledPointArray, SegmentationResult
 
-from ros_harness import NodeProcess, python_module, wait_until
+from ros_harness import NodeProcess, node_argv, wait_until
 
 INSTRUCTION_QOS = qos.INSTRUCTION
 STARTUP_TIMEOUT_S = 180.0
@@ -31,8 +31,7 @@ GOOD = "pick up the red star"
 
 
 def _node_argv(**params):
-    args = [f"{k}:={v}" for k, v in params.items()]
-    return python_module("pmp_ros.ros.node", "--ros-args", *[x for a in args for x in ("-p", a)])
+    return node_argv(params)
 
 
 def _error_lines(output):
@@ -81,13 +80,6 @@ def test_unusable_device_is_blamed_not_the_model(tmp_path):
 
 
 # -- with a model ---------------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def model_file(tmp_path_factory):
-    from model_fixtures import write_small_checkpoint
-
-    return write_small_checkpoint(tmp_path_factory.mktemp("model") / "tiny.safetensors")
-
-
 def test_corrupt_model_exits_non_zero_with_one_line(tmp_path):
     corrupt = tmp_path / "corrupt.safetensors"
     corrupt.write_bytes(b"\x00garbage" * 100)

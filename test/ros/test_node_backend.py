@@ -11,7 +11,7 @@ from pmp_ros.ros.image_conversion import array_to_image, image_to_array
 from pmp_ros.ros.node import READY_TEXT
 from pmp_ros_msgs.msg import SegmentationResult
 
-from ros_harness import NodeProcess, python_module, wait_until
+from ros_harness import NodeProcess, node_argv, wait_until
 
 INSTRUCTION = "pick up every red star and the green ring"
 FRAME = np.random.default_rng(3).integers(0, 255, (48, 64, 3), dtype=np.uint8)
@@ -19,8 +19,7 @@ FRAME = np.random.default_rng(3).integers(0, 255, (48, 64, 3), dtype=np.uint8)
 
 def _argv(model, **params):
     settings = {"model_path": model, "device": "cpu", "cpu_threads": 1, "score_threshold": 0.0, **params}
-    args = [x for k, v in settings.items() for x in ("-p", f"{k}:={v}")]
-    return python_module("pmp_ros.ros.node", "--ros-args", "-r", f"__ns:=/{params.get('backend', 'torch')}", *args)
+    return node_argv(settings, "-r", f"__ns:=/{params.get('backend', 'torch')}")
 
 
 def _result(ros_client, namespace, argv):

@@ -21,7 +21,7 @@ from pmp_ros.ros.image_conversion import array_to_image, image_to_array
 from pmp_ros_msgs.msg import SegmentationResult
 from pmp_ros_msgs.srv import Segment
 
-from ros_harness import python_module, wait_until
+from ros_harness import wait_until
 
 STARTUP_TIMEOUT_S = 180.0
 SHARED = "pick up the red star"
@@ -112,7 +112,7 @@ def session(tmp_path_factory, request):
         "inference_height": 128,
         "camera_batching": request.param,
     }
-    argv = python_module("pmp_ros.ros.node", "--ros-args", *[x for k, v in params.items() for x in ("-p", f"{k}:={v}")])
+    argv = ros_harness.node_argv(params)
     client = ros_harness.RosTestClient("pmp_cameras_test")
     with ros_harness.running_node(argv, "pmp_node_cameras", STARTUP_TIMEOUT_S) as proc:
         yield Session(client, proc, batched=request.param == "batch")

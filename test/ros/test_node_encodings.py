@@ -24,7 +24,7 @@ from pmp_ros.ros.node import READY_TEXT
 from pmp_ros_msgs.msg import SegmentationResult
 
 from message_samples import padded_image_message
-from ros_harness import NodeProcess, RosTestClient, python_module, wait_until
+from ros_harness import NodeProcess, RosTestClient, node_argv, wait_until
 
 WIDTH, HEIGHT, SCENE_SEED = 128, 96, 2
 INSTRUCTION = "pick up the red star, the green ring and the blue cross"
@@ -103,13 +103,7 @@ class NodeUnderTest:
     def __init__(self, client, transport, model_file, stack):
         self.namespace = NAMESPACES[transport]
         params = {**NODE_PARAMS, "model_path": str(model_file), "image_transport": transport}
-        argv = python_module(
-            "pmp_ros.ros.node",
-            "--ros-args",
-            "-r",
-            f"__ns:={self.namespace}",
-            *[x for k, v in params.items() for x in ("-p", f"{k}:={v}")],
-        )
+        argv = node_argv(params, "-r", f"__ns:={self.namespace}")
         self.proc = stack.enter_context(NodeProcess(argv, name=f"{transport}_node"))
         self.client = client
         self.image_type, image_topic = (
@@ -172,13 +166,6 @@ class NodeUnderTest:
 
     def stop(self):
         return self.proc.stop(), self.proc.output()
-
-
-@pytest.fixture(scope="module")
-def model_file(tmp_path_factory):
-    from model_fixtures import write_small_checkpoint
-
-    return write_small_checkpoint(tmp_path_factory.mktemp("model") / "tiny.safetensors")
 
 
 @pytest.fixture(scope="module")

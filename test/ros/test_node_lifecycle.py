@@ -10,7 +10,6 @@ import threading
 import time
 
 import numpy as np
-import pytest
 from lifecycle_msgs.msg import State, Transition
 from lifecycle_msgs.srv import ChangeState, GetState
 from sensor_msgs.msg import Image
@@ -23,7 +22,7 @@ from pmp_ros.ros.node import READY_TEXT
 from pmp_ros_msgs.msg import SegmentationResult
 from pmp_ros_msgs.srv import Segment
 
-from ros_harness import NodeProcess, python_module, wait_until
+from ros_harness import NodeProcess, node_argv, wait_until
 
 NODE = "/" + interface.NODE_NAME
 # The node's CPU while inactive with a camera streaming at 10 Hz (fraction of one core): no subscription,
@@ -33,9 +32,7 @@ INACTIVE_CPU_LIMIT = 0.05
 
 def _argv(model, **params):
     settings = {"model_path": model, "device": "cpu", "cpu_threads": 1, "score_threshold": 0.0, **params}
-    return python_module(
-        "pmp_ros.ros.node", "--ros-args", *[x for k, v in settings.items() for x in ("-p", f"{k}:={v}")]
-    )
+    return node_argv(settings)
 
 
 def _call(client, srv_type, name, request, timeout=60.0):
@@ -85,13 +82,6 @@ class Camera:
     def __exit__(self, *exc):
         self._stop.set()
         self._thread.join()
-
-
-@pytest.fixture(scope="module")
-def model_file(tmp_path_factory):
-    from model_fixtures import write_small_checkpoint
-
-    return write_small_checkpoint(tmp_path_factory.mktemp("model") / "tiny.safetensors")
 
 
 def test_lifecycle_states_results_and_idle_cpu(ros_client, model_file):

@@ -33,7 +33,7 @@ from pmp_ros.tracking import mask_iou
 from pmp_ros_msgs.msg import LabelledPointArray, Object3DArray, SegmentationResult
 from pmp_ros_msgs.srv import Segment
 
-from ros_harness import NodeProcess, python_module, wait_until
+from ros_harness import NodeProcess, node_argv, wait_until
 
 NODE = "/" + interface.NODE_NAME
 FRAME_ID = "camera_color_optical_frame"
@@ -51,9 +51,7 @@ TWO_CROSSES = 950000008
 
 def _node_argv(params: dict, *ros_args: str) -> list[str]:
     """argv of the node with these parameters (and other --ros-args, e.g. a namespace remapping)."""
-    return python_module(
-        "pmp_ros.ros.node", "--ros-args", *ros_args, *[x for k, v in params.items() for x in ("-p", f"{k}:={v}")]
-    )
+    return node_argv(params, *ros_args)
 
 
 def _every(classes) -> str:

@@ -25,13 +25,6 @@ HOW = {"SIGINT": "process group", "SIGTERM": "process"}
 
 
 @pytest.fixture(scope="module")
-def model_file(tmp_path_factory):
-    from model_fixtures import write_small_checkpoint
-
-    return write_small_checkpoint(tmp_path_factory.mktemp("model") / "tiny.safetensors")
-
-
-@pytest.fixture(scope="module")
 def bags(tmp_path_factory):
     folder = tmp_path_factory.mktemp("bags")
     frames = list(procedural_stream(SequenceConfig(width=96, height=72, seconds=1.0)))

@@ -10,7 +10,6 @@ import socket
 import threading
 import time
 
-import pytest
 import websockets
 from mcap.reader import make_reader
 from PIL import Image as PILImage
@@ -19,13 +18,6 @@ from pmp_ros import demo
 from pmp_ros.viz.live_view import CHANNELS
 
 FRAMES_PER_INSTRUCTION = 2
-
-
-@pytest.fixture(scope="module")
-def model_file(tmp_path_factory):
-    from model_fixtures import write_small_checkpoint
-
-    return write_small_checkpoint(tmp_path_factory.mktemp("model") / "tiny.safetensors")
 
 
 def _free_port() -> int:
