@@ -44,6 +44,7 @@ from pmp_ros.language import resolve
 from pmp_ros.language.parse import InstructionParseError, ParsedInstruction, parse_instruction
 from pmp_ros.model.inference import Prediction
 from pmp_ros.objects3d import measure_objects, stack_points
+from pmp_ros.perception.tracking_stage import TrackingStage, above_threshold, detection_settings
 from pmp_ros.ros import interface, messages, qos
 from pmp_ros.ros.client import spin_until_context_down
 from pmp_ros.ros.environment import configure_dds_environment
@@ -59,7 +60,6 @@ from pmp_ros.ros.pipeline import (
     Target,
     instruction_problem,
 )
-from pmp_ros.perception.tracking_stage import TrackingStage, above_threshold, detection_settings
 from pmp_ros_msgs.msg import Instruction, LabelledPointArray, Object3DArray, SegmentationResult
 from pmp_ros_msgs.srv import Segment
 
