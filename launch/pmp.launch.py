@@ -15,7 +15,7 @@ import os
 from ament_index_python.packages import get_package_share_directory
 from launch.actions import DeclareLaunchArgument, OpaqueFunction, SetEnvironmentVariable
 from launch.conditions import IfCondition
-from launch.substitutions import EnvironmentVariable, LaunchConfiguration, PythonExpression
+from launch.substitutions import EnvironmentVariable, LaunchConfiguration
 from launch_ros.actions import Node
 
 from launch import LaunchDescription
@@ -41,15 +41,22 @@ def generate_launch_description() -> LaunchDescription:
         DeclareLaunchArgument(
             "depth_info", default_value="depth/camera_info", description="CameraInfo of the depth image"
         ),
-        DeclareLaunchArgument("use_depth", default_value="false", description="Publish 3D points from depth"),
+        DeclareLaunchArgument(
+            "use_depth",
+            default_value="",
+            description="true/false: publish 3D points from depth; empty: the params_file's",
+        ),
         DeclareLaunchArgument(
             "params_file", default_value=os.path.join(share, "config", "pmp.yaml"), description="ROS parameter file"
         ),
-        DeclareLaunchArgument("device", default_value="auto", description="auto, cpu, cuda or cuda:N"),
+        DeclareLaunchArgument(
+            "device", default_value="", description="auto, cpu, cuda or cuda:N; empty: the params_file's"
+        ),
         DeclareLaunchArgument(
             "managed",
-            default_value="false",
-            description="true: leave the lifecycle node unconfigured for a lifecycle manager (no autostart)",
+            default_value="",
+            description="true: leave the lifecycle node unconfigured for a lifecycle manager (autostart false); "
+            "false: autostart; empty: the params_file's",
         ),
         DeclareLaunchArgument(
             "cameras",
@@ -81,8 +88,8 @@ def generate_launch_description() -> LaunchDescription:
 
 
 def _segmenter_node(context) -> list[Node]:
-    """The node, with the launch arguments that override the parameter file only when given (an empty
-    cameras or tracking argument leaves the params_file's value)."""
+    """The node, with the launch arguments that override the parameter file only when given (an empty one, the
+    default, leaves the params_file's value: interface.launch_overrides)."""
     overrides = interface.launch_overrides(
         {name: LaunchConfiguration(name).perform(context) for name in interface.LAUNCH_ARGUMENT_PARAMETERS}
     )
@@ -91,15 +98,7 @@ def _segmenter_node(context) -> list[Node]:
         executable=EXECUTABLE,
         name=NODE_NAME,
         namespace=LaunchConfiguration("namespace"),
-        parameters=[
-            LaunchConfiguration("params_file"),
-            {
-                "device": LaunchConfiguration("device"),
-                "use_depth": LaunchConfiguration("use_depth"),
-                "autostart": PythonExpression(["'", LaunchConfiguration("managed"), "'.lower() != 'true'"]),
-                **overrides,
-            },
-        ],
+        parameters=[LaunchConfiguration("params_file"), overrides],
         remappings=[
             ("image", LaunchConfiguration("image")),
             ("image/compressed", [LaunchConfiguration("image"), "/compressed"]),

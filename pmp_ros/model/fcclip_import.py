@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import os
 import re
 import sys
 from collections.abc import Mapping
@@ -336,6 +337,10 @@ def main(argv: list[str] | None = None) -> int:
     from pmp_ros.model.checkpoint import save_checkpoint
 
     save_checkpoint(args.output, model, conv.cfg, {"source": f"FC-CLIP {args.input.name}"})
+    # save_checkpoint writes through a private temporary file (0600): the output gets the mode a new file gets.
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(args.output, 0o666 & ~umask)
     print(f"wrote {args.output}")
     return 0
 

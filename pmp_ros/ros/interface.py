@@ -17,7 +17,7 @@ NODE_NAME = "pmp_segmenter"
 
 # Inputs
 IMAGE_TOPIC = "image"  # sensor_msgs/Image (or CompressedImage on IMAGE_TOPIC + "/compressed")
-INSTRUCTION_TOPIC = "instruction"  # std_msgs/String, reliable + transient local
+INSTRUCTION_TOPIC = "instruction"  # std_msgs/String, reliable; volatile and transient-local publishers alike
 STRUCTURED_INSTRUCTION_TOPIC = "structured_instruction"  # pmp_ros_msgs/Instruction, same QoS
 DEPTH_TOPIC = "depth/image"  # sensor_msgs/Image, 16UC1 (mm) or 32FC1 (m), registered to the colour image
 DEPTH_INFO_TOPIC = "depth/camera_info"  # sensor_msgs/CameraInfo of the depth image
@@ -236,9 +236,10 @@ PARAMETERS: tuple[Parameter, ...] = (
     ),
     Parameter(
         "image_reliability",
-        "best_effort",
-        "QoS reliability of the image subscriptions",
-        choices=("best_effort", "reliable"),
+        "auto",
+        "QoS reliability of the image, depth and camera info subscriptions: auto follows the publishers (reliable "
+        "while every publisher is, best effort once one offers it), or reliable, or best_effort",
+        choices=("auto", "reliable", "best_effort"),
     ),
     Parameter(
         "cameras",
@@ -291,6 +292,15 @@ PARAMETERS: tuple[Parameter, ...] = (
         dynamic=True,
     ),
     Parameter(
+        "segment_model_timeout",
+        10.0,
+        "Seconds a segment request whose frame has arrived waits for the model to take it (busy with the "
+        "stream's frames, or encoding a first instruction's text), beside the wait for the frame",
+        min_value=0.01,
+        max_value=3600.0,
+        dynamic=True,
+    ),
+    Parameter(
         "autostart",
         True,
         "Configure and activate at startup; false leaves the managed node unconfigured for a lifecycle manager",
@@ -309,31 +319,45 @@ PARAMETERS: tuple[Parameter, ...] = (
 
 PARAMETERS_BY_NAME = {parameter.name: parameter for parameter in PARAMETERS}
 
-# Parameters the launch file also takes as launch arguments (text; empty = the parameter file's value).
-LAUNCH_ARGUMENT_PARAMETERS = ("cameras", "tracking")
+# The launch file's arguments that set a node parameter (argument -> parameter), each only when given: an empty
+# text (the arguments' default) leaves the parameter to the parameter file. managed:=true is autostart false.
+LAUNCH_ARGUMENT_PARAMETERS = {
+    "device": "device",
+    "use_depth": "use_depth",
+    "managed": "autostart",
+    "cameras": "cameras",
+    "tracking": "tracking",
+}
+_INVERTED_LAUNCH_ARGUMENTS = ("managed",)
 
 
 def launch_overrides(arguments: Mapping[str, str]) -> dict[str, Any]:
-    """The node parameters of the launch file's launch arguments (name -> text, names of
+    """The node parameters of the launch file's launch arguments (argument name -> text, names of
     LAUNCH_ARGUMENT_PARAMETERS): an empty text leaves the parameter to the parameter file; a list parameter
-    takes comma-separated items (cameras:=head,wrist), a bool true or false. Raises ValueError with the
-    reason for text the parameter cannot take, so a bad argument stops the launch before the node starts."""
+    takes comma-separated items (cameras:=head,wrist), a bool true or false, a string the text. Raises ValueError
+    with the reason for text the parameter cannot take, so a bad argument stops the launch before the node
+    starts."""
     overrides: dict[str, Any] = {}
-    for name, text in arguments.items():
+    for argument, text in arguments.items():
+        if argument not in LAUNCH_ARGUMENT_PARAMETERS:
+            raise ValueError(f"{argument} is not a launch argument of a node parameter")
+        name = LAUNCH_ARGUMENT_PARAMETERS[argument]
         parameter = PARAMETERS_BY_NAME[name]
         text = text.strip()
         if not text:
             continue
         if isinstance(parameter.default, bool):
             if text.lower() not in ("true", "false"):
-                raise ValueError(f"launch argument {name} must be true or false, got {text!r}")
-            value: Any = text.lower() == "true"
+                raise ValueError(f"launch argument {argument} must be true or false, got {text!r}")
+            value: Any = (text.lower() == "true") != (argument in _INVERTED_LAUNCH_ARGUMENTS)
         elif isinstance(parameter.default, list):
             value = [item.strip() for item in text.split(",")]
+        elif isinstance(parameter.default, str):
+            value = text
         else:
-            raise ValueError(f"{name} is not a launch argument")
+            raise ValueError(f"{argument}: parameter {name} of type {type(parameter.default).__name__} is not taken")
         reason = parameter.validate(value)
         if reason is not None:
-            raise ValueError(f"launch argument {name}: {reason}")
+            raise ValueError(f"launch argument {argument}: {reason}")
         overrides[name] = value
     return overrides

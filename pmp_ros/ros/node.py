@@ -45,10 +45,11 @@ from pmp_ros.language.parse import InstructionParseError, ParsedInstruction, par
 from pmp_ros.model.inference import Prediction
 from pmp_ros.objects3d import measure_objects, stack_points
 from pmp_ros.perception.tracking_stage import TrackingStage, above_threshold, detection_settings
-from pmp_ros.ros import interface, messages, qos
+from pmp_ros.ros import interface, matching, messages, qos
 from pmp_ros.ros.client import spin_until_context_down
 from pmp_ros.ros.environment import configure_dds_environment
 from pmp_ros.ros.image_conversion import ImageConversionError, compressed_to_rgb8, depth_to_array, image_to_rgb8
+from pmp_ros.ros.input_watch import InputWatch, TopicState
 from pmp_ros.ros.pipeline import (
     ArrivalCounter,
     DepthCache,
@@ -80,8 +81,6 @@ BEST_EFFORT_MAX_FRAME_MB = 16
 MAX_CONCURRENT_SEGMENTS = 4
 SERVICE_EXECUTOR_THREADS = MAX_CONCURRENT_SEGMENTS + 1
 WORKER_THREAD = "pmp_inference"
-# Seconds a publisher on the image topic may deliver nothing before the diagnostics and the log say so.
-NO_IMAGE_WARNING_S = 5.0
 # open_clip's warning when it builds the CLIP towers without pretrained weights: the node's checkpoint
 # holds every weight and replaces them right after, so the warning would only mislead.
 OPEN_CLIP_RANDOM_INIT = "No pretrained weights loaded"
@@ -141,15 +140,20 @@ class Camera:
         self.batched_frames = 0  # frames predicted in one forward with other cameras' frames
         # An instruction arrived on the camera's own instruction topics: the shared ones no longer apply to it.
         self.own_instruction = False
-        self.image_subscription = None
+        # matching.FollowingSubscription's, while active (depth and info with use_depth only).
+        self.image_subscription = self.depth_subscription = self.info_subscription = None
+        self.depth_received = self.info_received = 0
+        self.watch: InputWatch | None = None  # what its inputs lack, from activation on
         # Created at configure (objects_pub and cloud_pub with use_depth only).
         self.segmentation_pub = self.points_pub = self.overlay_pub = self.markers_pub = None
         self.objects_pub = self.cloud_pub = None
-        self.silent_since: float | None = None  # since when the image topic has publishers but no images
-        self.received_at_last_check = 0
 
     def topic(self, name: str) -> str:
         return interface.camera_topic(self.name, name)
+
+    def following(self) -> list:
+        """Its camera-input subscriptions (matching.FollowingSubscription) while active."""
+        return [s for s in (self.image_subscription, self.depth_subscription, self.info_subscription) if s]
 
 
 class SegmenterNode(LifecycleNode):
@@ -187,7 +191,15 @@ class SegmenterNode(LifecycleNode):
         # Not rclpy.Node's own _subscriptions and _publishers, which these names would replace.
         self._input_subscriptions: list = []
         self._output_publishers: list = []
-        self._service = None
+        # Instruction publishers no subscription can match (reliability; the durability mismatch of a volatile
+        # publisher with the transient-local subscription is expected: the volatile one takes it).
+        self._instruction_qos = matching.IncompatibleQosReport(
+            self.get_logger(),
+            {
+                "RELIABILITY": "publish instructions reliable (ros2 topic pub --qos-reliability reliable)",
+                "DURABILITY": None,
+            },
+        )
         self._worker: Future | None = None
         self._active = False
         self.autostarting = False  # main is walking configure and activate (the autostart parameter)
@@ -195,6 +207,10 @@ class SegmenterNode(LifecycleNode):
         self.add_on_set_parameters_callback(self._check_parameters)
         self.add_post_set_parameters_callback(self._apply_parameters)
         self.diagnostics_pub = self.create_publisher(DiagnosticArray, interface.DIAGNOSTICS_TOPIC, 10)
+        # In every lifecycle state: outside active it answers "not active" (a client sees why, not silence).
+        self.service_node.create_service(
+            Segment, interface.SEGMENT_SERVICE, self._on_segment, callback_group=ReentrantCallbackGroup()
+        )
         self.create_timer(1.0, self._publish_diagnostics)
 
     # -- lifecycle -----------------------------------------------------------------------------------
@@ -210,9 +226,6 @@ class SegmenterNode(LifecycleNode):
         self.model_name = Path(self.model_path).name
         self._train_classes = tuple(model_cfg.train_classes)
         self._create_publishers()
-        self._service = self.service_node.create_service(
-            Segment, interface.SEGMENT_SERVICE, self._on_segment, callback_group=ReentrantCallbackGroup()
-        )
         self.get_logger().info(
             f"{READY_TEXT}: model {self.model_path} (all weights from the checkpoint; backend "
             f"{self.params['backend']}) on {self.predictor.device} "
@@ -249,6 +262,10 @@ class SegmenterNode(LifecycleNode):
         for subscription in self._input_subscriptions:
             self.destroy_subscription(subscription)
         self._input_subscriptions = []
+        for camera in self.cameras:
+            for subscription in camera.following():
+                subscription.destroy()
+            camera.image_subscription = camera.depth_subscription = camera.info_subscription = None
         self.slots.close()
         if self._worker is not None:
             wait([self._worker], timeout=10.0)
@@ -260,9 +277,6 @@ class SegmenterNode(LifecycleNode):
         for publisher in self._output_publishers:
             self.destroy_publisher(publisher)
         self._output_publishers = []
-        if self._service is not None:
-            self.service_node.destroy_service(self._service)
-            self._service = None
         device = getattr(self.predictor, "device", None)
         self.predictor = None
         self._encoded = None
@@ -337,67 +351,82 @@ class SegmenterNode(LifecycleNode):
 
     def _create_subscriptions(self) -> None:
         p = self.params
-        best_effort = p["image_reliability"] == "best_effort"
-        image_qos = qos.profile(1, reliable=not best_effort)
-        if best_effort and p["image_transport"] == "raw":
+        reliability = p["image_reliability"]  # images, depth and camera info alike (matching.FollowingSubscription)
+        if reliability == "best_effort" and p["image_transport"] == "raw":
             self.get_logger().warning(
                 f"image_reliability best_effort: raw frames larger than about {BEST_EFFORT_MAX_FRAME_MB} MB "
                 f"(4000x3000 rgb8 is 36 MB) arrive sometimes or never over best-effort DDS with "
-                f"config/fastdds.xml, and nothing reports it; for such cameras set "
-                f"image_reliability:=reliable (docs/node.md)",
+                f"config/fastdds.xml, and nothing reports it, and a publisher on Fast DDS's defaults delivers "
+                f"no 640x480 frame at all; leave image_reliability at auto (docs/node.md)",
                 once=True,
             )
+        fix = "set image_reliability:=auto (follows the publishers) or best_effort"
+        compressed = p["image_transport"] == "compressed"
+        image_type, image_topic = (
+            (CompressedImage, interface.IMAGE_TOPIC + "/compressed")
+            if compressed
+            else (
+                Image,
+                interface.IMAGE_TOPIC,
+            )
+        )
         # The shared instruction topics apply to every camera without instructions of its own.
         self._input_subscriptions = self._instruction_subscriptions(None)
         for camera in self.cameras:
-            if p["image_transport"] == "compressed":
-                camera.image_subscription = self.create_subscription(
-                    CompressedImage,
-                    camera.topic(interface.IMAGE_TOPIC + "/compressed"),
-                    lambda msg, camera=camera: self._on_image(camera, msg, True),
-                    image_qos,
-                )
-            else:
-                camera.image_subscription = self.create_subscription(
-                    Image,
-                    camera.topic(interface.IMAGE_TOPIC),
-                    lambda msg, camera=camera: self._on_image(camera, msg, False),
-                    image_qos,
-                )
-            self._input_subscriptions.append(camera.image_subscription)
+            camera.image_subscription = matching.FollowingSubscription(
+                self,
+                image_type,
+                camera.topic(image_topic),
+                lambda msg, camera=camera: self._on_image(camera, msg, compressed),
+                qos.CAMERA_DEPTH,
+                reliability,
+                fix,
+            )
             if camera.name:  # the single camera's own instruction topics are the shared ones
                 self._input_subscriptions += self._instruction_subscriptions(camera)
             if p["use_depth"]:
-                self._input_subscriptions += [
-                    self.create_subscription(
-                        Image,
-                        camera.topic(interface.DEPTH_TOPIC),
-                        lambda msg, camera=camera: camera.depth_cache.add(_stamp_seconds(msg.header.stamp), msg),
-                        image_qos,
-                    ),
-                    self.create_subscription(
-                        CameraInfo,
-                        camera.topic(interface.DEPTH_INFO_TOPIC),
-                        lambda msg, camera=camera: self._on_camera_info(camera, msg),
-                        qos.profile(1),
-                    ),
-                ]
+                camera.depth_subscription = matching.FollowingSubscription(
+                    self,
+                    Image,
+                    camera.topic(interface.DEPTH_TOPIC),
+                    lambda msg, camera=camera: self._on_depth(camera, msg),
+                    qos.CAMERA_DEPTH,
+                    reliability,
+                    fix,
+                )
+                camera.info_subscription = matching.FollowingSubscription(
+                    self,
+                    CameraInfo,
+                    camera.topic(interface.DEPTH_INFO_TOPIC),
+                    lambda msg, camera=camera: self._on_camera_info(camera, msg),
+                    1,
+                    reliability,
+                    fix,
+                )
+            camera.watch = InputWatch(time.monotonic())
 
     def _instruction_subscriptions(self, camera: Camera | None) -> list:
-        """Subscriptions to a camera's own instruction topics (camera None: the shared ones)."""
+        """Subscriptions to a camera's own instruction topics (camera None: the shared ones), each twice
+        (matching.instruction_subscriptions); one gate for the text and the structured topic, so the latest of
+        either is in force."""
         namespace = camera.name if camera else ""
+        gate = matching.InstructionGate()
         return [
-            self.create_subscription(
+            *matching.instruction_subscriptions(
+                self,
                 String,
                 interface.camera_topic(namespace, interface.INSTRUCTION_TOPIC),
                 lambda msg: self._on_instruction(camera, msg),
-                qos.INSTRUCTION,
+                self._instruction_qos,
+                gate,
             ),
-            self.create_subscription(
+            *matching.instruction_subscriptions(
+                self,
                 Instruction,
                 interface.camera_topic(namespace, interface.STRUCTURED_INSTRUCTION_TOPIC),
                 lambda msg: self._on_structured_instruction(camera, msg),
-                qos.INSTRUCTION,
+                self._instruction_qos,
+                gate,
             ),
         ]
 
@@ -490,7 +519,12 @@ class SegmenterNode(LifecycleNode):
                 throttle_duration_sec=LOG_THROTTLE_S,
             )
 
+    def _on_depth(self, camera: Camera, msg: Image) -> None:
+        camera.depth_received += 1
+        camera.depth_cache.add(_stamp_seconds(msg.header.stamp), msg)
+
     def _on_camera_info(self, camera: Camera, msg: CameraInfo) -> None:
+        camera.info_received += 1
         if has_intrinsics(msg.k):
             camera.camera_info = msg
             return
@@ -614,8 +648,8 @@ class SegmenterNode(LifecycleNode):
                 return response
             self._segments_waiting += 1
         try:
-            timeout = request.timeout if request.timeout > 0 else self.params["segment_timeout"]
-            waiting = self._wait_for_segment(parsed, text, timeout)
+            frame_timeout = request.timeout if request.timeout > 0 else self.params["segment_timeout"]
+            waiting = self._wait_for_segment(parsed, text, frame_timeout)
         finally:
             with self._segments_lock:
                 self._segments_waiting -= 1
@@ -630,15 +664,25 @@ class SegmenterNode(LifecycleNode):
         response.result, response.points, response.objects = outputs.result, outputs.points, outputs.objects
         return response
 
-    def _wait_for_segment(self, parsed: ParsedInstruction, text: str, timeout: float) -> SegmentRequest | str:
-        """The served request, or why there is no result (no frame within `timeout` seconds)."""
+    def _wait_for_segment(self, parsed: ParsedInstruction, text: str, frame_timeout: float) -> SegmentRequest | str:
+        """The served request, or why there is none: no camera frame within `frame_timeout` seconds, or a frame
+        came but the worker, busy with earlier frames, did not take it within segment_model_timeout."""
         waiting = SegmentRequest(parsed, text, after=time.monotonic())
         camera = self.segment_camera
+        topic = camera.image_subscription.topic_name if camera.image_subscription else camera.topic("image")
         camera.slot.add_request(waiting)
-        if not waiting.done.wait(timeout) and camera.slot.withdraw_request(waiting):
+        if not waiting.done.wait(frame_timeout) and waiting.frame_arrived is None:
+            if camera.slot.withdraw_request(waiting):
+                self.segment_timeouts += 1
+                return f"no camera frame within {frame_timeout:.2f} s on {topic}"
+        model_timeout = self.params["segment_model_timeout"]
+        if not waiting.done.wait(model_timeout) and camera.slot.withdraw_request(waiting):
             self.segment_timeouts += 1
-            return f"no camera frame within {timeout:.2f} s on {camera.image_subscription.topic_name}"
-        waiting.done.wait()  # taken by the worker just as the wait ended: it finishes it
+            return (
+                f"a camera frame arrived on {topic}, but the model, busy with earlier frames, did not take it "
+                f"within {model_timeout:.2f} s (segment_model_timeout)"
+            )
+        waiting.done.wait()  # taken by the worker: it finishes it
         return waiting
 
     # -- worker --------------------------------------------------------------------------------------
@@ -842,29 +886,31 @@ class SegmenterNode(LifecycleNode):
         else:
             camera.stale_results += 1
 
-    def _image_silence(self, camera: Camera) -> str | None:
-        """Why no image arrives although the camera's image topic has publishers (after NO_IMAGE_WARNING_S),
-        or None. Called once a second by the diagnostics timer."""
-        now = time.monotonic()
-        received = camera.arrivals.received
-        topic = camera.image_subscription.topic_name
-        publishers = self.count_publishers(topic)
-        if not publishers or received != camera.received_at_last_check:
-            camera.silent_since = None
-        elif camera.silent_since is None:
-            camera.silent_since = now
-        camera.received_at_last_check = received
-        if camera.silent_since is None or now - camera.silent_since < NO_IMAGE_WARNING_S:
-            return None
-        reason = f"{publishers} publisher(s) on {topic} but no image for {now - camera.silent_since:.0f} s"
-        if self.params["image_reliability"] == "best_effort" and self.params["image_transport"] == "raw":
-            reason += (
-                f"; if the camera is streaming, its frames may be larger than best-effort QoS carries "
-                f"(about {BEST_EFFORT_MAX_FRAME_MB} MB): set image_reliability:=reliable"
+    def _input_problems(self, camera: Camera) -> dict[str, str]:
+        """What the camera's inputs lack (input_watch), each new problem logged once; first the subscriptions
+        follow their publishers' reliability. Called once a second by the diagnostics timer while active."""
+        for subscription in camera.following():
+            subscription.follow()
+
+        def state(subscription, received: int) -> TopicState | None:
+            if subscription is None:
+                return None
+            return TopicState(subscription.topic_name, self.count_publishers(subscription.topic_name), received)
+
+        problems = camera.watch.problems(
+            time.monotonic(),
+            state(camera.image_subscription, camera.arrivals.received),
+            state(camera.depth_subscription, camera.depth_received),
+            state(camera.info_subscription, camera.info_received),
+        )
+        if "no image" in problems and not camera.image_subscription.reliable:
+            problems["no image"] += (
+                f" (best-effort subscription: frames larger than about {BEST_EFFORT_MAX_FRAME_MB} MB, or any "
+                f"frame from a publisher on Fast DDS's defaults, may never arrive: image_reliability:=auto)"
             )
-        else:
-            reason += "; is the camera streaming?"
-        return reason
+        for text in camera.watch.new(problems):
+            self.get_logger().warning(text)
+        return problems
 
     def _publish_diagnostics(self) -> None:
         """One status per camera, each on its own DiagnosticArray (the single camera's as before)."""
@@ -879,7 +925,7 @@ class SegmenterNode(LifecycleNode):
     def _publish_camera_diagnostics(self, camera: Camera, node_values: dict) -> None:
         summary = camera.stats.summary()
         target = camera.slot.target
-        silence = self._image_silence(camera) if self._active else None
+        input_problems = self._input_problems(camera) if self._active else {}
         values = {
             "rate_hz": f"{summary['rate']:.2f}",
             "latency_p50_ms": f"{summary['latency_p50_ms']:.1f}",
@@ -906,9 +952,7 @@ class SegmenterNode(LifecycleNode):
             if self.startup_error:
                 problems.append(f"configure failed: {self.startup_error}")
         else:
-            problems = ([] if target.parsed else ["waiting for a valid instruction"]) + ([silence] if silence else [])
-        if silence:
-            self.get_logger().warning(silence, throttle_duration_sec=LOG_THROTTLE_S)
+            problems = ([] if target.parsed else ["waiting for a valid instruction"]) + list(input_problems.values())
         level = DiagnosticStatus.WARN if problems else DiagnosticStatus.OK
         self.diagnostics_pub.publish(
             messages.diagnostics(
@@ -975,8 +1019,35 @@ def _check_device(device: str, precision: str) -> None:
         raise StartupError(str(error)) from None
 
 
+def usage() -> str:
+    """pmp_node --help: how to run it and its parameters (interface.PARAMETERS)."""
+    lines = [
+        "usage: pmp_node [-h] [--ros-args [-p NAME:=VALUE] [--params-file FILE] [-r FROM:=TO] [-r __ns:=/NS]]",
+        "",
+        "The pmp_segmenter node: segments what a text instruction names in a camera stream (docs/node.md).",
+        "Topics (relative, remap with -r): "
+        + ", ".join(
+            (interface.IMAGE_TOPIC, interface.INSTRUCTION_TOPIC, interface.DEPTH_TOPIC, interface.DEPTH_INFO_TOPIC)
+        )
+        + " in; "
+        + ", ".join((interface.SEGMENTATION_TOPIC, interface.POINTS_TOPIC, interface.OBJECTS_TOPIC))
+        + " out; service "
+        + interface.SEGMENT_SERVICE
+        + ".",
+        "",
+        "Parameters (name default: meaning):",
+    ]
+    lines += [f"  {spec.name} {spec.default!r}: {spec.description}" for spec in interface.PARAMETERS]
+    return "\n".join(lines)
+
+
 def main(args: list[str] | None = None) -> int:
     """Console entry `pmp_node`. Exit code 0 on SIGINT/SIGTERM, 1 with one message line if startup fails."""
+    own_args = list(sys.argv[1:] if args is None else args)
+    own_args = own_args[: own_args.index("--ros-args")] if "--ros-args" in own_args else own_args
+    if {"-h", "--help"} & set(own_args):  # before rclpy starts: --help must not start a node
+        print(usage())
+        return 0
     configure_dds_environment()
     rclpy.init(args=args)
     node = None

@@ -63,12 +63,15 @@ class Frame:
 @dataclass(eq=False)
 class SegmentRequest:
     """A segment-service request: served with the first frame that arrives after it was made (`after`,
-    time.monotonic()). The worker sets `outputs` (or `error`) and then `done`."""
+    time.monotonic()). The worker sets `outputs` (or `error`) and then `done`. `frame_arrived`: when the
+    first such frame arrived (set by FrameSlot.put), so that a request that waited tells a missing frame from
+    a busy model."""
 
     parsed: ParsedInstruction
     instruction: str
     after: float
     done: threading.Event = field(default_factory=threading.Event)
+    frame_arrived: float | None = None
     outputs: Any = None
     error: str = ""
 
@@ -95,6 +98,9 @@ class FrameSlot:
             if self._frame is not None:
                 self.dropped += 1
             self._frame = frame
+            for request in self._requests:
+                if request.frame_arrived is None and request.after <= frame.received:
+                    request.frame_arrived = frame.received
             self._cond.notify()
 
     def take(self, timeout: float | None = None) -> tuple[Frame, Target, list[SegmentRequest]] | None:

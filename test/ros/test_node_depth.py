@@ -137,7 +137,7 @@ def test_uncalibrated_camera_info_is_reported_and_3d_returns_with_a_calibration(
     calibrated = np.array([[100.0, 0, 64], [0, 100.0, 48], [0, 0, 1]]).reshape(-1).tolist()
     points = ros_client.subscribe(LabelledPointArray, interface.POINTS_TOPIC)
     diagnostics = ros_client.subscribe(DiagnosticArray, interface.DIAGNOSTICS_TOPIC)
-    # Default image QoS (best-effort): the node warns at startup about the frame size it carries.
+    # Best-effort image QoS set by hand: the node warns at startup about the frame size it carries.
     argv = python_module(
         "pmp_ros.ros.node",
         "--ros-args",
@@ -152,6 +152,7 @@ def test_uncalibrated_camera_info_is_reported_and_3d_returns_with_a_calibration(
                 "context_vocabulary:=['table']",
                 # Per-frame instances: the random model's scores are below the tracker's new_track_score.
                 "tracking:=false",
+                "image_reliability:=best_effort",
             )
             for x in ("-p", p)
         ],
