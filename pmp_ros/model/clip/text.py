@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import open_clip
 import torch
 import torch.nn.functional as F
 from open_clip.transformer import text_global_pool
@@ -35,6 +36,9 @@ CLASS_CACHE_PER_ENTRY = 128  # a vocabulary has many names, an instruction few p
 TEMPLATE_PROBE = "test name"  # what check_templates formats each template with
 DISK_CACHE_MIN_TEXTS = 512  # names x templates encoded at once from which they are also stored on disk
 CACHE_DIR_ENV = "PMP_TEXT_CACHE_DIR"
+# Part of every disk key: raise it when _encode_classes computes embeddings differently, so no store
+# written by earlier code is read (open_clip's version, whose pooling it uses, is in the key too).
+STORE_FORMAT = 1
 
 log = logging.getLogger(__name__)
 
@@ -170,7 +174,8 @@ class ClipTextEncoder(nn.Module):
             return None
         device = self.token_embedding.weight.device.type
         autocast = str(torch.get_autocast_dtype(device)) if torch.is_autocast_enabled(device) else "off"
-        text = json.dumps([self.weights_digest(), list(templates), device, autocast])
+        parts = [STORE_FORMAT, open_clip.__version__, self.weights_digest(), list(templates), device, autocast]
+        text = json.dumps(parts)
         return hashlib.sha256(text.encode()).hexdigest()[:32]
 
     def _from_disk(self, names: list[str], templates: tuple[str, ...]) -> dict[str, torch.Tensor]:
