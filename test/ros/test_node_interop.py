@@ -28,13 +28,6 @@ RATE_HZ = 15.0
 INCOMPATIBLE = "offers QoS this node cannot match"
 
 
-@pytest.fixture(scope="module")
-def model_file(tmp_path_factory):
-    from model_fixtures import write_small_checkpoint
-
-    return write_small_checkpoint(tmp_path_factory.mktemp("model") / "tiny.safetensors")
-
-
 def _node(model_file, *args):
     """The node on its default parameters (the test model on the CPU)."""
     return python_module(
