@@ -7,10 +7,12 @@ tests read them from here.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from pmp_ros.geometry import DEPTH_RANGE_M
+from pmp_ros.ros.pipeline import SEGMENT_TIMEOUT_MAX_S
 from pmp_ros.tracking import TrackerParams
 
 NODE_NAME = "pmp_segmenter"
@@ -69,6 +71,8 @@ class Parameter:
     # For settings the checkpoint carries (InferenceConfig): the default, meaning "the checkpoint's value".
     # The checkpoint is the one source of truth; a parameter set to anything else overrides it.
     from_checkpoint: Any = None
+    # A further check of the value (the reason it is unusable, or None), beyond range, choices and pattern.
+    check: Callable[[Any], str | None] | None = None
 
     def is_unset(self, value: Any) -> bool:
         """Whether `value` leaves the setting to the checkpoint."""
@@ -93,7 +97,32 @@ class Parameter:
                 return f"{self.name} must be >= {self.min_value}, got {value}"
             if self.max_value is not None and value > self.max_value:
                 return f"{self.name} must be <= {self.max_value}, got {value}"
+        if self.check is not None:
+            return self.check(value)
         return None
+
+
+def _templates_problem(templates: list[str]) -> str | None:
+    """Why the prompt_templates parameter's value is unusable (model.clip.text.check_templates: exactly one
+    bare {} that formats a name), or None; [''] (the model's own) is usable."""
+    from pmp_ros.model.clip.text import check_templates  # imports torch: only when the parameter is checked
+
+    given = [template for template in templates if template]
+    if not given:
+        return None
+    try:
+        check_templates(given)
+    except ValueError as error:
+        return f"prompt_templates: {error}"
+    return None
+
+
+def combination_problem(values: Mapping[str, Any]) -> str | None:
+    """Why a set of parameter values (name -> value, all of them) does not go together, or None: the checks
+    that involve two parameters, which Parameter.validate cannot make."""
+    if values["depth_min"] >= values["depth_max"]:
+        return f"depth_min ({values['depth_min']}) must be below depth_max ({values['depth_max']})"
+    return None
 
 
 # The tracker's settings (pmp_ros.tracking.TrackerParams, whose docstring explains them): each field is the
@@ -214,8 +243,10 @@ PARAMETERS: tuple[Parameter, ...] = (
     Parameter(
         "prompt_templates",
         [""],
-        "Templates for class text embeddings, with {} for the class name; [''] = the model's own",
+        "Templates for class text embeddings, each with exactly one {} for the class name (literal braces "
+        "doubled); [''] = the model's own",
         dynamic=True,
+        check=_templates_problem,
     ),
     Parameter(
         "backend",
@@ -268,6 +299,23 @@ PARAMETERS: tuple[Parameter, ...] = (
         dynamic=True,
     ),
     Parameter(
+        "depth_min",
+        DEPTH_RANGE_M[0],
+        "Nearest valid depth reading (m); nearer ones (and 0, NaN, inf) are no reading",
+        min_value=0.0,
+        max_value=DEPTH_RANGE_M[1],
+        dynamic=True,
+    ),
+    Parameter(
+        "depth_max",
+        DEPTH_RANGE_M[1],
+        "Farthest valid depth reading (m); farther ones are no reading (at most geometry.DEPTH_RANGE_M's far end, "
+        "which the tracker and the instruction's relations use)",
+        min_value=0.0,
+        max_value=DEPTH_RANGE_M[1],
+        dynamic=True,
+    ),
+    Parameter(
         "max_instruction_length",
         500,
         "Longer instructions are rejected (characters)",
@@ -286,9 +334,10 @@ PARAMETERS: tuple[Parameter, ...] = (
     Parameter(
         "segment_timeout",
         2.0,
-        "Seconds the segment service waits for a camera frame when a request gives no timeout",
+        "Seconds the segment service waits for a camera frame when a request gives no timeout (a request's own "
+        "timeout is clamped to the same maximum)",
         min_value=0.01,
-        max_value=600.0,
+        max_value=SEGMENT_TIMEOUT_MAX_S,
         dynamic=True,
     ),
     Parameter(

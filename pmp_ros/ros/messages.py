@@ -12,6 +12,7 @@ from std_msgs.msg import ColorRGBA, Header
 from visualization_msgs.msg import Marker, MarkerArray
 
 from pmp_ros.geometry import PointEstimate
+from pmp_ros.language.limits import DEFAULT_MAX_LENGTH
 from pmp_ros.language.parse import ParsedInstruction, structured_instruction
 from pmp_ros.model.inference import Prediction
 from pmp_ros.objects3d import Object3D as Measured3D
@@ -47,8 +48,9 @@ def instruction_message(parsed: ParsedInstruction) -> Instruction:
     )
 
 
-def parsed_from_instruction(msg: Instruction) -> ParsedInstruction:
-    """The ParsedInstruction of a structured message; InstructionParseError when its fields disagree."""
+def parsed_from_instruction(msg: Instruction, max_length: int = DEFAULT_MAX_LENGTH) -> ParsedInstruction:
+    """The ParsedInstruction of a structured message; InstructionParseError when its fields disagree or break
+    the limits text meets (max_length: the node's max_instruction_length; language/limits.py)."""
     return structured_instruction(
         targets=list(msg.targets),
         every=list(msg.every),
@@ -59,6 +61,7 @@ def parsed_from_instruction(msg: Instruction) -> ParsedInstruction:
         ordinal=msg.ordinal,
         relation=msg.relation,
         reference=msg.reference,
+        max_length=max_length,
     )
 
 

@@ -39,10 +39,12 @@ from std_msgs.msg import String
 from visualization_msgs.msg import MarkerArray
 
 from pmp_ros import paths
-from pmp_ros.geometry import PointEstimate, has_intrinsics, locate_instances
+from pmp_ros.geometry import PointEstimate, depth_in_metres, has_intrinsics, locate_instances
 from pmp_ros.language import resolve
+from pmp_ros.language.limits import ECHO_LENGTH, shorten
 from pmp_ros.language.parse import InstructionParseError, ParsedInstruction, parse_instruction
 from pmp_ros.model.inference import Prediction
+from pmp_ros.objects3d import DEFAULT_PARAMS as OBJECTS3D_PARAMS
 from pmp_ros.objects3d import measure_objects, stack_points
 from pmp_ros.perception.tracking_stage import TrackingStage, above_threshold, detection_settings
 from pmp_ros.ros import interface, matching, messages, qos
@@ -60,6 +62,7 @@ from pmp_ros.ros.pipeline import (
     SegmentRequest,
     Target,
     instruction_problem,
+    segment_timeout,
 )
 from pmp_ros_msgs.msg import Instruction, LabelledPointArray, Object3DArray, SegmentationResult
 from pmp_ros_msgs.srv import Segment
@@ -301,6 +304,9 @@ class SegmenterNode(LifecycleNode):
             reason = spec.validate(values[spec.name])
             if reason:
                 raise StartupError(f"invalid parameter: {reason}")
+        reason = interface.combination_problem(values)
+        if reason:
+            raise StartupError(f"invalid parameter: {reason}")
         return values
 
     def _load_model(self):
@@ -456,7 +462,8 @@ class SegmenterNode(LifecycleNode):
             reason = spec.validate(parameter.value) if spec else f"unknown parameter {parameter.name}"
             if reason:
                 return SetParametersResult(successful=False, reason=reason)
-        return SetParametersResult(successful=True)
+        reason = interface.combination_problem({**self.params, **{p.name: p.value for p in parameters}})
+        return SetParametersResult(successful=reason is None, reason=reason or "")
 
     def _apply_parameters(self, parameters) -> None:
         changes = {parameter.name: parameter.value for parameter in parameters}
@@ -544,16 +551,17 @@ class SegmenterNode(LifecycleNode):
         if not text.strip():
             self._clear_target(cameras, text)
             return
-        problem = instruction_problem(text, self.params["max_instruction_length"])
+        max_length = self.params["max_instruction_length"]
+        problem = instruction_problem(text, max_length)
         if problem is None:
             try:
-                self._set_instruction(cameras, text, parse_instruction(text))
+                self._set_instruction(cameras, text, parse_instruction(text, max_length=max_length))
                 return
             except InstructionParseError as error:
                 problem = str(error)
             except Exception as error:  # a parser bug must not take the node down with it
                 problem = f"instruction parser failed: {type(error).__name__}: {error}"
-        self._reject_instruction(cameras, repr(text[:60]) + ("..." if len(text) > 60 else ""), text, problem)
+        self._reject_instruction(cameras, shorten(text), text, problem)
 
     def _on_structured_instruction(self, camera: Camera | None, msg: Instruction) -> None:
         cameras = self._instructed_cameras(camera)
@@ -561,7 +569,7 @@ class SegmenterNode(LifecycleNode):
             self._clear_target(cameras, "")
             return
         try:
-            parsed = messages.parsed_from_instruction(msg)
+            parsed = messages.parsed_from_instruction(msg, self.params["max_instruction_length"])
         except InstructionParseError as error:
             self._reject_instruction(cameras, "structured instruction", "", str(error))
             return
@@ -578,7 +586,7 @@ class SegmenterNode(LifecycleNode):
     def _set_instruction(self, cameras: list[Camera], text: str, parsed: ParsedInstruction) -> None:
         for camera in cameras:
             camera.slot.set_target(text, parsed)
-        source = repr(text) if text else "structured instruction"
+        source = shorten(text) if text else "structured instruction"
         self.get_logger().info(f"instruction {source}{_for_cameras(cameras)} -> {parsed.describe()}")
 
     def _clear_target(self, cameras: list[Camera], text: str) -> None:
@@ -615,7 +623,13 @@ class SegmenterNode(LifecycleNode):
         except ImageConversionError as error:
             self._bad_input(camera, "depth image", error)
             return None, None
-        return depth, camera_info.k
+        # Metres, NaN outside the depth_min..depth_max range, so that every consumer (tracker, relations,
+        # points, objects) sees the same readings.
+        return depth_in_metres(depth, self._depth_range()), camera_info.k
+
+    def _depth_range(self) -> tuple[float, float]:
+        """The valid depth readings (metres, inclusive): the depth_min and depth_max parameters."""
+        return self.params["depth_min"], self.params["depth_max"]
 
     def _bad_input(self, camera: Camera, what: str, error: Exception) -> None:
         camera.bad_images += 1
@@ -632,13 +646,19 @@ class SegmenterNode(LifecycleNode):
         if not self._active:
             response.error = f"node not active (lifecycle state {self.lifecycle_state})"
             return response
+        try:
+            requested_timeout = segment_timeout(request.timeout)
+        except ValueError as error:
+            response.error = str(error)
+            return response
         text = request.instruction
-        problem = instruction_problem(text, self.params["max_instruction_length"])
+        max_length = self.params["max_instruction_length"]
+        problem = instruction_problem(text, max_length)
         if problem:
             response.error = problem
             return response
         try:
-            parsed = parse_instruction(text)
+            parsed = parse_instruction(text, max_length=max_length)
         except InstructionParseError as error:
             response.error = str(error)
             return response
@@ -648,7 +668,7 @@ class SegmenterNode(LifecycleNode):
                 return response
             self._segments_waiting += 1
         try:
-            frame_timeout = request.timeout if request.timeout > 0 else self.params["segment_timeout"]
+            frame_timeout = requested_timeout or self.params["segment_timeout"]
             waiting = self._wait_for_segment(parsed, text, frame_timeout)
         finally:
             with self._segments_lock:
@@ -816,7 +836,8 @@ class SegmenterNode(LifecycleNode):
             prediction = Prediction(np.zeros(rgb.shape[:2], np.uint16), [], None)
             resolution = resolve.resolve(parsed, plan, [])
         masks = [i.mask for i in prediction.instances]
-        points = locate_instances(masks, depth, k, DEPTH_WINDOW)
+        depth_range = self._depth_range()
+        points = locate_instances(masks, depth, k, DEPTH_WINDOW, valid_range=depth_range)
         measured = None
         if depth is not None and k is not None and masks:
             measured = measure_objects(
@@ -828,6 +849,7 @@ class SegmenterNode(LifecycleNode):
                 pixels=[(p.u, p.v) for p in points],
                 cloud_rgb=rgb if cloud else None,
                 voxel_m=self.params["object_voxel_size"],
+                params=replace(OBJECTS3D_PARAMS, depth_range=depth_range),
             )
         header = msg.header
         return FrameOutputs(
@@ -944,7 +966,7 @@ class SegmenterNode(LifecycleNode):
         if camera is self.segment_camera:
             values |= {"segment_requests": self.segment_requests, "segment_timeouts": self.segment_timeouts}
         values |= node_values | {
-            "instruction": target.instruction,
+            "instruction": _echoed(target.instruction),
             "understood": target.parsed.describe() if target.parsed else "",
         }
         if not self._active:
@@ -979,6 +1001,12 @@ def _for_cameras(cameras: list[Camera]) -> str:
     """' for head, wrist' naming the cameras a log line is about; '' for the single camera."""
     names = [camera.name for camera in cameras if camera.name]
     return f" for {', '.join(names)}" if names else ""
+
+
+def _echoed(text: str) -> str:
+    """Received text as a diagnostics value: itself, or limits.shorten's quoted start and length when longer
+    than limits.ECHO_LENGTH (a rejected 1 MB instruction must not make 1 MB diagnostics every second)."""
+    return text if len(text) <= ECHO_LENGTH else shorten(text)
 
 
 def name_os_thread(name: str) -> None:
