@@ -34,6 +34,9 @@ CONSOLE_SCRIPTS = [
     "pmp-write-bag = pmp_ros.bags.writer:main",
     "pmp-eval-bag = pmp_ros.bags.evaluate:main",
     "pmp-demo = pmp_ros.demo:main",
+    "pmp-instruct = pmp_ros.ros.commands:instruct_main",
+    "pmp-segment = pmp_ros.ros.commands:segment_main",
+    "pmp-watch = pmp_ros.ros.commands:watch_main",
 ]
 
 setup(
