@@ -34,12 +34,12 @@ def test_several_bags_run_one_after_another_in_the_users_domain(tmp_path, model_
     seen = ros_client.subscribe(SegmentationResult, interface.SEGMENTATION_TOPIC, qos=50)
     options = EvalOptions(model=str(model_file), lockstep=True, device="cpu", node_params=NODE_PARAMS, progress=False)
     reports = evaluate_bags(bags, options, tmp_path / "out", jobs=2)
-    assert [r["ros_domain_id"] for r in reports] == [domain, domain]
     assert all(r["frames"] == r["results"] > 0 for r in reports), [r["problems"] for r in reports]
-    assert f"2 bags one after another in ROS_DOMAIN_ID {domain} (--jobs 2 not used" in capsys.readouterr().out
     # Both nodes published in this domain: this test's client got results of each bag's frames.
     from_bags = {int(msg.header.stamp.sec >= STARTS_NS[1] // 10**9) for msg in list(seen)}
     assert from_bags == {0, 1}, from_bags
+    assert [r["ros_domain_id"] for r in reports] == [domain, domain]
+    assert f"2 bags one after another in ROS_DOMAIN_ID {domain} (--jobs 2 not used" in capsys.readouterr().out
 
 
 def test_without_a_domain_set_the_bags_get_random_domains_of_their_own(monkeypatch):
