@@ -48,7 +48,7 @@ from pmp_ros_msgs.msg import Instruction, SegmentationResult
 from pmp_ros_msgs.srv import Segment
 
 from compressed_samples import jpeg_declaring, uniform_png
-from ros_harness import RosTestClient, python_module, running_node, wait_until
+from ros_harness import RosTestClient, node_argv, running_node, wait_until
 
 GOOD = "pick up the red star"
 SETTLING = Instruction(targets=["green ring"], every=[True])
@@ -293,24 +293,18 @@ class FuzzSession:
 def fuzz(request, model_file):
     BOMBS.setdefault(".png", uniform_png(12000, 12000))
     BOMBS.setdefault(".jpg", jpeg_declaring(12000, 12000))
-    argv = python_module(
-        "pmp_ros.ros.node",
-        "--ros-args",
-        *[
-            x
-            for p in (
-                f"model_path:={model_file}",
-                "device:=cpu",
-                "cpu_threads:=1",
-                f"image_transport:={request.param}",
-                "image_reliability:=reliable",
-                "tracking:=false",
-                "score_threshold:=0.0",
-                "inference_width:=96",
-                "inference_height:=64",
-            )
-            for x in ("-p", p)
-        ],
+    argv = node_argv(
+        {
+            "model_path": model_file,
+            "device": "cpu",
+            "cpu_threads": 1,
+            "image_transport": request.param,
+            "image_reliability": "reliable",
+            "tracking": "false",
+            "score_threshold": 0.0,
+            "inference_width": 96,
+            "inference_height": 64,
+        }
     )
     with running_node(argv, f"fuzz_{request.param}") as proc:
         session = FuzzSession(proc, request.param)
