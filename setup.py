@@ -25,7 +25,7 @@ RUNTIME_REQUIREMENTS, TEST_REQUIREMENTS = _requirements()
 
 # Console scripts. launch_ros finds them in lib/pmp_ros (setup.cfg).
 CONSOLE_SCRIPTS = [
-    "pmp_node = pmp_ros.ros.node:main",
+    "pmp_node = pmp_ros.ros.quiet_stop:console_main",
     "pmp-train-clip = pmp_ros.train.clip_pretrain:main",
     "pmp-train = pmp_ros.train.train_pmp:main",
     "pmp-eval = pmp_ros.eval.cli:main",

@@ -17,6 +17,9 @@ node itself held the GIL 47 % of the time while 30 Hz frames streamed in: docs/b
 
 from __future__ import annotations
 
+# First: a stop signal during the imports below (seconds of them) then ends the process quietly (quiet_stop.py).
+from pmp_ros.ros import quiet_stop  # isort: split
+
 import logging
 import sys
 import threading
@@ -34,6 +37,7 @@ from rclpy.exceptions import ParameterException
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor, SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.node import Node
+from rclpy.utilities import get_default_context
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 from std_msgs.msg import String
 from visualization_msgs.msg import MarkerArray
@@ -64,6 +68,7 @@ from pmp_ros.ros.pipeline import (
     instruction_problem,
     segment_timeout,
 )
+from pmp_ros.ros.supervision import Supervisor, cause
 from pmp_ros_msgs.msg import Instruction, LabelledPointArray, Object3DArray, SegmentationResult
 from pmp_ros_msgs.srv import Segment
 
@@ -91,6 +96,12 @@ OPEN_CLIP_RANDOM_INIT = "No pretrained weights loaded"
 
 class StartupError(Exception):
     """The node cannot start (bad parameter, model file); main prints it as one line and exits non-zero."""
+
+
+class _Stopped(BaseException):
+    """The context went down (a stop signal) while the node waited for its model's thread. A BaseException:
+    rclpy's lifecycle would turn an Exception into a transition that fails (the context is gone) with an
+    ERROR line; this one leaves the transition to main, which ends the process."""
 
 
 def _descriptor(spec: interface.Parameter) -> ParameterDescriptor:
@@ -204,7 +215,15 @@ class SegmenterNode(LifecycleNode):
             },
         )
         self._worker: Future | None = None
+        self._torch_jobs: list[Future] = []  # submitted to the model's thread (torch_busy)
         self._active = False
+        # No thread dies silently (supervision.py): the worker restarts after a failure, or (failing again and
+        # again) stops, the status turns ERROR and a managed node takes the lifecycle error transition; the
+        # segment service answers a request that failed with the cause; the executors spin on.
+        logger, stopping = self.get_logger(), lambda: not self.context.ok()
+        self.worker_supervisor = Supervisor("the inference worker", logger, stopping=stopping)
+        self.service_supervisor = Supervisor("the segment service", logger, stopping=stopping)
+        self.executor_supervisor = Supervisor("the node's executor", logger, stopping=stopping)
         self.autostarting = False  # main is walking configure and activate (the autostart parameter)
         self._encoded = None  # (prompts, context, templates) whose text features the predictor holds
         self.add_on_set_parameters_callback(self._check_parameters)
@@ -219,15 +238,16 @@ class SegmenterNode(LifecycleNode):
     # -- lifecycle -----------------------------------------------------------------------------------
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
         try:
-            self.predictor, model_cfg = self._torch_thread.submit(self._load_model).result()
-        except StartupError as error:
-            self.startup_error = str(error)
+            self.predictor, model_cfg = self._on_torch_thread(self._load_model)
+        except Exception as error:  # rclpy would turn any other into a silent error transition
+            self.startup_error = str(error) if isinstance(error, StartupError) else f"configure failed: {cause(error)}"
             if not self.autostarting:  # main reports an autostart failure as its one line and exits
                 self.get_logger().error(f"configure failed: {error}")
             return TransitionCallbackReturn.FAILURE
         self.startup_error = ""
         self.model_name = Path(self.model_path).name
         self._train_classes = tuple(model_cfg.train_classes)
+        self.worker_supervisor.reset()
         self._create_publishers()
         self.get_logger().info(
             f"{READY_TEXT}: model {self.model_path} (all weights from the checkpoint; backend "
@@ -237,18 +257,57 @@ class SegmenterNode(LifecycleNode):
         )
         return TransitionCallbackReturn.SUCCESS
 
+    def _on_torch_thread(self, function):
+        """function() run on the model's thread; its result, once it is done, or _Stopped once the context is
+        down (a stop: the load goes on, quiet_stop.finish does not wait for it for long)."""
+        job = self._torch_thread.submit(function)
+        self._torch_jobs.append(job)
+        while True:
+            try:
+                return job.result(timeout=0.1)
+            except TimeoutError:
+                if not self.context.ok():
+                    raise _Stopped from None
+
+    def torch_busy(self) -> bool:
+        """Whether the model's thread is still running something (a load, the worker's frame)."""
+        self._torch_jobs = [job for job in self._torch_jobs if not job.done()]
+        return bool(self._torch_jobs)
+
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         self.slots.reopen()
         self._create_subscriptions()
-        self._worker = self._torch_thread.submit(self._work)
+        self._worker = self._torch_thread.submit(self.worker_supervisor.run, self._work)
+        self._torch_jobs.append(self._worker)
         self._active = True
         self.get_logger().info("active: segmenting camera frames")
         return TransitionCallbackReturn.SUCCESS
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
         self._stop_streaming()
+        if self.worker_supervisor.fault:  # _check_worker: the lifecycle error transition (then on_error)
+            return TransitionCallbackReturn.ERROR
         self.get_logger().info("inactive: no subscriptions, the model stays loaded")
         return TransitionCallbackReturn.SUCCESS
+
+    def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._stop_streaming()
+        self._release()
+        if not self.context.ok():  # a transition cut short by a stop signal: not an error of the node
+            return TransitionCallbackReturn.SUCCESS
+        self.get_logger().error(
+            f"error processing ({self.worker_supervisor.fault or 'a transition failed'}): unconfigured, the model "
+            "released; configure again to restart"
+        )
+        return TransitionCallbackReturn.SUCCESS
+
+    def _check_worker(self) -> None:
+        """A managed node whose worker stopped (worker_supervisor faulted) takes the lifecycle error transition
+        (deactivate returns ERROR, on_error unconfigures), so that its lifecycle manager sees it; with
+        autostart the node stays up and reports ERROR. Called by the diagnostics timer (the executor's thread:
+        the worker cannot wait for its own end)."""
+        if self.worker_supervisor.fault and self._active and not self.params["autostart"]:
+            self.trigger_deactivate()
 
     def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
         self._release()
@@ -260,7 +319,8 @@ class SegmenterNode(LifecycleNode):
         self._release()
         return TransitionCallbackReturn.SUCCESS
 
-    def _stop_streaming(self) -> None:
+    def _stop_streaming(self, timeout: float = 10.0) -> None:
+        """Unsubscribe and stop the worker, waiting `timeout` seconds at most for the frame it is on."""
         self._active = False
         for subscription in self._input_subscriptions:
             self.destroy_subscription(subscription)
@@ -271,7 +331,7 @@ class SegmenterNode(LifecycleNode):
             camera.image_subscription = camera.depth_subscription = camera.info_subscription = None
         self.slots.close()
         if self._worker is not None:
-            wait([self._worker], timeout=10.0)
+            wait([self._worker], timeout=timeout)
             self._worker = None
         for camera in self.cameras:
             camera.tracking.reset()
@@ -639,10 +699,24 @@ class SegmenterNode(LifecycleNode):
 
     # -- segment service ----------------------------------------------------------------------------
     def _on_segment(self, request: Segment.Request, response: Segment.Response) -> Segment.Response:
+        """_answer_segment's response; an exception there is counted and answered with its cause (never the
+        end of the service's thread)."""
+        try:
+            return self._answer_segment(request, response)
+        except Exception as error:
+            self.service_supervisor.record(error)
+            response.success = False
+            response.error = f"internal error: {cause(error)}"
+            return response
+
+    def _answer_segment(self, request: Segment.Request, response: Segment.Response) -> Segment.Response:
         """One result for the request's instruction on the first frame that arrives after it; the
         instruction topic's target is left as it is."""
         self.segment_requests += 1
         response.success = False
+        if self.worker_supervisor.fault:
+            response.error = f"the node failed: {self.worker_supervisor.fault}"
+            return response
         if not self._active:
             response.error = f"node not active (lifecycle state {self.lifecycle_state})"
             return response
@@ -755,6 +829,8 @@ class SegmenterNode(LifecycleNode):
         return None
 
     def _frame_failed(self, camera: Camera, error: Exception) -> None:
+        if not self.context.ok():  # the process is stopping: publishing failed because the context is gone
+            return
         camera.errors += 1
         self.get_logger().error(
             f"frame failed{_for_cameras([camera])}: {type(error).__name__}: {error}",
@@ -936,7 +1012,13 @@ class SegmenterNode(LifecycleNode):
 
     def _publish_diagnostics(self) -> None:
         """One status per camera, each on its own DiagnosticArray (the single camera's as before)."""
+        self._check_worker()
         node_values = {"lifecycle_state": self.lifecycle_state, "model": self.model_name}
+        node_values |= {
+            "worker_failures": self.worker_supervisor.failures,
+            "service_failures": self.service_supervisor.failures,
+            "executor_failures": self.executor_supervisor.failures,
+        }
         if self.predictor is not None:
             cfg = self._inference_settings()
             node_values |= {name: getattr(cfg, name) for name in INFERENCE_PARAMETERS}
@@ -969,13 +1051,16 @@ class SegmenterNode(LifecycleNode):
             "instruction": _echoed(target.instruction),
             "understood": target.parsed.describe() if target.parsed else "",
         }
+        faults = [s.fault for s in (self.worker_supervisor, self.service_supervisor, self.executor_supervisor)]
+        faults = [fault for fault in faults if fault]
         if not self._active:
             problems = [f"not active (lifecycle state {self.lifecycle_state})"]
             if self.startup_error:
                 problems.append(f"configure failed: {self.startup_error}")
         else:
             problems = ([] if target.parsed else ["waiting for a valid instruction"]) + list(input_problems.values())
-        level = DiagnosticStatus.WARN if problems else DiagnosticStatus.OK
+        level = DiagnosticStatus.ERROR if faults else DiagnosticStatus.WARN if problems else DiagnosticStatus.OK
+        problems = faults + problems
         self.diagnostics_pub.publish(
             messages.diagnostics(
                 self.get_clock().now().to_msg(),
@@ -987,9 +1072,10 @@ class SegmenterNode(LifecycleNode):
             )
         )
 
-    def close(self) -> None:
-        """Stop the worker (used at process exit, whatever the lifecycle state)."""
-        self._stop_streaming()
+    def close(self, timeout: float = 10.0) -> None:
+        """Stop the worker (used at process exit, whatever the lifecycle state), waiting `timeout` seconds at
+        most for its frame."""
+        self._stop_streaming(timeout)
 
     def destroy_node(self) -> None:
         self._torch_thread.shutdown(wait=False)
@@ -1070,18 +1156,27 @@ def usage() -> str:
 
 
 def main(args: list[str] | None = None) -> int:
-    """Console entry `pmp_node`. Exit code 0 on SIGINT/SIGTERM, 1 with one message line if startup fails."""
+    """Console entry `pmp_node`; ends the process (quiet_stop.finish). Exit code 0 on SIGINT/SIGTERM at any
+    moment, quietly and within quiet_stop.STOP_LIMIT_S (quiet_stop.py); 1 with one message line if startup
+    fails."""
+    quiet_stop.install()
     own_args = list(sys.argv[1:] if args is None else args)
     own_args = own_args[: own_args.index("--ros-args")] if "--ros-args" in own_args else own_args
     if {"-h", "--help"} & set(own_args):  # before rclpy starts: --help must not start a node
         print(usage())
         return 0
     configure_dds_environment()
-    rclpy.init(args=args)
+    quiet_stop.hand_over()
+    try:
+        rclpy.init(args=args)
+    except Exception as error:  # e.g. a log folder it cannot create: one line, not rclpy's traceback
+        return _startup_failed(f"cannot start ROS: {error} (is ROS_LOG_DIR or ROS_HOME writable?)")
     node = None
     service_executor = None
     code = 0
     try:
+        if quiet_stop.received():  # between hand_over and rclpy's handlers: nothing stopped the context
+            raise _Stopped
         node = SegmenterNode()
         if node.params["autostart"]:
             node.autostarting = True
@@ -1092,27 +1187,41 @@ def main(args: list[str] | None = None) -> int:
         service_executor = MultiThreadedExecutor(num_threads=SERVICE_EXECUTOR_THREADS)
         service_executor.add_node(node.service_node)
         threading.Thread(
-            target=spin_until_context_down,
-            args=(service_executor, node.context),
+            target=node.service_supervisor.run,
+            args=(lambda: spin_until_context_down(service_executor, node.context),),
             name="pmp_segment_service",
             daemon=True,
         ).start()
         executor = SingleThreadedExecutor()
         executor.add_node(node)
-        spin_until_context_down(executor, node.context)
-    except StartupError as error:
-        print(f"{interface.NODE_NAME}: startup failed: {error}", file=sys.stderr, flush=True)
-        code = 1
-    except (KeyboardInterrupt, ExternalShutdownException):
+        node.executor_supervisor.run(lambda: spin_until_context_down(executor, node.context))
+        if node.executor_supervisor.fault:  # logged; the node cannot go on without its executor
+            code = 1
+    except (KeyboardInterrupt, ExternalShutdownException, _Stopped):
         pass
+    except Exception as error:  # StartupError, or anything else while starting: one line, unless stopping
+        if not _stopping():
+            code = _startup_failed(str(error) if isinstance(error, StartupError) else cause(error))
     finally:
         if node is not None:
-            node.close()
+            node.close(quiet_stop.STREAM_STOP_S)
             if service_executor is not None:
-                service_executor.shutdown(timeout_sec=5.0)
+                service_executor.shutdown(timeout_sec=1.0)
             node.destroy_node()
         rclpy.try_shutdown()
-    return code
+        # Now, not at the interpreter's exit, which finish skips: the DDS participant says goodbye to its peers.
+        get_default_context().destroy()
+    quiet_stop.finish(code, node.torch_busy if node is not None else None)
+
+
+def _stopping() -> bool:
+    """Whether the process is being stopped (a signal came, or the context is down)."""
+    return quiet_stop.received() or not rclpy.ok()
+
+
+def _startup_failed(reason: str) -> int:
+    print(f"{interface.NODE_NAME}: startup failed: {reason}", file=sys.stderr, flush=True)
+    return 1
 
 
 if __name__ == "__main__":
