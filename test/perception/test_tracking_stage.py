@@ -150,6 +150,6 @@ def test_tracker_parameters_are_trackerparams_fields_with_their_defaults():
     assert declared == {name: value for name, value in fields.items() if name != "publish_score"}
     params = {p.name: p.default for p in interface.PARAMETERS}
     assert interface.tracker_params(params, publish_score=0.3) == TrackerParams(publish_score=0.3)
-    file_values = yaml.safe_load(PARAMS_FILE.read_text())[interface.NODE_NAME]["ros__parameters"]
+    file_values = yaml.safe_load(PARAMS_FILE.read_text())["/**"]["ros__parameters"]  # any node name
     tracking = {name: value for name, value in file_values.items() if name.startswith("tracking")}
     assert tracking == {name: params[name] for name in params if name.startswith("tracking")}
