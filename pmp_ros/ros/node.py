@@ -54,6 +54,7 @@ from pmp_ros.perception.tracking_stage import TrackingStage, above_threshold, de
 from pmp_ros.ros import interface, matching, messages, qos
 from pmp_ros.ros.client import spin_until_context_down
 from pmp_ros.ros.environment import configure_dds_environment
+from pmp_ros.ros.health import DepthHealth, FrameHealth
 from pmp_ros.ros.image_conversion import ImageConversionError, compressed_to_rgb8, depth_to_array, image_to_rgb8
 from pmp_ros.ros.input_watch import InputWatch, TopicState
 from pmp_ros.ros.pipeline import (
@@ -151,6 +152,9 @@ class Camera:
         self.stats = RollingStats()
         self.arrivals = ArrivalCounter()
         self.bad_images = self.bad_instructions = self.stale_results = self.errors = self.bad_camera_info = 0
+        # Whether its recent frames, and their depth, were usable (health.py: the diagnostics' WARN/ERROR).
+        self.frame_health = FrameHealth()
+        self.depth_health = DepthHealth()
         self.batched_frames = 0  # frames predicted in one forward with other cameras' frames
         # An instruction arrived on the camera's own instruction topics: the shared ones no longer apply to it.
         self.own_instruction = False
@@ -579,10 +583,16 @@ class SegmenterNode(LifecycleNode):
         missing = arrivals.add(_stamp_seconds(msg.header.stamp))
         camera.slot.put(Frame(msg, compressed, time.monotonic()))
         if missing:
+            subscription = camera.image_subscription
+            likely = (
+                "the subscription is reliable: the camera or its driver dropped them, or a network between"
+                if subscription.reliable
+                else "frames too large for best-effort QoS, or a lossy network"
+            )
             self.get_logger().warning(
-                f"{arrivals.missing} image(s) missing so far on {camera.image_subscription.topic_name}: the "
-                f"camera's stamps ({arrivals.rate_hz():.1f} Hz) imply {arrivals.received + arrivals.missing}, "
-                f"{arrivals.received} arrived (frames too large for best-effort QoS, or a lossy network)",
+                f"{arrivals.missing} image(s) missing so far on {subscription.topic_name}: the camera's stamps "
+                f"({arrivals.rate_hz():.1f} Hz) imply {arrivals.received + arrivals.missing}, {arrivals.received} "
+                f"arrived ({likely})",
                 throttle_duration_sec=LOG_THROTTLE_S,
             )
 
@@ -667,11 +677,25 @@ class SegmenterNode(LifecycleNode):
 
     def _depth_for(self, camera: Camera, image_msg, shape: tuple[int, int]):
         """(depth array, K) matched to the colour frame, or (None, None) without usable depth."""
-        camera_info = camera.camera_info
-        if not self.params["use_depth"] or camera_info is None:
+        camera_info, health = camera.camera_info, camera.depth_health
+        if not self.params["use_depth"]:
             return None, None
-        depth_msg = camera.depth_cache.match(_stamp_seconds(image_msg.header.stamp), self.params["depth_max_age"])
-        if depth_msg is None:
+        if camera_info is None:
+            info_topic = camera.topic(interface.DEPTH_INFO_TOPIC)
+            health.unusable(
+                f"the camera info on {info_topic} has no calibration (k)"
+                if camera.info_received
+                else f"no camera info on {info_topic}"
+            )
+            return None, None
+        nearest = camera.depth_cache.nearest(_stamp_seconds(image_msg.header.stamp))
+        max_age = self.params["depth_max_age"]
+        if nearest is None:
+            health.unusable(f"no depth image on {camera.topic(interface.DEPTH_TOPIC)}")
+            return None, None
+        offset, depth_msg = nearest
+        if abs(offset) > max_age:
+            health.out_of_tolerance(offset, max_age)
             return None, None
         try:
             depth = depth_to_array(depth_msg)
@@ -682,7 +706,9 @@ class SegmenterNode(LifecycleNode):
                 )
         except ImageConversionError as error:
             self._bad_input(camera, "depth image", error)
+            health.unusable(f"bad depth image: {error}")
             return None, None
+        health.used()
         # Metres, NaN outside the depth_min..depth_max range, so that every consumer (tracker, relations,
         # points, objects) sees the same readings.
         return depth_in_metres(depth, self._depth_range()), camera_info.k
@@ -814,9 +840,12 @@ class SegmenterNode(LifecycleNode):
             rgb, depth, k = self._convert(camera, frame)
             for request in requests:
                 request.outputs = self._segment(frame.msg, rgb, depth, k, request.parsed, request.instruction)
+            if requests:
+                camera.frame_health.used()
             return rgb, depth, k
         except ImageConversionError as error:
             self._bad_input(camera, "image", error)
+            camera.frame_health.rejected(f"bad image: {error}")
             for request in requests:
                 request.error = f"the camera frame could not be used: {error}"
         except Exception as error:  # keep serving frames; the diagnostics report the error count
@@ -832,6 +861,7 @@ class SegmenterNode(LifecycleNode):
         if not self.context.ok():  # the process is stopping: publishing failed because the context is gone
             return
         camera.errors += 1
+        camera.frame_health.rejected(f"{type(error).__name__}: {error}", failed=True)
         self.get_logger().error(
             f"frame failed{_for_cameras([camera])}: {type(error).__name__}: {error}",
             throttle_duration_sec=LOG_THROTTLE_S,
@@ -983,6 +1013,7 @@ class SegmenterNode(LifecycleNode):
             camera.stats.add(time.monotonic() - frame.received, inference_s)
         else:
             camera.stale_results += 1
+        camera.frame_health.used()
 
     def _input_problems(self, camera: Camera) -> dict[str, str]:
         """What the camera's inputs lack (input_watch), each new problem logged once; first the subscriptions
@@ -1059,6 +1090,14 @@ class SegmenterNode(LifecycleNode):
                 problems.append(f"configure failed: {self.startup_error}")
         else:
             problems = ([] if target.parsed else ["waiting for a valid instruction"]) + list(input_problems.values())
+        frames = camera.frame_health.problem() if self._active else None
+        if frames is not None:
+            text, failed = frames  # failed: the node's own failure on every frame (ERROR), not bad input
+            (faults if failed else problems).append(text)
+        # input_watch says it already when no depth or camera info arrived at all
+        if self._active and self.params["use_depth"] and not {"no depth image", "no camera info"} & set(input_problems):
+            depth = camera.depth_health.problem()
+            problems += [depth] if depth else []
         level = DiagnosticStatus.ERROR if faults else DiagnosticStatus.WARN if problems else DiagnosticStatus.OK
         problems = faults + problems
         self.diagnostics_pub.publish(

@@ -210,12 +210,18 @@ class DepthCache:
             self._items.append((stamp_s, msg))
 
     def match(self, stamp_s: float, max_age_s: float) -> Any | None:
+        nearest = self.nearest(stamp_s)
+        return nearest[1] if nearest is not None and abs(nearest[0]) <= max_age_s else None
+
+    def nearest(self, stamp_s: float) -> tuple[float, Any] | None:
+        """(depth stamp - colour stamp in seconds, the depth message) of the depth image closest in time to a
+        colour stamp, or None while there is none."""
         with self._lock:
             items = list(self._items)
         if not items:
             return None
         best_stamp, best = min(items, key=lambda item: abs(item[0] - stamp_s))
-        return best if abs(best_stamp - stamp_s) <= max_age_s else None
+        return best_stamp - stamp_s, best
 
 
 class RollingStats:
@@ -258,22 +264,28 @@ class ArrivalCounter:
 
     The camera's period is the lower quartile of the last `window` intervals between consecutive stamps:
     robust to jitter and to losses as long as a quarter of the intervals join consecutive frames. An
-    interval of n periods (rounded) means n - 1 frames went missing on the way (too large for best-effort
-    QoS, a lossy network). A repeated stamp is the same frame again; a stamp that goes back or jumps more
-    than `max_gap_s` is a restarted stream (camera restart, bag loop) and starts the estimate afresh.
+    interval of n periods (rounded) is a gap of n - 1 frames; it counts as missing only once the stamps come
+    back to the period (the camera kept its rate: the frames between were lost on the way). A camera that
+    lowers its rate gives gap after gap: after `rate_change` gaps in a row none of them counts, and the
+    period is estimated afresh (a lowered rate is not a loss). A repeated stamp is the same frame again; a
+    stamp that goes back or jumps more than `max_gap_s` is a restarted stream (camera restart, bag loop) and
+    starts the estimate afresh.
     """
 
-    def __init__(self, window: int = 32, min_intervals: int = 4, max_gap_s: float = 1.0) -> None:
+    def __init__(self, window: int = 32, min_intervals: int = 4, max_gap_s: float = 1.0, rate_change: int = 4) -> None:
         self.min_intervals = min_intervals
         self.max_gap_s = max_gap_s
+        self.rate_change = rate_change
         self._intervals: deque[float] = deque(maxlen=window)
+        self._pending: list[int] = []  # frames missing in the gaps since the last interval at the period
         self._last_stamp: float | None = None
         self._lock = threading.Lock()
         self.received = 0
         self.missing = 0
 
     def add(self, stamp_s: float) -> int:
-        """Count an image with this header stamp (seconds); returns how many frames before it went missing."""
+        """Count an image with this header stamp (seconds); returns how many frames were confirmed missing by
+        it (those of the gaps before it, now that it came at the camera's period)."""
         with self._lock:
             self.received += 1
             last, self._last_stamp = self._last_stamp, stamp_s
@@ -282,12 +294,21 @@ class ArrivalCounter:
             interval = stamp_s - last
             if interval < 0 or interval > self.max_gap_s:
                 self._intervals.clear()
+                self._pending.clear()
                 return 0
             period = self._period()
+            gap = max(round(interval / period) - 1, 0) if period else 0
+            if gap:
+                self._pending.append(gap)
+                if len(self._pending) >= self.rate_change:  # the camera's rate changed: estimate it afresh
+                    self._pending.clear()
+                    self._intervals.clear()
+                self._intervals.append(interval)
+                return 0
             self._intervals.append(interval)
-            missing = max(round(interval / period) - 1, 0) if period else 0
-            self.missing += missing
-            return missing
+            confirmed, self._pending = sum(self._pending), []
+            self.missing += confirmed
+            return confirmed
 
     def rate_hz(self) -> float:
         """The camera's frame rate inferred from the stamps; 0 while unknown."""
