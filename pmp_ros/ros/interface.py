@@ -32,6 +32,10 @@ MARKERS_TOPIC = "markers"  # visualization_msgs/MarkerArray, only while subscrib
 OBJECTS_TOPIC = "objects"  # pmp_ros_msgs/Object3DArray, with depth
 # sensor_msgs/PointCloud2 (x y z rgb instance_id), with depth, only while subscribed
 OBJECT_POINTS_TOPIC = "object_points"
+LABEL_IMAGE_TOPIC = "label_image"  # sensor_msgs/Image mono16 (0 background, instance ids), only while subscribed
+# vision_msgs (pmp_ros/ros/vision.py), only while subscribed: Detection2DArray, and with depth Detection3DArray
+DETECTIONS_TOPIC = "detections"
+DETECTIONS_3D_TOPIC = "detections_3d"
 
 # A camera's namespace (the `cameras` parameter): relative ROS name tokens such as head or arm/wrist; empty
 # items are ignored, so the default [""] is the single camera.
@@ -353,6 +357,19 @@ PARAMETERS: tuple[Parameter, ...] = (
         "autostart",
         True,
         "Configure and activate at startup; false leaves the managed node unconfigured for a lifecycle manager",
+    ),
+    Parameter(
+        "foxglove_port",
+        0,
+        "Port of the Foxglove live view (a WebSocket server: image, overlay, masks, 3D objects, diagnostics of the "
+        "first camera; docs/node.md: Live view); 0 = no live view",
+        min_value=0,
+        max_value=65535,
+    ),
+    Parameter(
+        "foxglove_host",
+        "127.0.0.1",
+        "Address the live view listens on: 127.0.0.1 (this machine only) or 0.0.0.0 (every interface)",
     ),
     Parameter("cpu_threads", 0, "torch intra-op threads on CPU; 0 = torch's default", min_value=0, max_value=256),
     Parameter(

@@ -40,7 +40,6 @@ from rclpy.node import Node
 from rclpy.utilities import get_default_context
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 from std_msgs.msg import String
-from visualization_msgs.msg import MarkerArray
 
 from pmp_ros import paths
 from pmp_ros.geometry import PointEstimate, depth_in_metres, has_intrinsics, locate_instances
@@ -57,6 +56,8 @@ from pmp_ros.ros.environment import configure_dds_environment
 from pmp_ros.ros.health import DepthHealth, FrameHealth
 from pmp_ros.ros.image_conversion import ImageConversionError, compressed_to_rgb8, depth_to_array, image_to_rgb8
 from pmp_ros.ros.input_watch import InputWatch, TopicState
+from pmp_ros.ros.live_view import live_frame, open_live_view
+from pmp_ros.ros.outputs import OnDemandOutputs
 from pmp_ros.ros.pipeline import (
     ArrivalCounter,
     DepthCache,
@@ -163,7 +164,9 @@ class Camera:
         self.depth_received = self.info_received = 0
         self.watch: InputWatch | None = None  # what its inputs lack, from activation on
         # Created at configure (objects_pub and cloud_pub with use_depth only).
-        self.segmentation_pub = self.points_pub = self.overlay_pub = self.markers_pub = None
+        self.segmentation_pub = self.points_pub = None
+        self.on_demand: OnDemandOutputs | None = None  # overlay, markers, label image, detections
+        self.last_status: DiagnosticStatus | None = None  # its latest diagnostics (the live view shows them)
         self.objects_pub = self.cloud_pub = None
 
     def topic(self, name: str) -> str:
@@ -218,6 +221,7 @@ class SegmenterNode(LifecycleNode):
                 "DURABILITY": None,
             },
         )
+        self.live_view = None  # viz.live_view.LiveView while configured with foxglove_port
         self._worker: Future | None = None
         self._torch_jobs: list[Future] = []  # submitted to the model's thread (torch_busy)
         self._active = False
@@ -253,6 +257,7 @@ class SegmenterNode(LifecycleNode):
         self._train_classes = tuple(model_cfg.train_classes)
         self.worker_supervisor.reset()
         self._create_publishers()
+        self._open_live_view()
         self.get_logger().info(
             f"{READY_TEXT}: model {self.model_path} (all weights from the checkpoint; backend "
             f"{self.params['backend']}) on {self.predictor.device} "
@@ -340,7 +345,39 @@ class SegmenterNode(LifecycleNode):
         for camera in self.cameras:
             camera.tracking.reset()
 
+    def _open_live_view(self) -> None:
+        """The Foxglove live view of the foxglove_port parameter (0: none); one that cannot open (a port in
+        use) is said and the node goes on without it."""
+        port, host = self.params["foxglove_port"], self.params["foxglove_host"]
+        try:
+            self.live_view = open_live_view(port, host)
+        except Exception as error:
+            self.get_logger().warning(f"no live view on {host}:{port}: {type(error).__name__}: {error}")
+            return
+        if self.live_view is not None:
+            self.get_logger().info(
+                f"live view: Foxglove on ws://{host}:{self.live_view.port}{_for_cameras(self.cameras[:1])}"
+            )
+
+    def _show(self, camera: Camera, rgb, outputs: FrameOutputs) -> None:
+        """Send a published frame of the first camera to the live view, if one is open; a failure is logged,
+        never the frame's."""
+        if self.live_view is None or camera is not self.cameras[0] or not self.live_view.subscribed_topics():
+            return
+        objects = outputs.objects if self.params["use_depth"] else None
+        try:
+            self.live_view.publish(
+                live_frame(rgb, outputs.result, outputs.points, objects, outputs.cloud, camera.last_status)
+            )
+        except Exception as error:
+            self.get_logger().warning(
+                f"live view failed: {type(error).__name__}: {error}", throttle_duration_sec=LOG_THROTTLE_S
+            )
+
     def _release(self) -> None:
+        if self.live_view is not None:
+            self.live_view.close()
+            self.live_view = None
         for publisher in self._output_publishers:
             self.destroy_publisher(publisher)
         self._output_publishers = []
@@ -506,14 +543,8 @@ class SegmenterNode(LifecycleNode):
                 SegmentationResult, camera.topic(interface.SEGMENTATION_TOPIC), 5
             )
             camera.points_pub = self.create_publisher(LabelledPointArray, camera.topic(interface.POINTS_TOPIC), 5)
-            camera.overlay_pub = self.create_publisher(Image, camera.topic(interface.OVERLAY_TOPIC), 2)
-            camera.markers_pub = self.create_publisher(MarkerArray, camera.topic(interface.MARKERS_TOPIC), 2)
-            self._output_publishers += [
-                camera.segmentation_pub,
-                camera.points_pub,
-                camera.overlay_pub,
-                camera.markers_pub,
-            ]
+            camera.on_demand = OnDemandOutputs(self, camera.topic, self.params["use_depth"])
+            self._output_publishers += [camera.segmentation_pub, camera.points_pub, *camera.on_demand.publishers()]
             if self.params["use_depth"]:
                 camera.objects_pub = self.create_publisher(Object3DArray, camera.topic(interface.OBJECTS_TOPIC), 5)
                 camera.cloud_pub = self.create_publisher(PointCloud2, camera.topic(interface.OBJECT_POINTS_TOPIC), 2)
@@ -992,18 +1023,20 @@ class SegmenterNode(LifecycleNode):
         outputs = self._segment(
             frame.msg, rgb, depth, k, target.parsed, target.instruction, cloud, tracking, prediction
         )
-        points = outputs.estimates
         inference_s = time.monotonic() - start
-        header = frame.msg.header
         publications = [(camera.segmentation_pub, outputs.result), (camera.points_pub, outputs.points)]
         if use_depth:
             publications.append((camera.objects_pub, outputs.objects))
         if cloud:
             publications.append((camera.cloud_pub, outputs.cloud))
-        if camera.overlay_pub.get_subscription_count():
-            publications.append((camera.overlay_pub, messages.overlay_image(rgb, outputs.prediction, points, header)))
-        if camera.markers_pub.get_subscription_count():
-            publications.append((camera.markers_pub, messages.target_markers(header, outputs.prediction, points)))
+        publications += camera.on_demand.publications(
+            frame.msg.header,
+            rgb,
+            outputs.result,
+            outputs.objects if use_depth else None,
+            outputs.prediction,
+            outputs.estimates,
+        )
 
         def publish() -> None:
             for publisher, message in publications:
@@ -1011,6 +1044,7 @@ class SegmenterNode(LifecycleNode):
 
         if camera.slot.publish_if_current(target, publish):
             camera.stats.add(time.monotonic() - frame.received, inference_s)
+            self._show(camera, rgb, outputs)
         else:
             camera.stale_results += 1
         camera.frame_health.used()
@@ -1100,21 +1134,24 @@ class SegmenterNode(LifecycleNode):
             problems += [depth] if depth else []
         level = DiagnosticStatus.ERROR if faults else DiagnosticStatus.WARN if problems else DiagnosticStatus.OK
         problems = faults + problems
-        self.diagnostics_pub.publish(
-            messages.diagnostics(
-                self.get_clock().now().to_msg(),
-                interface.diagnostics_status_name(self.get_fully_qualified_name(), camera.name),
-                str(values.get("device", self.params["device"])),
-                level,
-                "; ".join(problems) or "segmenting",
-                values,
-            )
+        array = messages.diagnostics(
+            self.get_clock().now().to_msg(),
+            interface.diagnostics_status_name(self.get_fully_qualified_name(), camera.name),
+            str(values.get("device", self.params["device"])),
+            level,
+            "; ".join(problems) or "segmenting",
+            values,
         )
+        camera.last_status = array.status[0]
+        self.diagnostics_pub.publish(array)
 
     def close(self, timeout: float = 10.0) -> None:
         """Stop the worker (used at process exit, whatever the lifecycle state), waiting `timeout` seconds at
         most for its frame."""
         self._stop_streaming(timeout)
+        if self.live_view is not None:
+            self.live_view.close()
+            self.live_view = None
 
     def destroy_node(self) -> None:
         self._torch_thread.shutdown(wait=False)
@@ -1183,7 +1220,9 @@ def usage() -> str:
             (interface.IMAGE_TOPIC, interface.INSTRUCTION_TOPIC, interface.DEPTH_TOPIC, interface.DEPTH_INFO_TOPIC)
         )
         + " in; "
-        + ", ".join((interface.SEGMENTATION_TOPIC, interface.POINTS_TOPIC, interface.OBJECTS_TOPIC))
+        + ", ".join(
+            (interface.SEGMENTATION_TOPIC, interface.POINTS_TOPIC, interface.OBJECTS_TOPIC, interface.DETECTIONS_TOPIC)
+        )
         + " out; service "
         + interface.SEGMENT_SERVICE
         + ".",

@@ -140,6 +140,6 @@ def test_rviz_config_shows_the_node_topics():
         interface.IMAGE_TOPIC,
         interface.MARKERS_TOPIC,
         interface.OBJECT_POINTS_TOPIC,
+        interface.LABEL_IMAGE_TOPIC,
     )
     assert {"/" + t for t in node_topics} <= topics
-    assert interface.MARKERS_TOPIC and "/label_image" in topics  # the label image's own topic (node wiring pending)
