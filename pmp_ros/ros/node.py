@@ -248,7 +248,7 @@ class SegmenterNode(LifecycleNode):
         try:
             self.predictor, model_cfg = self._on_torch_thread(self._load_model)
         except Exception as error:  # rclpy would turn any other into a silent error transition
-            self.startup_error = str(error) if isinstance(error, StartupError) else f"configure failed: {cause(error)}"
+            self.startup_error = str(error) if isinstance(error, StartupError) else cause(error)
             if not self.autostarting:  # main reports an autostart failure as its one line and exits
                 self.get_logger().error(f"configure failed: {error}")
             return TransitionCallbackReturn.FAILURE
