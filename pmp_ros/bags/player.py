@@ -4,10 +4,14 @@ rclpy publishes the bag's CDR bytes as they are (no deserialisation) and the nod
 topics; answers are matched to inputs by header stamp. Two modes:
 - timed: each message at its recorded time (scaled by `rate`), as a camera would send it. The node keeps
   only the newest frame, so frames it is too slow for get no result: they are counted as dropped.
-- lockstep: one image, then wait for its result before the next, so every frame is processed (accuracy
-  on all frames, no drops). A result computed with an older instruction (the instruction and the image
-  travel on different topics, so the image can overtake it), or none within `resend_after`, makes the
-  player publish the same image again, until `frame_timeout`.
+- lockstep: one image, then wait for its result before the next, so every frame is processed once (accuracy
+  on all frames, no drops), and the same bag gives the same figures on every run, loaded or not. Each image
+  is sent once (reliable delivery; never again, so the node, whose tracker would see a resent frame twice,
+  never processes a frame twice).
+  Instructions and images travel on different topics, so an image could overtake the instruction sent
+  before it: after a new instruction the player waits until the node's diagnostics name it (applied) before
+  the next image; depth and camera info go out a moment (SETTLE_S) before their image.
+  A frame not answered within `frame_timeout` counts as dropped.
 """
 
 from __future__ import annotations
@@ -18,18 +22,22 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
+from diagnostic_msgs.msg import DiagnosticArray
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import String
 
 from pmp_ros.bags.messages import GT_TYPE, deserialize, header_stamp, stamp_key
 from pmp_ros.bags.storage import BagMessage
+from pmp_ros.language.limits import echoed
 from pmp_ros.ros import interface, qos
 from pmp_ros.ros.client import BackgroundNode
 from pmp_ros_msgs.msg import LabelledPointArray, Object3DArray, SegmentationResult
 
 DISCOVERY_TIMEOUT_S = 30.0
-SETTLE_S = 0.02  # lockstep: lets depth / camera info sent just before an image reach the node first
-MIN_RESEND_S = 1.0
+# Lockstep: depth / camera info go out this long before their image, so the node's executor has stored them when
+# the image arrives. (Waiting for their acknowledgment instead costs up to Fast DDS's heartbeat period, 3 s, for
+# a message below the 64 KB fragment size, e.g. every camera info.)
+SETTLE_S = 0.05
 # Discovery reports a node's publishers one by one: a node with objects shows that one within this of the others.
 OBJECTS_DISCOVERY_S = 1.0
 
@@ -38,20 +46,18 @@ Key = tuple[int, int]
 
 @dataclass
 class FrameLog:
-    """One published image: when it went out (monotonic s; the last time, when resent), the instruction the
-    player had sent before it, and the node's answer (objects: only when the player collects them)."""
+    """One published image: when it went out (monotonic s), the instruction the player had sent before it,
+    and the node's answer (objects: only when the player collects them)."""
 
     index: int
     key: Key
     instruction: str | None
     published_at: float
-    sends: int = 1
     result: SegmentationResult | None = None
     points: LabelledPointArray | None = None
     objects: Object3DArray | None = None
     result_at: float | None = None
     overlay: Image | None = None
-    data: bytes | None = field(default=None, repr=False)  # the image, kept only while a resend may need it
 
     @property
     def latency_s(self) -> float | None:
@@ -91,6 +97,12 @@ class Player(BackgroundNode):
     ):
         super().__init__("pmp_bag_player", namespace, domain_id)
         self.overlay = overlay
+        # The node's diagnostics status (its fully qualified name: the default node name in `namespace`): the
+        # instruction it has applied, which lockstep waits for.
+        self._status_name = interface.diagnostics_status_name(
+            "/" + "/".join(part for part in (namespace.strip("/"), interface.NODE_NAME) if part)
+        )
+        self._applied: list[tuple[float, str]] = []  # (received at, instruction) of the node's diagnostics
         self.objects = objects
         self._cond = threading.Condition()
         self._frames: dict[Key, FrameLog] = {}
@@ -111,6 +123,7 @@ class Player(BackgroundNode):
             node.create_subscription(Object3DArray, interface.OBJECTS_TOPIC, self._on_objects, qos.profile(50))
         if overlay:
             node.create_subscription(Image, interface.OVERLAY_TOPIC, self._on_overlay, qos.profile(10))
+        node.create_subscription(DiagnosticArray, interface.DIAGNOSTICS_TOPIC, self._on_diagnostics, 10)
 
     # -- answers -------------------------------------------------------------------------------------
     def _on_result(self, msg: SegmentationResult) -> None:
@@ -134,6 +147,16 @@ class Player(BackgroundNode):
             if frame is not None:
                 frame.objects = msg
                 self._cond.notify_all()
+
+    def _on_diagnostics(self, msg: DiagnosticArray) -> None:
+        now = time.monotonic()
+        for status in msg.status:
+            if status.name == self._status_name:
+                values = {value.key: value.value for value in status.values}
+                with self._cond:
+                    self._applied.append((now, values.get("instruction", "")))
+                    del self._applied[:-10]
+                    self._cond.notify_all()
 
     def _on_overlay(self, msg: Image) -> None:
         with self._cond:
@@ -189,7 +212,7 @@ class Player(BackgroundNode):
         instruction: str | None = None
         first_ns: int | None = None
         aux_sent = False
-        latencies: list[float] = []
+        sent_at: float | None = None  # when the instruction in force was published, until the node applied it
         for message in messages:
             if first_ns is None:
                 first_ns = message.time_ns
@@ -203,28 +226,38 @@ class Player(BackgroundNode):
                 if instruction_from_gt and truth.instruction != instruction:
                     instruction = truth.instruction
                     self._publishers["instruction"].publish(String(data=instruction))
-                    aux_sent = True
+                    sent_at = time.monotonic()
             elif message.role == "image":
-                if lockstep and aux_sent:
-                    time.sleep(SETTLE_S)
-                frame = self._send_image(message, len(out.frames), instruction, keep=lockstep)
+                if lockstep:
+                    if sent_at is not None:
+                        self._await_instruction(instruction, sent_at, frame_timeout, out.notes)
+                        sent_at = None
+                    if aux_sent:
+                        time.sleep(SETTLE_S)
+                frame = self._send_image(message, len(out.frames), instruction)
                 if frame.index < len(out.frames):
                     out.duplicates += 1
                 else:
                     out.frames.append(frame)
                 if lockstep:
-                    self._await(frame, instruction, frame_timeout, latencies)
+                    self._await(frame, instruction, frame_timeout)
                 if on_frame:
                     on_frame(frame)
                 aux_sent = False
             else:
                 if message.role == "instruction":
-                    instruction = deserialize(message.data, message.msgtype).data
-                elif message.role == "depth_info":
-                    k = np.reshape(deserialize(message.data, message.msgtype).k, (3, 3))
-                    out.cameras[header_stamp(message.data)] = k
+                    text = deserialize(message.data, message.msgtype).data
+                    if lockstep and text == instruction:
+                        # The one in force again: published, it would only make the node re-apply it while the
+                        # next image may overtake it (a result computed under the replaced one is not published).
+                        continue
+                    instruction, sent_at = text, time.monotonic()
+                else:
+                    if message.role == "depth_info":
+                        k = np.reshape(deserialize(message.data, message.msgtype).k, (3, 3))
+                        out.cameras[header_stamp(message.data)] = k
+                    aux_sent = True
                 self._publishers[message.role].publish(message.data)
-                aux_sent = True
         self._drain(out.frames, 0.0 if lockstep else drain_timeout)  # lockstep already waited per frame
         if out.duplicates:
             out.notes.append(
@@ -234,7 +267,7 @@ class Player(BackgroundNode):
         out.ended_at = time.monotonic()
         return out
 
-    def _send_image(self, message: BagMessage, index: int, instruction: str | None, keep: bool) -> FrameLog:
+    def _send_image(self, message: BagMessage, index: int, instruction: str | None) -> FrameLog:
         key = header_stamp(message.data)
         with self._cond:
             frame = self._frames.get(key)
@@ -243,15 +276,30 @@ class Player(BackgroundNode):
                 self._frames[key] = frame
             else:  # two images with one stamp: the later one is what the node answers for
                 frame.published_at = time.monotonic()
-        frame.data = message.data if keep else None
         self._publishers["image"].publish(message.data)
         return frame
 
-    def _await(self, frame: FrameLog, instruction: str | None, timeout: float, latencies: list[float]) -> None:
+    def _await_instruction(self, instruction: str | None, sent_at: float, timeout: float, notes: list[str]) -> None:
+        """Lockstep: wait until diagnostics the node published after `sent_at` name `instruction` (the node
+        publishes them once a second), so the next image is segmented for it; a note if they do not."""
+        if instruction is None:
+            return
+        with self._cond:
+            if self._cond.wait_for(
+                lambda: any(at > sent_at and text == echoed(instruction) for at, text in self._applied), timeout
+            ):
+                return
+        notes.append(
+            f"the node's diagnostics ({self._status_name!r}) did not show the instruction {instruction!r} applied "
+            f"within {timeout:g} s: the frames after it may have been segmented for the previous one"
+        )
+
+    def _await(self, frame: FrameLog, instruction: str | None, timeout: float) -> None:
         """Lockstep: wait for the frame's result computed with the current instruction (and its points and,
-        when collected, objects), resending the image when it does not come."""
+        when collected, objects). The image is never sent again: reliable delivery brings it to the node, which
+        answers every frame it takes while an instruction is in force, so a second copy would only be segmented
+        twice (its tracker seeing the frame twice)."""
         deadline = time.monotonic() + timeout
-        resend_after = max(MIN_RESEND_S, 5 * float(np.median(latencies)) if latencies else 5.0)
 
         def answered() -> bool:
             parts = [frame.result, frame.points, frame.objects] if self.objects else [frame.result, frame.points]
@@ -260,19 +308,9 @@ class Player(BackgroundNode):
             )
 
         with self._cond:
-            while not answered() and time.monotonic() < deadline:
-                if not self._cond.wait_for(answered, min(resend_after, max(deadline - time.monotonic(), 0))):
-                    if time.monotonic() >= deadline:
-                        break
-                    frame.sends += 1
-                    frame.result = frame.points = frame.objects = None
-                    frame.published_at = time.monotonic()
-                    self._publishers["image"].publish(frame.data)
+            self._cond.wait_for(answered, max(deadline - time.monotonic(), 0.0))
         if not answered():  # a wrong-instruction or half answer counts as none
             frame.result = frame.points = frame.objects = frame.result_at = None
-        else:
-            latencies.append(frame.latency_s)
-        frame.data = None
 
     def _drain(self, frames: list[FrameLog], timeout: float) -> None:
         """Wait for answers still in flight: until every frame has one, or none came for a while (frames the
@@ -285,5 +323,3 @@ class Player(BackgroundNode):
                 )
                 if not missing or not self._cond.wait(min(2.0, deadline - time.monotonic())):
                     break
-        for frame in frames:
-            frame.data = None

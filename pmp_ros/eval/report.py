@@ -320,7 +320,6 @@ def bag_markdown(report: dict) -> str:
         f"| latency max (ms) | {format_value(lat['max'], 1)} |",
         f"| input rate (frames/s) | {format_value(report['input_rate_hz'], 2)} |",
         f"| throughput (results/s) | {format_value(report['throughput_hz'], 2)} |",
-        f"| resent images (lockstep) | {report['resends']} |",
     ]
     if acc:
         a = acc["all"]

@@ -45,6 +45,12 @@ def shorten(text: str, limit: int = ECHO_LENGTH) -> str:
     return f"{text[:limit]!r}... ({len(text)} characters)"
 
 
+def echoed(text: str) -> str:
+    """Received text as the node's diagnostics show it: itself, or `shorten`'s quoted start and length when
+    longer than ECHO_LENGTH; what a client that waits for its instruction to be applied compares with."""
+    return text if len(text) <= ECHO_LENGTH else shorten(text)
+
+
 def text_problem(text: str, max_length: int = DEFAULT_MAX_LENGTH) -> Problem | None:
     """Why a text instruction is rejected before parsing (too long, control characters), or None. Empty
     text is not a problem here: the node takes it as "clear the target", the parser as "empty"."""

@@ -123,7 +123,7 @@ def test_timed_playback_reports_drops_honestly(tmp_path, model_file):
     (report,) = evaluate_bags([tmp_path / "timed"], options, tmp_path / "out")
     assert report["frames"] == len(frames) == 60
     assert report["results"] + report["dropped"] == report["frames"] and report["dropped"] > 0
-    assert report["results"] > 0 and report["resends"] == 0
+    assert report["results"] > 0
     per_frame = json.loads((tmp_path / "out" / "timed" / "report.json").read_text())["per_frame"]
     assert sum(f["latency_ms"] is not None for f in per_frame) == report["results"]
     assert report["accuracy"]["frames"] == report["results"]  # accuracy only on answered frames
