@@ -32,6 +32,7 @@ from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import Image
 from std_msgs.msg import String
 
+from pmp_ros.language.limits import echoed
 from pmp_ros.ros import interface, qos
 from pmp_ros.ros.client import BackgroundNode, wait_until
 from pmp_ros.ros.environment import configure_dds_environment
@@ -168,8 +169,9 @@ def _instruct(args: argparse.Namespace) -> int:
             print(f"delivered on {topic}", flush=True)
             return 0
         # Applied: the node's next diagnostics name it (the node publishes them once a second).
+        shown = echoed(args.text)  # as the node's diagnostics show it (a long text shortened)
         applied = link.wait(
-            lambda: next((s for s in reversed(statuses) if status_values(s).get("instruction") == args.text), None),
+            lambda: next((s for s in reversed(statuses) if status_values(s).get("instruction") == shown), None),
             f"{link.status_name!r} on {interface.DIAGNOSTICS_TOPIC} to name the instruction "
             f"(is --namespace/--node-name/--camera the node's?)",
         )
