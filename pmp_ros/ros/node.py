@@ -416,8 +416,7 @@ class SegmenterNode(LifecycleNode):
         from pmp_ros.model.inference import Predictor
 
         p = self.params
-        if p["cpu_threads"]:
-            torch.set_num_threads(p["cpu_threads"])
+        torch.set_num_threads(interface.cpu_threads(p["cpu_threads"]))
         _check_device(p["device"], p["precision"])
         self.model_path = p["model_path"] or str(paths.model_file(DEFAULT_MODEL))
         if not Path(self.model_path).is_file():
@@ -454,7 +453,9 @@ class SegmenterNode(LifecycleNode):
             raise StartupError(
                 f"ONNX graph not found: {onnx_path} (pmp-export-onnx {self.model_path} {onnx_path}, or set onnx_path)"
             )
-        return load_onnx_predictor(self.model_path, onnx_path, self.params["device"], self.params["cpu_threads"])
+        return load_onnx_predictor(
+            self.model_path, onnx_path, self.params["device"], interface.cpu_threads(self.params["cpu_threads"])
+        )
 
     def _create_subscriptions(self) -> None:
         p = self.params
