@@ -1245,7 +1245,7 @@ def main(args: list[str] | None = None) -> int:
         print(usage())
         return 0
     configure_dds_environment()
-    quiet_stop.hand_over()
+    quiet_stop.hand_over(on_noted=_shut_down_context)
     try:
         rclpy.init(args=args)
     except Exception as error:  # e.g. a log folder it cannot create: one line, not rclpy's traceback
@@ -1273,6 +1273,8 @@ def main(args: list[str] | None = None) -> int:
         ).start()
         executor = SingleThreadedExecutor()
         executor.add_node(node)
+        if quiet_stop.received():  # came during the start-up, after the check above
+            raise _Stopped
         node.executor_supervisor.run(lambda: spin_until_context_down(executor, node.context))
         if node.executor_supervisor.fault:  # logged; the node cannot go on without its executor
             code = 1
@@ -1291,6 +1293,12 @@ def main(args: list[str] | None = None) -> int:
         # Now, not at the interpreter's exit, which finish skips: the DDS participant says goodbye to its peers.
         get_default_context().destroy()
     quiet_stop.finish(code, node.torch_busy if node is not None else None)
+
+
+def _shut_down_context() -> None:
+    """A noted stop signal ends the spin even when rclpy's own handler did not shut the context down."""
+    if rclpy.ok():
+        rclpy.try_shutdown()
 
 
 def _stopping() -> bool:

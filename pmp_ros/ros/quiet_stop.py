@@ -2,10 +2,12 @@
 line, within STOP_LIMIT_S (docs/node.md: Stopping).
 
 Three phases, one handler:
-- before rclpy is initialized (the node's imports take seconds): the first signal raises SystemExit(0), which
-  unwinds without a traceback. Python's defaults would give a KeyboardInterrupt traceback (SIGINT) or an exit
-  by the signal (SIGTERM). `python -m pmp_ros.ros.node` installs the handler as the node module's first
-  import (the __main__ check below); the pmp_node console script through `console_main`.
+- before rclpy is initialized (the node's imports take seconds): the first signal ends the process at once
+  with exit code 0 (os._exit: there is nothing to clean up yet, and an exception raised inside a C
+  extension's import turns into an ImportError traceback). Python's defaults would give a KeyboardInterrupt
+  traceback (SIGINT) or an exit by the signal (SIGTERM). `python -m pmp_ros.ros.node` installs the handler
+  as the node module's first import (the __main__ check below); the pmp_node console script through
+  `console_main`.
 - from rclpy.init on (`hand_over`): rclpy's own handlers shut the context down, which ends the spin and makes
   a configure in progress stop waiting for the model, and then call this handler, which only notes the signal
   (a SystemExit raised at an arbitrary point of the node's start or cleanup would skip the cleanup).
@@ -42,31 +44,42 @@ class _StopSignals:
         self.received: int | None = None
         self.raising = True
         self.installed = False
+        self.on_noted: Callable[[], None] | None = None
 
     def on_signal(self, signum: int, _frame) -> None:
         if self.received is not None:
             return  # an impatient second Ctrl-C must not cut the first one's cleanup short
         self.received = signum
         if self.raising:
-            raise SystemExit(0)
+            # Nothing to clean up before rclpy starts. Not SystemExit: raised inside a C extension's import
+            # (numpy's), it came out as an ImportError traceback (test_node_stops, 1 of 2 runs).
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(0)
+        if self.on_noted is not None:
+            self.on_noted()
 
 
 _STOP = _StopSignals()
 
 
 def install() -> None:
-    """Handle SIGINT and SIGTERM from now on (main thread only); the first one before `hand_over` exits 0."""
+    """Handle SIGINT and SIGTERM from now on (main thread only); the first one before `hand_over` exits 0 at once."""
     if not _STOP.installed:
         for signum in STOP_SIGNALS:
             signal.signal(signum, _STOP.on_signal)
         _STOP.installed = True
 
 
-def hand_over() -> None:
+def hand_over(on_noted: Callable[[], None] | None = None) -> None:
     """Call right before rclpy.init: rclpy's handlers, installed then, stop the node and call ours after (they
-    keep the handler in place at their installation), which from now on only notes the signal."""
+    keep the handler in place at their installation), which from now on only notes the signal and calls
+    on_noted (in the main thread, between bytecodes). on_noted makes sure the stop happens: in 1 of 40 stops
+    (bench/start_stop.py, a SIGINT 0.05 s after the node appeared on the graph) rclpy's handler left the
+    context up and the node ran on."""
     install()
     _STOP.raising = False
+    _STOP.on_noted = on_noted
 
 
 def received() -> bool:
