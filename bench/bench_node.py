@@ -14,7 +14,7 @@ Modes (--modes, comma separated; default all):
             (goal: no growth; the node keeps no backlog).
   switch    --switches new instructions during a stream: ms until the first result carrying the new
             instruction and how many results arrived until then (goal: 1 = the next processed frame).
-  text      instructions naming 1, 5 and 16 classes (16 = the parser's MAX_TARGETS), --frames lock-step
+  text      instructions naming 1, 5 and 16 classes (16 = language/limits.py MAX_TARGETS), --frames lock-step
             frames each: first frame (pays the text encoding) against the following ones (text reused).
   idle      the node's CPU over --idle-duration s with no frames (goal: near zero).
   memory    RSS of the node process once a second while streaming for --memory-duration s (default 600),
@@ -190,7 +190,7 @@ def stream_until(client, msg, rate: float, done, timeout: float = RESULT_TIMEOUT
 
 def run_text(client, args) -> list[dict]:
     from pmp_ros.data.vocabulary import all_classes
-    from pmp_ros.language.parse import MAX_TARGETS
+    from pmp_ros.language.limits import MAX_TARGETS
 
     msg = rosbench.image_message(benchlib.scene_image(*args.stream_size))
     rows = []
