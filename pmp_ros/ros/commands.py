@@ -19,7 +19,9 @@ import argparse
 import json
 import queue
 import re
+import signal
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -382,6 +384,11 @@ def diagnostics_line(status: DiagnosticStatus) -> str:
 def _watch(args: argparse.Namespace) -> int:
     link = NodeLink("pmp_watch", args)
     lines: queue.Queue[tuple[str, str]] = queue.Queue()
+    # Ctrl-C or SIGTERM ends the watch: our own handlers, installed after rclpy's, because rclpy's sometimes
+    # left the context up and raised nothing (test_watch_ends_cleanly_on_ctrl_c failed once so in CI).
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
     try:
         topic = link.topic(interface.SEGMENTATION_TOPIC)
         link.node.create_subscription(
@@ -391,7 +398,7 @@ def _watch(args: argparse.Namespace) -> int:
             link.subscribe_diagnostics(lambda status: lines.put(("diagnostics", diagnostics_line(status))))
         print(f"watching {topic}" + ("" if args.no_diagnostics else f" and {link.status_name!r}"), flush=True)
         results = 0
-        while link.background.context.ok():
+        while link.background.context.ok() and not stop.is_set():
             try:
                 kind, line = lines.get(timeout=0.2)
             except queue.Empty:

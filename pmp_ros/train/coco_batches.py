@@ -70,6 +70,8 @@ class CocoBatches:
                     "masks": torch.from_numpy(masks[keep]),
                 }
             )
-            # A prompt is a class's first synonym, as a user names it ("cup" for "cup,cups,water cup").
-            prompts.append([split_synonyms(self.classes[c])[0] for c in request.prompt_classes])
+            # A prompt is the name the image's annotation uses, or for a class not in the image its first
+            # synonym, as a user names it ("cup" for "cup,cups,water cup").
+            annotated = {label: name for label, (name, _) in zip(labels, instances)}
+            prompts.append([annotated.get(c) or split_synonyms(self.classes[c])[0] for c in request.prompt_classes])
         return torch.stack(images), targets, prompts

@@ -1,10 +1,9 @@
 """COCO-format training batches: annotations map to the training classes, synonyms included."""
 
-from types import SimpleNamespace
-
 from pmp_ros.data.coco import export_coco
 from pmp_ros.data.world import TabletopWorld
 from pmp_ros.train.coco_batches import CocoBatches
+from pmp_ros.train.train_pmp import TrainConfig
 
 
 def test_an_annotation_counts_as_the_class_listing_its_name_as_a_synonym(tmp_path):
@@ -13,7 +12,7 @@ def test_an_annotation_counts_as_the_class_listing_its_name_as_a_synonym(tmp_pat
     paths = export_coco([scene], str(tmp_path / "coco"))
     present = sorted({obj.class_name for obj in scene.objects if obj.visible_area > 0})
     classes = (f"{present[0]}, first synonym", f"another name,{present[1]}")
-    cfg = SimpleNamespace(
+    cfg = TrainConfig(
         coco_json=paths["instances"],
         coco_images=str(tmp_path / "coco" / "images"),
         coco_image_size=(96, 128),
