@@ -1245,7 +1245,7 @@ def main(args: list[str] | None = None) -> int:
         print(usage())
         return 0
     configure_dds_environment()
-    quiet_stop.hand_over(on_noted=_shut_down_context)
+    quiet_stop.hand_over()
     try:
         rclpy.init(args=args)
     except Exception as error:  # e.g. a log folder it cannot create: one line, not rclpy's traceback
@@ -1273,6 +1273,7 @@ def main(args: list[str] | None = None) -> int:
         ).start()
         executor = SingleThreadedExecutor()
         executor.add_node(node)
+        quiet_stop.on_noted(_shut_down_context)
         if quiet_stop.received():  # came during the start-up, after the check above
             raise _Stopped
         node.executor_supervisor.run(lambda: spin_until_context_down(executor, node.context))

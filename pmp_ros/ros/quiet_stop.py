@@ -71,15 +71,19 @@ def install() -> None:
         _STOP.installed = True
 
 
-def hand_over(on_noted: Callable[[], None] | None = None) -> None:
+def hand_over() -> None:
     """Call right before rclpy.init: rclpy's handlers, installed then, stop the node and call ours after (they
-    keep the handler in place at their installation), which from now on only notes the signal and calls
-    on_noted (in the main thread, between bytecodes). on_noted makes sure the stop happens: in 1 of 40 stops
-    (bench/start_stop.py, a SIGINT 0.05 s after the node appeared on the graph) rclpy's handler left the
-    context up and the node ran on."""
+    keep the handler in place at their installation), which from now on only notes the signal."""
     install()
     _STOP.raising = False
-    _STOP.on_noted = on_noted
+
+
+def on_noted(callback: Callable[[], None]) -> None:
+    """From now on a noted signal also calls `callback` (main thread, between bytecodes). The node sets it when
+    it starts spinning, to make sure the stop happens: in 1 of 40 stops (bench/start_stop.py, a SIGINT 0.05 s
+    after the node appeared on the graph) rclpy's handler left the context up and the node ran on. Not
+    earlier: an executor made after the context is down fails in its constructor and prints a traceback."""
+    _STOP.on_noted = callback
 
 
 def received() -> bool:
