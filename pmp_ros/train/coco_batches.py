@@ -13,7 +13,7 @@ import torch
 
 from pmp_ros.data.coco import CocoDataset
 from pmp_ros.model.segmenter import split_synonyms
-from pmp_ros.train.requests import training_request
+from pmp_ros.train.requests import training_item, training_request
 
 
 class CocoBatches:
@@ -62,14 +62,9 @@ class CocoBatches:
                 self.cfg.vocabulary_request_prob,
                 self.cfg.absent_request_prob,
             )
-            keep = list(request.targets)
-            images.append(torch.from_numpy(rgb).permute(2, 0, 1).float().div_(255.0))
-            targets.append(
-                {
-                    "labels": torch.tensor([labels[k] for k in keep], dtype=torch.int64),
-                    "masks": torch.from_numpy(masks[keep]),
-                }
-            )
+            image, target = training_item(rgb, masks, labels, request)
+            images.append(image)
+            targets.append(target)
             # A prompt is the name the image's annotation uses, or for a class not in the image its first
             # synonym, as a user names it ("cup" for "cup,cups,water cup").
             annotated = {label: name for label, (name, _) in zip(labels, instances)}

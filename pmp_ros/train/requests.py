@@ -25,6 +25,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 
 OBJECTIVES = ("all", "prompted")
 
@@ -88,3 +89,15 @@ def training_request(
     if len(wanted) > num_queries:
         wanted = sorted(rng.choice(wanted, size=num_queries, replace=False).tolist())
     return Request(tuple(named_classes), tuple(wanted))
+
+
+def training_item(rgb: np.ndarray, masks: np.ndarray, labels: Sequence[int], request: Request) -> tuple:
+    """One image of a batch: (image float [3,H,W] in [0,1], {"labels" int64 [N], "masks" bool [N,H,W]}) for the
+    request's targets; rgb uint8 [H,W,3], masks bool [M,H,W] with labels[m] per labelled instance."""
+    keep = list(request.targets)
+    image = torch.from_numpy(rgb).permute(2, 0, 1).float().div_(255.0)
+    target = {
+        "labels": torch.tensor([labels[k] for k in keep], dtype=torch.int64),
+        "masks": torch.from_numpy(masks[keep]),
+    }
+    return image, target

@@ -40,7 +40,7 @@ from pmp_ros.model.checkpoint import load_state_strict, read_checkpoint, save_ch
 from pmp_ros.model.config import ModelConfig
 from pmp_ros.model.criterion import SetCriterion
 from pmp_ros.model.segmenter import build_segmenter
-from pmp_ros.train.requests import OBJECTIVES, training_request
+from pmp_ros.train.requests import OBJECTIVES, training_item, training_request
 
 
 @dataclass
@@ -141,14 +141,9 @@ class WorldBatches:
                 self.cfg.vocabulary_request_prob,
                 self.cfg.absent_request_prob,
             )
-            keep = list(request.targets)
-            images.append(torch.from_numpy(sample.rgb).permute(2, 0, 1).float().div_(255.0))
-            targets.append(
-                {
-                    "labels": torch.tensor([labels[k] for k in keep], dtype=torch.int64),
-                    "masks": torch.from_numpy(sample.masks[keep]),
-                }
-            )
+            image, target = training_item(sample.rgb, sample.masks, labels, request)
+            images.append(image)
+            targets.append(target)
             prompts.append([self.classes[c] for c in request.prompt_classes])
         return torch.stack(images), targets, prompts
 
