@@ -7,6 +7,7 @@
 # bootstrap over scenes for the difference of each headline metric.
 #   STEPS=1500 SEEDS="0 1 2" scripts/ablation.sh        # 2 CPU cores: 20-45 min per pair of runs (quiet to loaded) + ~10 min eval
 #   CONFIG=config/train/pmp_tiny_side.yaml PMP_OBJECTIVE=all OUT=runs/ablation_side scripts/ablation.sh   # the 12-01 ablation
+#   PMP_OBJECTIVE=weighted OUT=runs/ablation_weighted STEPS=1000 scripts/ablation.sh   # unnamed objects as weak targets
 # Runs resume where they stopped (--resume); two runs (one thread each) train at a time.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -42,9 +43,16 @@ evaluate() {  # variant: one pmp-eval process per variant, all seeds
 }
 
 mkdir -p "$OUT"
+# Two runs at a time, in seed order; a finished run (its last.pt at STEPS) only re-ships its model, so a
+# resumed ablation, or one that links the twin runs of another (same CONFIG, STEPS and seeds: the twin does
+# not depend on PMP_OBJECTIVE), keeps both cores busy.
 for seed in $SEEDS; do
-  train pmp "$seed" & train twin "$seed" & wait
+  for variant in pmp twin; do
+    while [ "$(jobs -rp | wc -l)" -ge 2 ]; do wait -n; done
+    train "$variant" "$seed" &
+  done
 done
+while [ "$(jobs -rp | wc -l)" -gt 0 ]; do wait -n; done
 evaluate pmp & evaluate twin & wait
 "$BIN/python" -m pmp_ros.eval.ablation --a "$OUT/eval_pmp" --b "$OUT/eval_twin" --names pmp twin \
     --out "$OUT/ablation"

@@ -4,6 +4,10 @@ After Hungarian matching, every query is trained to predict its matched target's
 the void class (down-weighted by ``eos_coef``); matched queries' masks get a sigmoid cross-entropy and a
 dice loss at points sampled where the prediction is uncertain. With deep supervision the same losses are
 applied to every earlier decoder prediction (``aux_outputs``), each with its own matching.
+
+A target may carry a loss weight (``weights``, default 1): its query's cross-entropy and its mask losses
+are scaled by it, and the mask losses are normalised by the summed weights instead of the target count.
+With all weights 1 this is exactly Mask2Former's loss.
 """
 
 from __future__ import annotations
@@ -20,17 +24,25 @@ from pmp_ros.model.matcher import HungarianMatcher
 from pmp_ros.model.point_sampling import point_sample, sample_uncertain_points
 
 
-def sigmoid_ce_loss(logits: torch.Tensor, targets: torch.Tensor, num_masks: float) -> torch.Tensor:
-    """logits, targets [M,P] -> scalar: per-mask mean BCE over points, summed over masks, / num_masks."""
-    return F.binary_cross_entropy_with_logits(logits, targets, reduction="none").mean(1).sum() / num_masks
+def sigmoid_ce_loss(
+    logits: torch.Tensor, targets: torch.Tensor, num_masks: float, weights: torch.Tensor | None = None
+) -> torch.Tensor:
+    """logits, targets [M,P], weights [M] or None -> scalar: per-mask mean BCE over points, weighted, summed
+    over masks, / num_masks."""
+    per_mask = F.binary_cross_entropy_with_logits(logits, targets, reduction="none").mean(1)
+    return (per_mask if weights is None else per_mask * weights).sum() / num_masks
 
 
-def dice_loss(logits: torch.Tensor, targets: torch.Tensor, num_masks: float) -> torch.Tensor:
-    """logits, targets [M,P] -> scalar: per-mask 1 - soft dice (smoothed by 1), summed, / num_masks."""
+def dice_loss(
+    logits: torch.Tensor, targets: torch.Tensor, num_masks: float, weights: torch.Tensor | None = None
+) -> torch.Tensor:
+    """logits, targets [M,P], weights [M] or None -> scalar: per-mask 1 - soft dice (smoothed by 1),
+    weighted, summed, / num_masks."""
     probs = logits.sigmoid()
     numerator = 2 * (probs * targets).sum(-1)
     denominator = probs.sum(-1) + targets.sum(-1)
-    return (1 - (numerator + 1) / (denominator + 1)).sum() / num_masks
+    per_mask = 1 - (numerator + 1) / (denominator + 1)
+    return (per_mask if weights is None else per_mask * weights).sum() / num_masks
 
 
 class SetCriterion(nn.Module):
@@ -95,7 +107,8 @@ class SetCriterion(nn.Module):
         Args:
             outputs: ``pred_logits`` [B,Q,C+1], ``pred_masks`` [B,Q,h,w], optional ``aux_outputs`` (list of
                 dicts with the same two keys).
-            targets: per image ``labels`` int64 [N_b] in [0,C), ``masks`` bool/float [N_b,H,W].
+            targets: per image ``labels`` int64 [N_b] in [0,C), ``masks`` bool/float [N_b,H,W], optional
+                ``weights`` float [N_b] (loss weight of each target, default 1).
         """
         num_classes = outputs["pred_logits"].shape[-1] - 1
         if self.num_classes is not None and num_classes != self.num_classes:
@@ -116,8 +129,9 @@ class SetCriterion(nn.Module):
         return head if tail.isdigit() else name
 
     def _num_masks(self, targets: list[dict], device: torch.device) -> float:
-        """Target masks in the batch, averaged over processes, so every rank normalises alike (at least 1)."""
-        num = torch.tensor(float(sum(len(t["labels"]) for t in targets)), device=device)
+        """Target masks in the batch (their summed weights), averaged over processes, so every rank normalises
+        alike (at least 1)."""
+        num = torch.tensor(float(sum(_weights(t).sum() for t in targets)), device=device)
         if dist.is_available() and dist.is_initialized():
             dist.all_reduce(num)
             num = num / dist.get_world_size()
@@ -141,7 +155,14 @@ class SetCriterion(nn.Module):
             target_classes[b, pred_idx.to(logits.device)] = targets[b]["labels"][tgt_idx].to(logits.device)
         weight = torch.ones(void + 1, device=logits.device)
         weight[void] = self.eos_coef
-        return {"loss_ce": F.cross_entropy(logits.transpose(1, 2), target_classes, weight)}
+        if not any("weights" in t for t in targets):
+            return {"loss_ce": F.cross_entropy(logits.transpose(1, 2), target_classes, weight)}
+        # Same weighted mean as above (sum of w*loss / sum of w), w now also the matched target's weight.
+        per_query = weight[target_classes]  # [B,Q]
+        for b, (pred_idx, tgt_idx) in enumerate(indices):
+            per_query[b, pred_idx.to(logits.device)] = _weights(targets[b])[tgt_idx].to(logits.device)
+        loss = F.cross_entropy(logits.transpose(1, 2), target_classes, reduction="none")  # [B,Q]
+        return {"loss_ce": (loss * per_query).sum() / per_query.sum().clamp_min(1e-6)}
 
     def loss_masks(
         self, outputs: dict, targets: list[dict], indices: list, num_masks: float
@@ -157,17 +178,26 @@ class SetCriterion(nn.Module):
             return {"loss_mask": zero, "loss_dice": zero}
         # Target masks may differ in size between images, so sample them image by image.
         coords = sample_uncertain_points(matched, self.num_points, self.oversample_ratio, self.importance_sample_ratio)
-        target_points = []
+        target_points, target_weights = [], []
         start = 0
         for b, (_, tgt_idx) in enumerate(indices):
             if len(tgt_idx) == 0:
                 continue
             masks = targets[b]["masks"][tgt_idx.to(targets[b]["masks"].device)].to(matched)[:, None]
             target_points.append(point_sample(masks, coords[start : start + len(tgt_idx)])[:, 0])
+            target_weights.append(_weights(targets[b])[tgt_idx].to(matched))
             start += len(tgt_idx)
         target_points = torch.cat(target_points)  # [M,P]
+        weights = torch.cat(target_weights) if any("weights" in t for t in targets) else None  # [M]
         pred_points = point_sample(matched, coords)[:, 0]  # [M,P]
         return {
-            "loss_mask": sigmoid_ce_loss(pred_points, target_points, num_masks),
-            "loss_dice": dice_loss(pred_points, target_points, num_masks),
+            "loss_mask": sigmoid_ce_loss(pred_points, target_points, num_masks, weights),
+            "loss_dice": dice_loss(pred_points, target_points, num_masks, weights),
         }
+
+
+def _weights(target: dict) -> torch.Tensor:
+    """A target's loss weights [N]: its ``weights``, else ones."""
+    if "weights" in target:
+        return target["weights"]
+    return torch.ones(len(target["labels"]), device=target["labels"].device)

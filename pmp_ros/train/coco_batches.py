@@ -61,6 +61,7 @@ class CocoBatches:
                 rng,
                 self.cfg.vocabulary_request_prob,
                 self.cfg.absent_request_prob,
+                self.cfg.unprompted_weight,
             )
             image, target = training_item(rgb, masks, labels, request)
             images.append(image)

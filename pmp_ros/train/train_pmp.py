@@ -12,7 +12,8 @@ Data: scenes of the procedural world (seeds from pmp_ros.data.splits.PMP_TRAIN),
 (`train.coco_json`), each image with one request (its prompts and targets, pmp_ros/train/requests.py):
 `objective: all` makes every labelled (seen-class) instance a target whatever the prompts (the prompt-free
 twin's objective); `objective: prompted` makes the prompted classes' instances the targets and everything
-else "no object", with some images prompted by the whole vocabulary and some by absent classes only.
+else "no object", with some images prompted by the whole vocabulary and some by absent classes only;
+`objective: weighted` prompts the same way but keeps every instance a target, the unnamed ones down-weighted.
 """
 
 from __future__ import annotations
@@ -59,6 +60,7 @@ class TrainConfig:
     vocabulary_request_prob: float = 0.25  # prompted: share of images prompted with every training class
     absent_request_prob: float = 0.1  # prompted: share of images prompted with absent classes only
     absent_prob: float = 0.0  # chance that an instruction also names a class absent from the image
+    unprompted_weight: float = 0.25  # weighted: loss weight of the instances the prompts do not name
     log_every: int = 20
     checkpoint_every: int = 250
     # Keep the model every this many steps in <out>/snapshots/step_NNNNNN.safetensors, for learning curves
@@ -140,6 +142,7 @@ class WorldBatches:
                 rng,
                 self.cfg.vocabulary_request_prob,
                 self.cfg.absent_request_prob,
+                self.cfg.unprompted_weight,
             )
             image, target = training_item(sample.rgb, sample.masks, labels, request)
             images.append(image)

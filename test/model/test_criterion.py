@@ -111,3 +111,31 @@ def test_cuda_autocast_with_cpu_targets():
     with torch.autocast("cuda", dtype=torch.bfloat16):
         losses = criterion()(outputs, make_targets())  # targets stay on the CPU, as a data loader gives them
     assert all(torch.isfinite(v) and v.device.type == "cuda" for v in losses.values())
+
+
+def test_unit_or_uniform_target_weights_leave_the_loss_unchanged():
+    """Weights 1 are Mask2Former's loss; uniform weights leave the mask losses (normalised by the summed
+    weights) unchanged, while the class loss shifts towards "no object" (its eos_coef weight stays)."""
+    outputs, targets = make_outputs(), make_targets()
+    torch.manual_seed(1)
+    plain = criterion()(outputs, targets)
+    for value in (1.0, 0.5):
+        weighted = [{**t, "weights": torch.full((len(t["labels"]),), value)} for t in targets]
+        torch.manual_seed(1)
+        losses = criterion()(outputs, weighted)
+        for name in plain:
+            if value == 1.0 or not name.startswith("loss_ce"):
+                torch.testing.assert_close(losses[name], plain[name])
+
+
+def test_a_zero_weight_target_trains_neither_its_mask_nor_its_class():
+    torch.manual_seed(0)
+    outputs = make_outputs(b=1, q=6, num_aux=0)
+    targets = make_targets(sizes=(2,))
+    targets[0]["weights"] = torch.tensor([1.0, 0.0])
+    crit = criterion()
+    crit.weighted_total(crit(outputs, targets)).backward()
+    mask_grads = outputs["pred_masks"].grad[0].flatten(1).abs().sum(1)
+    class_grads = outputs["pred_logits"].grad[0].abs().sum(1)
+    assert int((mask_grads > 0).sum()) == 1  # only the query matched to the weighted target
+    assert int((class_grads > 0).sum()) == 5  # every query but the one matched to the zero-weight target

@@ -89,3 +89,35 @@ def test_prompted_world_batches_target_the_prompted_classes_only():
         assert image_prompts and set(image_prompts) <= set(classes)
         assert {classes[int(c)] for c in target["labels"]} <= set(image_prompts)
         assert target["masks"].shape[0] == len(target["labels"])
+
+
+def test_weighted_objective_keeps_every_instance_and_weighs_the_named_ones_fully():
+    args = dict(num_classes=20, num_queries=16, objective="weighted", unprompted_weight=0.25)
+    instruction = training_request(
+        INSTANCES, [3, 9], rng=np.random.default_rng(0), vocabulary_request_prob=0, absent_request_prob=0, **args
+    )
+    assert instruction.prompt_classes == (3, 9)
+    assert instruction.targets == (0, 1, 2, 3, 4)
+    assert instruction.weights == (0.25, 0.25, 1.0, 0.25, 0.25)
+    absent = training_request(INSTANCES, [3], rng=np.random.default_rng(0), absent_request_prob=1, **args)
+    assert not set(absent.prompt_classes) & set(INSTANCES) and set(absent.weights) == {0.25}
+    everything = training_request(INSTANCES, [3], rng=np.random.default_rng(0), vocabulary_request_prob=1, **args)
+    assert everything.prompt_classes == tuple(range(20)) and set(everything.weights) == {1.0}
+
+
+def test_weighted_objective_draws_the_same_prompts_as_prompted():
+    for seed in range(50):
+        prompted, weighted = (
+            training_request(INSTANCES, [3], 20, 16, objective, np.random.default_rng(seed), 0.25, 0.1)
+            for objective in ("prompted", "weighted")
+        )
+        assert weighted.prompt_classes == prompted.prompt_classes
+        assert set(prompted.targets) <= set(weighted.targets)
+
+
+def test_weighted_world_batches_carry_the_weights():
+    cfg = TrainConfig(batch_size=4, objective="weighted", unprompted_weight=0.25)
+    _, targets, _ = WorldBatches(cfg, num_queries=16, rank=0, world_size=1).batch(0)
+    for target in targets:
+        assert target["weights"].shape == target["labels"].shape
+        assert set(target["weights"].tolist()) <= {0.25, 1.0}
