@@ -41,11 +41,11 @@ from pmp_ros.eval.metrics.frame_metrics import aggregate_instruction_metrics, in
 from pmp_ros.eval.report import format_value, latency_summary
 from pmp_ros.language.parse import parse_instruction
 from pmp_ros.objects3d import measure_objects, stack_points
-from pmp_ros.ros.environment import configure_dds_environment
+from pmp_ros.ros.environment import configure_dds_environment, release_domains
 from pmp_ros.ros.image_conversion import image_to_array
 from pmp_ros.ros.live_view import live_frame
 from pmp_ros.ros.node import DEFAULT_MODEL
-from pmp_ros.ros.process import NodeProcess, pick_domains
+from pmp_ros.ros.process import NodeProcess, pick_domains, user_domain
 from pmp_ros.ros.stop_signals import Interrupted, stop_signals
 from pmp_ros.viz.live_view import DEFAULT_PORT, LiveView
 from pmp_ros.viz.overlay import NO_RESULT, Annotation, draw_overlay, write_gif
@@ -226,6 +226,7 @@ def run_demo(
     frames = list(procedural_stream(cfg, seeds=[seed], instructions=fixed))
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     configure_dds_environment()
+    claimed = user_domain() is None  # else the user's domain: not ours to free
     domain = pick_domains(1)[0]
     out.mkdir(parents=True, exist_ok=True)
     view = None
@@ -243,6 +244,8 @@ def run_demo(
             on_frame = (lambda log: _stream_live(view, frames, log)) if view is not None else None
             playback = player.play(_messages(frames), lockstep=True, on_frame=on_frame)
     finally:
+        if claimed:
+            release_domains([domain])
         if view is not None:
             view.close()
     (out / "frames").mkdir(exist_ok=True)

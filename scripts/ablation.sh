@@ -30,7 +30,7 @@ train() {  # variant seed
   "$BIN/pmp-train" --config "$CONFIG" --out "$OUT/$1_s$2" --resume \
       --set "train.seed=$2" "train.steps=$STEPS" "model.decoder.pmp=$pmp" "model.clip.pretrained=$CLIP" \
       "train.objective=$objective" \
-      train.threads=1 train.checkpoint_every=250 > "$OUT/$1_s$2.log" 2>&1
+      train.threads=1 train.checkpoint_every=250 "train.snapshot_every=${SNAPSHOT_EVERY:-250}" > "$OUT/$1_s$2.log" 2>&1
   "$BIN/python" -m pmp_ros.train.ship_model "$OUT/$1_s$2/model.safetensors" "$OUT/$1_s$2.safetensors" \
       --set "${SETTINGS[@]}"
 }

@@ -47,7 +47,7 @@ from pmp_ros.eval.metrics.errors3d import matched_summary
 from pmp_ros.eval.metrics.frame_metrics import aggregate_instruction_metrics, instruction_frame_metrics
 from pmp_ros.eval.report import latency_summary, write_bag_report
 from pmp_ros.ros.client import serialize
-from pmp_ros.ros.environment import configure_dds_environment
+from pmp_ros.ros.environment import configure_dds_environment, release_domains
 from pmp_ros.ros.process import NodeProcess, pick_domains, user_domain
 from pmp_ros.ros.stop_signals import Interrupted, handle_stop_signals, raising, stop_signals
 
@@ -373,28 +373,33 @@ def evaluate_bags(bags: list[Path], options: EvalOptions, out: Path, jobs: int =
     CannotEvaluate before anything starts when a bag cannot be evaluated at all (check_bags)."""
     check_bags(bags, options)
     dirs = _output_dirs(bags, out)
+    claimed = not options.use_running_node and user_domain() is None  # else the domains are not ours to free
     domains, jobs, plan = _domain_plan(len(bags), jobs, options.use_running_node)
     print(f"pmp-eval-bag: {plan}", flush=True)
-    if jobs == 1:
-        reports = [evaluate_bag(b, options, d, o, 0) for b, d, o in zip(bags, domains, dirs)]
-    else:
-        with ProcessPoolExecutor(
-            jobs, mp_context=multiprocessing.get_context("spawn"), initializer=handle_stop_signals
-        ) as pool:
-            futures = [
-                pool.submit(_evaluate_bag_in_worker, b, options, d, o, i % jobs)
-                for i, (b, d, o) in enumerate(zip(bags, domains, dirs))
-            ]
-            try:
-                reports = [f.result() for f in futures]
-            except Interrupted:
-                # Only this process got the signal (e.g. kill): pass it on to the workers, which stop their
-                # nodes; leaving the pool waits for them.
-                for future in futures:
-                    future.cancel()
-                for worker in multiprocessing.active_children():
-                    worker.terminate()
-                raise
+    try:
+        if jobs == 1:
+            reports = [evaluate_bag(b, options, d, o, 0) for b, d, o in zip(bags, domains, dirs)]
+        else:
+            with ProcessPoolExecutor(
+                jobs, mp_context=multiprocessing.get_context("spawn"), initializer=handle_stop_signals
+            ) as pool:
+                futures = [
+                    pool.submit(_evaluate_bag_in_worker, b, options, d, o, i % jobs)
+                    for i, (b, d, o) in enumerate(zip(bags, domains, dirs))
+                ]
+                try:
+                    reports = [f.result() for f in futures]
+                except Interrupted:
+                    # Only this process got the signal (e.g. kill): pass it on to the workers, which stop their
+                    # nodes; leaving the pool waits for them.
+                    for future in futures:
+                        future.cancel()
+                    for worker in multiprocessing.active_children():
+                        worker.terminate()
+                    raise
+    finally:
+        if claimed:
+            release_domains(domains)
     out.mkdir(parents=True, exist_ok=True)
     (out / "summary.json").write_text(json.dumps({"bags": reports}, indent=1))
     lines = [

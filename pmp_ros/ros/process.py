@@ -14,7 +14,6 @@ started the child: start children from a thread that lives as long as they shoul
 from __future__ import annotations
 
 import os
-import random
 import signal
 import subprocess
 import sys
@@ -23,7 +22,7 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from pmp_ros.ros.environment import configure_dds_environment
+from pmp_ros.ros.environment import claim_domains, configure_dds_environment
 from pmp_ros.ros.node import READY_TEXT
 
 STARTUP_TIMEOUT_S = 180.0
@@ -56,13 +55,13 @@ def user_domain(environ: Mapping[str, str] | None = None) -> int | None:
 
 def pick_domains(count: int, environ: Mapping[str, str] | None = None) -> list[int]:
     """ROS domain ids for `count` isolated runs: the user's ROS_DOMAIN_ID for a single run when set, else
-    distinct random ids in 1..101 (valid on every platform; 0 is everyone's default). Several runs in the
-    user's domain must go one after another (pmp-eval-bag does so): nodes side by side would see each
-    other's topics."""
+    distinct ids claimed on this machine (environment.claim_domains: no other process has them; give them
+    back with environment.release_domains). Several runs in the user's domain must go one after another
+    (pmp-eval-bag does so): nodes side by side would see each other's topics."""
     domain = user_domain(environ)
     if count == 1 and domain is not None:
         return [domain]
-    return random.SystemRandom().sample(range(1, 102), count)
+    return claim_domains(count)
 
 
 def die_with_parent_argv(argv: Sequence[str], parent_pid: int | None = None) -> list[str]:
