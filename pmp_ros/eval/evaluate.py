@@ -141,34 +141,48 @@ def predict_instructions(predictor: Predictor, cases: Sequence[EvalCase]) -> lis
     return outputs
 
 
-def _predict_group(predictor: Predictor, cases: Sequence[EvalCase], names: tuple[str, ...]) -> list[InstructionOutput]:
-    cfg = predictor.cfg
-    pipeline = FramePipeline(predictor, names)
+def prompted_predictions(
+    predictor: Predictor, images: Sequence[np.ndarray], prompt_lists: Sequence[Sequence[str]], names: Sequence[str]
+) -> list[tuple[Prediction, torch.Tensor, torch.Tensor]]:
+    """Each image's prediction for its own prompts, in one forward pass over `names` in a fixed order (module
+    docstring): equal to Predictor.set_prompts(prompts, names) + predict per image, with the text of `names`
+    encoded once. images: uint8 [H,W,3]; every prompt must be among names.
+
+    Returns per image (Prediction at the image's size in the Predictor's layout: prompts first, then the other
+    names; class log-probs float [Q, C+1] in `names`' order, void last; mask logits float [Q, h, w]).
+    """
+    names = tuple(names)
     column = {n: i for i, n in enumerate(names)}
     # The Predictor's own resizing and autocast, so inputs match its predict() bit for bit.
-    text = predictor.encode_text(names, [c.prompts for c in cases])
-    out = predictor.forward([c.scene.rgb for c in cases], text)
+    text = predictor.encode_text(names, [list(p) for p in prompt_lists])
+    out = predictor.forward(list(images), text)
+    results = []
     with torch.inference_mode():
-        results = []
-        for i, case in enumerate(cases):
+        for i, (image, prompts) in enumerate(zip(images, prompt_lists)):
             log_probs, mask_logits = out["class_log_probs"][i].float(), out["pred_masks"][i].float()
-            size = case.scene.rgb.shape[:2]
-            # Predictor layout: prompts, then the other classes in order, void last.
-            order = [column[p] for p in case.prompts]
-            order += [j for j in range(len(names)) if names[j] not in case.prompts]
+            order = [column[p] for p in prompts]
+            order += [j for j in range(len(names)) if names[j] not in prompts]
             found = instances_from_queries(
-                log_probs[:, order + [len(names)]], mask_logits, len(case.prompts), size, cfg
+                log_probs[:, order + [len(names)]], mask_logits, len(prompts), image.shape[:2], predictor.cfg
             )
-            prediction = prediction_from_fields(
-                {k: v.cpu().numpy() for k, v in found.items()}, [names[j] for j in order]
-            )
-            results.append(
-                InstructionOutput(
-                    frame_prediction(pipeline, case, prediction, cfg.score_threshold),
-                    _proposal_ranks(case, log_probs, mask_logits, column),
-                )
-            )
+            host = {k: v.cpu().numpy() for k, v in found.items()}
+            prediction = prediction_from_fields(host, [names[j] for j in order])
+            results.append((prediction, log_probs, mask_logits))
     return results
+
+
+def _predict_group(predictor: Predictor, cases: Sequence[EvalCase], names: tuple[str, ...]) -> list[InstructionOutput]:
+    pipeline = FramePipeline(predictor, names)
+    column = {n: i for i, n in enumerate(names)}
+    found = prompted_predictions(predictor, [c.scene.rgb for c in cases], [c.prompts for c in cases], names)
+    with torch.inference_mode():
+        return [
+            InstructionOutput(
+                frame_prediction(pipeline, case, prediction, predictor.cfg.score_threshold),
+                _proposal_ranks(case, log_probs, mask_logits, column),
+            )
+            for case, (prediction, log_probs, mask_logits) in zip(cases, found)
+        ]
 
 
 def frame_prediction(
