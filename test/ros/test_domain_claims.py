@@ -1,8 +1,10 @@
 """Domain claims (pmp_ros/ros/environment.py): runs on one machine never share a DDS domain by chance. A
 30-minute fuzz run once read another test run's node counters because both had drawn the same random id."""
 
+import os
 import subprocess
 import sys
+import tempfile
 
 import pytest
 
@@ -14,6 +16,13 @@ HOLDER = (
     "import sys; from pmp_ros.ros.environment import claim_domains; "
     "print(claim_domains(1)[0], flush=True); sys.stdin.read()"
 )
+
+
+@pytest.fixture(autouse=True)
+def private_locks(tmp_path, monkeypatch):
+    """Lock files in this test's own folder: probing every free domain must not starve parallel runs."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
 
 
 def free_count() -> int:
@@ -29,7 +38,9 @@ def free_count() -> int:
 
 
 def test_a_domain_another_process_holds_is_never_claimed_until_that_process_ends():
-    holder = subprocess.Popen([sys.executable, "-c", HOLDER], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLDER], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=os.environ.copy()
+    )
     try:
         held = int(holder.stdout.readline())
         free = free_count()
