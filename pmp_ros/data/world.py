@@ -244,8 +244,10 @@ class TabletopWorld:
         z_floor = (FLOOR_Z - cam_h) / den_row[:first_row]
         z_background = np.concatenate([z_floor, z_table[first_row:]]).astype(np.float32)
         light = _unit(np.array([rng.uniform(-0.6, 0.6), rng.uniform(-0.6, 0.6), 1.0]))
-        illum = self._illumination(rng)  # applied while drawing: cheaper than a pass over the final image
-        background, texture = self._background(rng, z_table, y_table, first_row, 0.55 + 0.45 * light[2], illum)
+        illum = _illumination(
+            rng, self.height, self.width, self.config.light_gain
+        )  # applied while drawing: cheaper than a pass over the final image
+        background, texture = _background(self, rng, z_table, y_table, first_row, 0.55 + 0.45 * light[2], illum)
         names, focus = self._sample_classes(rng)
         objects = self._place(rng, names, cam, first_row, table_edge)
         return ScenePlan(
@@ -474,61 +476,12 @@ class TabletopWorld:
             instance[...] = remap[instance]
         return objects
 
-    # --- appearance ------------------------------------------------------------------------------------
-
-    def _background(self, rng, z_table, y_table, first_row, top_shade, illum) -> tuple[np.ndarray, str]:
-        """float32 [H,W,3]: rows above first_row see the floor, the rest the table, textured in table
-        coordinates (so perspective-correct); times the illumination illum [H,W]."""
-        H, W = self.height, self.width
-        texture = self.config.textures[rng.integers(len(self.config.textures))]
-        rows = slice(first_row, H)
-        x = z_table[rows, None] * self._xn[None, :]  # world x of the table point seen by each pixel
-        y = y_table[rows, None]
-        phi = rng.uniform(0, np.pi)
-        s_ = x * np.float32(np.cos(phi)) + y * np.float32(np.sin(phi))
-        t_ = y * np.float32(np.cos(phi)) - x * np.float32(np.sin(phi))
-        base = rng.uniform(70, 200) + rng.uniform(-20, 20, 3)
-        if texture == "wood":
-            base = np.array([170.0, 120.0, 75.0]) * rng.uniform(0.65, 1.2)
-            period, wobble = rng.uniform(0.01, 0.04), rng.uniform(0.1, 0.4)
-            rings = s_ / period + 0.8 * np.sin(t_ * (2 * np.pi / wobble))  # wavy growth rings
-            gain = 0.88 + 0.12 * np.sin(np.float32(2 * np.pi) * rings)
-        elif texture == "checker":
-            size = rng.uniform(0.03, 0.1)
-            odd = (np.floor(s_ / size).astype(np.int32) + np.floor(t_ / size).astype(np.int32)) & 1
-            gain = 1.0 - np.float32(rng.uniform(0.15, 0.45)) * odd
-        elif texture == "noise":
-            gain = 0.8 + 0.4 * self._smooth_noise(rng, 8)[rows]
-        else:
-            gain = np.ones_like(x)
-        rgb = np.empty((H, W, 3), np.float32)
-        # cv2 broadcasts a gray image to RGB much faster than numpy's [H,W,1] * [3].
-        gain = gain.astype(np.float32) * illum[rows]
-        rgb[rows] = cv2.multiply(cv2.cvtColor(gain, cv2.COLOR_GRAY2RGB), (*(base * top_shade),))
-        floor = (rng.uniform(35, 95) + rng.uniform(-10, 10, 3)) * top_shade
-        floor_gain = (0.8 + 0.4 * self._smooth_noise(rng, 4)[:first_row]) * illum[:first_row]
-        if first_row:
-            rgb[:first_row] = cv2.multiply(cv2.cvtColor(floor_gain, cv2.COLOR_GRAY2RGB), (*floor,))
-        return rgb, str(texture)
+    # --- sensor noise ----------------------------------------------------------------------------------
 
     def _noise(self, rng, shape: tuple[int, ...]) -> np.ndarray:
         """float32 standard normals of the given shape (a window of the bank)."""
         start = int(rng.integers(0, 65536))
         return self._normals[start : start + int(np.prod(shape))].reshape(shape)
-
-    def _smooth_noise(self, rng, cell: int) -> np.ndarray:
-        """float32 [H,W] in [0,1): uniform noise on a coarse grid (cell pixels), bilinearly upsampled."""
-        small = rng.random((self.height // cell + 1, self.width // cell + 1), dtype=np.float32)
-        return cv2.resize(small, (self.width, self.height), interpolation=cv2.INTER_LINEAR)
-
-    def _illumination(self, rng) -> np.ndarray:
-        """float32 [H,W] smooth gain: a linear gradient spanning config.light_gain."""
-        lo, hi = self.config.light_gain
-        gx, gy = rng.uniform(-1, 1, 2)
-        norm = max(abs(gx) + abs(gy), 1e-6)
-        ux = np.linspace(-1, 1, self.width, dtype=np.float32) * (gx / norm)
-        uy = np.linspace(-1, 1, self.height, dtype=np.float32) * (gy / norm)
-        return ((lo + hi) / 2 + (hi - lo) / 2 * (uy[:, None] + ux[None, :])).astype(np.float32)
 
     def _depth_sensor(self, rng, depth_gt: np.ndarray) -> np.ndarray:
         """Noisy float32 depth: Gaussian noise sigma = 1.2 mm + 1.9 mm * (z - 0.4 m)^2 (a structured-light
@@ -540,6 +493,61 @@ class TabletopWorld:
         k = rng.binomial(depth.size, self.config.depth_dropout)
         depth.reshape(-1)[rng.integers(0, depth.size, k)] = 0.0
         return depth.astype(np.float32, copy=False)
+
+
+# --- appearance (outside TabletopWorld: the class stays readable in one sitting) ----------------------
+
+
+def _background(world: TabletopWorld, rng, z_table, y_table, first_row, top_shade, illum) -> tuple[np.ndarray, str]:
+    """float32 [H,W,3] of a world's scene: rows above first_row see the floor, the rest the table, textured in
+    table coordinates (so perspective-correct); times the illumination illum [H,W]."""
+    H, W = world.height, world.width
+    texture = world.config.textures[rng.integers(len(world.config.textures))]
+    rows = slice(first_row, H)
+    x = z_table[rows, None] * world._xn[None, :]  # world x of the table point seen by each pixel
+    y = y_table[rows, None]
+    phi = rng.uniform(0, np.pi)
+    s_ = x * np.float32(np.cos(phi)) + y * np.float32(np.sin(phi))
+    t_ = y * np.float32(np.cos(phi)) - x * np.float32(np.sin(phi))
+    base = rng.uniform(70, 200) + rng.uniform(-20, 20, 3)
+    if texture == "wood":
+        base = np.array([170.0, 120.0, 75.0]) * rng.uniform(0.65, 1.2)
+        period, wobble = rng.uniform(0.01, 0.04), rng.uniform(0.1, 0.4)
+        rings = s_ / period + 0.8 * np.sin(t_ * (2 * np.pi / wobble))  # wavy growth rings
+        gain = 0.88 + 0.12 * np.sin(np.float32(2 * np.pi) * rings)
+    elif texture == "checker":
+        size = rng.uniform(0.03, 0.1)
+        odd = (np.floor(s_ / size).astype(np.int32) + np.floor(t_ / size).astype(np.int32)) & 1
+        gain = 1.0 - np.float32(rng.uniform(0.15, 0.45)) * odd
+    elif texture == "noise":
+        gain = 0.8 + 0.4 * _smooth_noise(rng, H, W, 8)[rows]
+    else:
+        gain = np.ones_like(x)
+    rgb = np.empty((H, W, 3), np.float32)
+    # cv2 broadcasts a gray image to RGB much faster than numpy's [H,W,1] * [3].
+    gain = gain.astype(np.float32) * illum[rows]
+    rgb[rows] = cv2.multiply(cv2.cvtColor(gain, cv2.COLOR_GRAY2RGB), (*(base * top_shade),))
+    floor = (rng.uniform(35, 95) + rng.uniform(-10, 10, 3)) * top_shade
+    floor_gain = (0.8 + 0.4 * _smooth_noise(rng, H, W, 4)[:first_row]) * illum[:first_row]
+    if first_row:
+        rgb[:first_row] = cv2.multiply(cv2.cvtColor(floor_gain, cv2.COLOR_GRAY2RGB), (*floor,))
+    return rgb, str(texture)
+
+
+def _smooth_noise(rng, height: int, width: int, cell: int) -> np.ndarray:
+    """float32 [H,W] in [0,1): uniform noise on a coarse grid (cell pixels), bilinearly upsampled."""
+    small = rng.random((height // cell + 1, width // cell + 1), dtype=np.float32)
+    return cv2.resize(small, (width, height), interpolation=cv2.INTER_LINEAR)
+
+
+def _illumination(rng, height: int, width: int, light_gain: tuple[float, float]) -> np.ndarray:
+    """float32 [H,W] smooth gain: a linear gradient spanning light_gain (WorldConfig.light_gain)."""
+    lo, hi = light_gain
+    gx, gy = rng.uniform(-1, 1, 2)
+    norm = max(abs(gx) + abs(gy), 1e-6)
+    ux = np.linspace(-1, 1, width, dtype=np.float32) * (gx / norm)
+    uy = np.linspace(-1, 1, height, dtype=np.float32) * (gy / norm)
+    return ((lo + hi) / 2 + (hi - lo) / 2 * (uy[:, None] + ux[None, :])).astype(np.float32)
 
 
 def _unit(v: np.ndarray) -> np.ndarray:
