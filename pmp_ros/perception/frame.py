@@ -5,6 +5,9 @@ evaluation scores.
     plan = pipeline.plan(parsed)                    # the prompts, planned once per frame
     result = pipeline.process(FrameInput(rgb, depth, k), parsed, settings, plan=plan, tracking=stage)
 
+Several frames (the node's cameras) whose plans give the same prompts run as one forward: `batches` groups
+them, `predict` runs a group, and `process` takes each frame's prediction.
+
 `process` predicts the plan's prompts (or takes `prediction`, made for them in a batch of several frames:
 `predict`), follows the instances with the stream's tracker (TrackingStage: the stream's history) or cuts
 them at the publishing threshold (above_threshold: a frame answered alone), resolves the instruction on
@@ -21,14 +24,15 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from pmp_ros.geometry import PointEstimate, locate_instances
+from pmp_ros.geometry import DEPTH_RANGE_M, PointEstimate, locate_instances
 from pmp_ros.language.parse import ParsedInstruction
 from pmp_ros.language.resolve import PromptPlan, Resolution, apply, plan_prompts, resolve
 from pmp_ros.model.inference import Prediction, Predictor
+from pmp_ros.objects3d import DEFAULT_PARAMS as OBJECTS3D_PARAMS
 from pmp_ros.objects3d import Object3D, measure_objects
 from pmp_ros.perception.tracking_stage import TrackingStage, above_threshold
 from pmp_ros.tracking import TrackerParams, TrackingResult
@@ -50,13 +54,16 @@ class FrameInput:
 class FrameSettings:
     """How a frame is handled. score_threshold: the publishing threshold (instances, or tracks by their
     smoothed score, below it are not published); tracker: the tracker's settings, used with a tracking stage
-    (the node's: interface.tracker_params with publish_score = score_threshold); voxel_m: the cloud's voxel
-    size (0 keeps every point); cloud: also collect each 3D object's coloured points."""
+    (the node's: its tracking_* parameters with publish_score = score_threshold); voxel_m: the cloud's voxel
+    size (0 keeps every point); cloud: also collect each 3D object's coloured points; depth_range: the valid
+    depth readings (metres, inclusive) where points and objects are measured (the node's depth_min and
+    depth_max)."""
 
     score_threshold: float
     tracker: TrackerParams | None = None
     voxel_m: float = 0.0
     cloud: bool = False
+    depth_range: tuple[float, float] = DEPTH_RANGE_M
 
 
 @dataclass(frozen=True)
@@ -106,6 +113,16 @@ class FramePipeline:
         self._use_prompts(plan.prompts)
         return self.predictor.predict(list(images), semantic=False)
 
+    def batches(self, plans: Sequence[PromptPlan]) -> list[list[int]]:
+        """The frames (indices into plans, one plan per frame) that `predict` can run as one batch: groups of
+        at least two whose plans give the same prompts, each a target at least (a plan without one runs no
+        model). A frame in no group is predicted alone (by `process`)."""
+        groups: dict[tuple[str, ...], list[int]] = {}
+        for index, plan in enumerate(plans):
+            if plan.num_targets:
+                groups.setdefault(tuple(plan.prompts), []).append(index)
+        return [members for members in groups.values() if len(members) > 1]
+
     def process(
         self,
         frame: FrameInput,
@@ -153,7 +170,7 @@ class FramePipeline:
         start = time.perf_counter()
         instances = published.instances
         masks = [i.mask for i in instances]
-        points = locate_instances(masks, frame.depth, frame.k, DEPTH_WINDOW)
+        points = locate_instances(masks, frame.depth, frame.k, DEPTH_WINDOW, valid_range=settings.depth_range)
         timings["locate"] = time.perf_counter() - start
         start = time.perf_counter()
         objects = None
@@ -167,6 +184,7 @@ class FramePipeline:
                 pixels=[(p.u, p.v) for p in points],
                 cloud_rgb=frame.rgb if settings.cloud else None,
                 voxel_m=settings.voxel_m,
+                params=replace(OBJECTS3D_PARAMS, depth_range=settings.depth_range),
             )
         timings["measure"] = time.perf_counter() - start
         return FrameResult(plan, candidates, published, resolution, track_ids, tracked, points, objects, timings)

@@ -1,6 +1,7 @@
 """The frame pipeline (pmp_ros/perception/frame.py) with a small real model on procedural RGB-D scenes:
 what it publishes is the resolved subset of its candidates, each with its point and 3D object; a batch's
-prediction gives what predicting the frame alone gives; an instruction without a target runs no model;
+prediction gives what predicting the frame alone gives, and frames with the same prompts form a batch; points
+and objects are measured within the depth range; an instruction without a target runs no model;
 tracking gives the published instances their track ids."""
 
 import dataclasses
@@ -79,6 +80,25 @@ def test_a_batchs_prediction_gives_what_the_frame_alone_gives(pipeline, frames):
         assert [(i.id, i.label) for i in given.prediction.instances] == [
             (i.id, i.label) for i in alone.prediction.instances
         ]
+
+
+def test_frames_whose_plans_give_the_same_prompts_form_a_batch(pipeline):
+    plans = [
+        pipeline.plan(parse_instruction(text)) for text in (PLURAL, "red star", SINGULAR, "not the cup", "red star")
+    ]
+    assert pipeline.batches(plans) == [[0, 2], [1, 4]]  # the exclusion alone has no target: no model, no batch
+    assert pipeline.batches(plans[:2]) == []
+
+
+def test_points_and_objects_are_measured_within_the_depth_range(pipeline, frames):
+    parsed = parse_instruction(PLURAL)
+    full = pipeline.process(frames[0], parsed, FrameSettings(0.0))
+    assert any(point.position is not None for point in full.points)
+    assert any(item.num_points for item in full.objects)
+    beyond = pipeline.process(frames[0], parsed, FrameSettings(0.0, depth_range=(15.0, 20.0)))  # the table is nearer
+    assert [i.id for i in beyond.prediction.instances] == [i.id for i in full.prediction.instances]
+    assert all(point.position is None for point in beyond.points)
+    assert not any(item.num_points for item in beyond.objects)
 
 
 def test_the_publishing_threshold_cuts_the_candidates(pipeline, frames):
