@@ -31,6 +31,12 @@ def from_dict(cls: type[T], data: Mapping[str, Any], path: str = "config") -> T:
             kwargs[name] = from_dict(type(default), value, f"{path}.{name}")
         elif isinstance(default, tuple) and value is not None:
             kwargs[name] = tuple(value)
+        elif isinstance(default, float) and isinstance(value, (str, int)) and not isinstance(value, bool):
+            # YAML 1.1 reads 1e-6 (no dot) as a string; an int where a float is expected is fine.
+            try:
+                kwargs[name] = float(value)
+            except ValueError:
+                raise ValueError(f"{path}.{name}: expected a number, got {value!r}") from None
         else:
             kwargs[name] = value
     return cls(**kwargs)

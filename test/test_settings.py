@@ -25,6 +25,7 @@ def test_nested_partial_mappings_fill_defaults_and_lists_become_tuples():
         (train_config, {"stepz": 3}, "train: unknown key(s) ['stepz']"),
         (lambda d: from_dict(ClipPretrainConfig, d, "clip"), {"lr": 1, "crop": 3}, "clip: unknown key(s) ['crop']"),
         (ModelConfig.from_dict, {"decoder": 3}, "config.decoder: expected a mapping"),
+        (train_config, {"lr": "fast"}, "train.lr: expected a number, got 'fast'"),
     ],
 )
 def test_unknown_keys_and_wrong_shapes_are_named(build, data, message):
@@ -34,3 +35,11 @@ def test_unknown_keys_and_wrong_shapes_are_named(build, data, message):
 
 def test_a_train_config_round_trips():
     assert train_config({"steps": 5, "lr": 0.1}) == TrainConfig(steps=5, lr=0.1)
+
+
+def test_numbers_yaml_reads_as_strings_become_floats():
+    import yaml
+
+    assert isinstance(yaml.safe_load("1e-6"), str)  # YAML 1.1: no dot, no float
+    cfg = train_config({"max_minutes": yaml.safe_load("1e-6"), "lr": 1})
+    assert cfg.max_minutes == 1e-6 and isinstance(cfg.lr, float)

@@ -63,6 +63,9 @@ class TrainConfig:
     unprompted_weight: float = 0.25  # weighted: loss weight of the instances the prompts do not name
     log_every: int = 20
     checkpoint_every: int = 250
+    # Stop after this many minutes of training (checkpointed, resumable with --resume); 0 = run all steps.
+    # For machines lent for minutes (scripts/gpu_train.sh).
+    max_minutes: float = 0.0
     # Keep the model every this many steps in <out>/snapshots/step_NNNNNN.safetensors, for learning curves
     # (python -m pmp_ros.eval.curves RUN --snapshots); 0 = none.
     snapshot_every: int = 0
@@ -217,6 +220,7 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, out: Path, resume: bool = Fa
         total=cfg.steps,
     )
     started = time.time()
+    done = start_step
     for step, (images, targets, prompts) in zip(progress, _batches(data, start_step, cfg.steps, cfg.data_workers)):
         images = images.to(device, non_blocking=True)
         targets = [{k: v.to(device, non_blocking=True) for k, v in t.items()} for t in targets]
@@ -242,7 +246,8 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, out: Path, resume: bool = Fa
             log.write(json.dumps(record) + "\n")
             log.flush()
             progress.set_postfix(loss=f"{record['loss']:.3f}")
-        if is_main and (done % cfg.checkpoint_every == 0 or done == cfg.steps):
+        out_of_time = _out_of_time(cfg.max_minutes, started, device, world_size)
+        if is_main and (done % cfg.checkpoint_every == 0 or done == cfg.steps or out_of_time):
             # Written beside and then renamed: a run stopped mid-write keeps its previous state intact.
             partial = state_path.with_suffix(".tmp")
             torch.save(
@@ -262,6 +267,10 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, out: Path, resume: bool = Fa
                 model_cfg,
                 {"training": asdict(cfg), "steps": done, "data": _data_name(cfg)},
             )
+        if out_of_time:
+            if is_main:
+                print(f"stopped at step {done} of {cfg.steps}: train.max_minutes={cfg.max_minutes} reached", flush=True)
+            break
     final = out / "model.safetensors"
     if is_main:
         log.close()
@@ -269,12 +278,22 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, out: Path, resume: bool = Fa
             final,
             model,
             model_cfg,
-            {"training": asdict(cfg), "steps": cfg.steps, "world_size": world_size, "data": _data_name(cfg)},
+            {"training": asdict(cfg), "steps": done, "world_size": world_size, "data": _data_name(cfg)},
         )
     if world_size > 1:
         dist.barrier()
         dist.destroy_process_group()
     return final
+
+
+def _out_of_time(max_minutes: float, started: float, device: torch.device, world_size: int) -> bool:
+    """Whether train.max_minutes has passed (on any rank: all ranks stop at the same step)."""
+    if not max_minutes:
+        return False
+    late = torch.tensor(float(time.time() - started >= max_minutes * 60), device=device)
+    if world_size > 1:
+        dist.all_reduce(late, op=dist.ReduceOp.MAX)
+    return bool(late.item())
 
 
 class _StepBatches(torch.utils.data.Dataset):

@@ -229,3 +229,18 @@ def test_batches_rendered_by_worker_processes_equal_the_in_process_ones():
         assert torch.equal(images_a, images_b) and prompts_a == prompts_b
         for a, b in zip(targets_a, targets_b):
             assert torch.equal(a["labels"], b["labels"]) and torch.equal(a["masks"], b["masks"])
+
+
+@pytest.mark.slow
+def test_a_run_out_of_minutes_stops_checkpointed_and_resumes(tmp_path):
+    import torch
+
+    out = tmp_path / "run"
+    config = str(_config_file(tmp_path, steps=4, checkpoint_every=100))
+    command = ["-m", "pmp_ros.train.train_pmp", "--config", config, "--out", str(out)]
+    result = _run([*command, "--set", "train.max_minutes=1e-6"])  # out of time after the first step
+    assert "stopped at step 1 of 4" in result.stdout
+    assert torch.load(out / "last.pt", weights_only=False)["step"] == 1  # saved although not a checkpoint step
+    assert load_segmenter(out / "model.safetensors")[1].train_classes
+    _run([*command, "--resume"])
+    assert [r["step"] for r in _log(out)] == [0, 1, 2, 3]
