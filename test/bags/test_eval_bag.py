@@ -58,7 +58,7 @@ def direct_evaluation(model_file, frames):
     from pmp_ros.geometry import locate_instances
     from pmp_ros.language.parse import parse_instruction
     from pmp_ros.model.inference import Predictor
-    from pmp_ros.ros.node import DEPTH_WINDOW
+    from pmp_ros.perception.frame import DEPTH_WINDOW
 
     torch.set_num_threads(1)
     predictor, _ = Predictor.from_checkpoint(

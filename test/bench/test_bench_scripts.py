@@ -127,7 +127,7 @@ def test_profile_node():
     if not (shutil.which("py-spy") or Path(sys.executable).with_name("py-spy").is_file()):
         pytest.skip("py-spy not installed")
     out = run("profile_node.py", "--random-model", "--duration", "3", "--stream-size", "320x240")
-    assert "inclusive share" in out and "SegmenterNode._segment" in out
+    assert "inclusive share" in out and "FrameHandler.segment" in out
     out = run("profile_node.py", "--random-model", "--duration", "3", "--stream-size", "320x240", "--gil")
     assert "held the GIL" in out and "worker (SegmenterNode._work)" in out, out
 

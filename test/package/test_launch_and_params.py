@@ -55,7 +55,7 @@ def _node_parameters(*params_files: Path, namespace: str = "") -> dict:
     try:
         node = SegmenterNode()
         try:
-            return dict(node.params)
+            return node.settings.values()
         finally:
             node.destroy_node()
     finally:

@@ -138,13 +138,14 @@ def test_a_worker_failing_again_and_again_takes_the_lifecycle_error_transition(m
 
 def test_a_service_failure_is_answered_with_its_cause_and_the_service_answers_again(managed):
     node, client = managed
-    wait_for_segment = node._wait_for_segment
+    service = node.segment_service
+    wait_for_segment = service.wait
 
     def failing(*args):
-        node._wait_for_segment = wait_for_segment  # once
+        service.wait = wait_for_segment  # once
         raise InjectedFault("injected into the segment service")
 
-    node._wait_for_segment = failing
+    service.wait = failing
     request = Segment.Request(instruction=GOOD, timeout=0.5)
     response = client.call(Segment, interface.SEGMENT_SERVICE, request)
     assert not response.success and "internal error: InjectedFault: injected" in response.error
