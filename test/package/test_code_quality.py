@@ -38,3 +38,24 @@ def test_an_rclpy_import_in_the_model_breaks_the_contracts(tmp_path):
     assert result.returncode != 0
     assert "pmp_ros.model is not allowed to import rclpy" in result.stdout
     assert "pmp_ros.model.ros_leak -> rclpy" in result.stdout
+
+
+# The most lines a class of the package may span (issue 27): a class a reader can hold in mind at once.
+MAX_CLASS_LINES = 300
+
+
+def test_no_class_of_the_package_is_over_the_line_limit():
+    import ast
+
+    long_classes = [
+        f"{path.relative_to(ROOT)}:{node.lineno} {node.name} ({node.end_lineno - node.lineno + 1} lines)"
+        for path in sorted((ROOT / "pmp_ros").rglob("*.py"))
+        for node in ast.walk(ast.parse(path.read_text(), str(path)))
+        if isinstance(node, ast.ClassDef) and node.end_lineno - node.lineno + 1 > MAX_CLASS_LINES
+    ]
+    assert not long_classes, f"classes over {MAX_CLASS_LINES} lines: {long_classes}"
+
+
+def test_the_node_module_keeps_to_the_lifecycle_model_and_worker_loop():
+    lines = (ROOT / "pmp_ros" / "ros" / "node.py").read_text().count("\n")
+    assert lines <= 400, f"pmp_ros/ros/node.py has {lines} lines (at most 400: issue 27's split by concern)"
