@@ -334,20 +334,21 @@ def main(args: list[str] | None = None) -> int:
         rclpy.init(args=args)
     except Exception as error:  # e.g. a log folder it cannot create: one line, not rclpy's traceback
         return _startup_failed(f"cannot start ROS: {error} (is ROS_LOG_DIR or ROS_HOME writable?)")
-    node = None
-    service_executor = None
+    node = service_executor = None
     code = 0
     try:
         if quiet_stop.received():  # between hand_over and rclpy's handlers: nothing stopped the context
             raise _Stopped
+        # Before the start-up: a stop during it shuts the context, and an executor made then fails noisily.
+        service_executor = MultiThreadedExecutor(num_threads=SERVICE_EXECUTOR_THREADS)
+        executor = SingleThreadedExecutor()
         node = SegmenterNode()
         if node.settings.autostart:
             node.autostarting = True
             if node.trigger_configure() != TransitionCallbackReturn.SUCCESS:
                 raise StartupError(node.startup_error)
-            node.trigger_activate()
+            node.trigger_activate()  # prints the ready line
             node.autostarting = False
-        service_executor = MultiThreadedExecutor(num_threads=SERVICE_EXECUTOR_THREADS)
         service_executor.add_node(node.service_node)
         threading.Thread(
             target=node.service_supervisor.run,
@@ -355,7 +356,6 @@ def main(args: list[str] | None = None) -> int:
             name="pmp_segment_service",
             daemon=True,
         ).start()
-        executor = SingleThreadedExecutor()
         executor.add_node(node)
         quiet_stop.on_noted(_shut_down_context)
         if quiet_stop.received():  # came during the start-up, after the check above
