@@ -3,7 +3,7 @@
     python bench/bench_frame_size.py                       # both reliabilities (~2 min)
     python bench/bench_frame_size.py --resolutions 320x240,640x480 --repeats 1              # smoke
 
-A receiver in its own process subscribes to sensor_msgs/Image as the node does (depth 1, the reliability
+A receiver in its own process subscribes to sensor_msgs/Image with the node's QoS (depth 1, the reliability
 under test); this process publishes frames to it (best-effort: sensor-data QoS as camera drivers use;
 reliable: reliable) with the package's Fast DDS profile (config/fastdds.xml), which the node uses too.
 Separate processes, because Fast DDS hands samples between participants of one process without any
