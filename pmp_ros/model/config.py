@@ -133,8 +133,8 @@ class InferenceConfig:
     of the image's height, zoom_input_size's aspect) cut from the input image, at most zoom_crops per
     image, run as one batch at zoom_size ((0, 0) = the inference size; smaller is cheaper, the crops' scale
     is their window's height over zoom_size's); the crops' instances that overlap a first-look candidate of
-    their class replace the first look's at mask IoU >= zoom_match_iou, or join them. zoom_crops 0 = off
-    (exactly the single look).
+    their class at mask IoU >= zoom_candidate_iou (0: every instance of a window) replace the first look's
+    at mask IoU >= zoom_match_iou, or join them. zoom_crops 0 = off (exactly the single look).
     """
 
     size: tuple[int, int] = (240, 320)
@@ -149,6 +149,7 @@ class InferenceConfig:
     zoom_context: float = 4.0
     zoom_min_window: float = 0.25
     zoom_match_iou: float = 0.5
+    zoom_candidate_iou: float = 0.2
 
     def __post_init__(self):
         if self.zoom_crops < 0:
@@ -160,6 +161,8 @@ class InferenceConfig:
             )
         if self.zoom_context < 1:
             raise ValueError(f"inference.zoom_context must be >= 1 (the window holds the box), got {self.zoom_context}")
+        if not 0 <= self.zoom_candidate_iou <= 1:
+            raise ValueError(f"inference.zoom_candidate_iou must be in [0, 1], got {self.zoom_candidate_iou}")
         if not 0 < self.zoom_match_iou <= 1:
             raise ValueError(f"inference.zoom_match_iou must be in (0, 1], got {self.zoom_match_iou}")
         if len(self.zoom_size) != 2 or min(self.zoom_size) < 0 or (0 in self.zoom_size and any(self.zoom_size)):

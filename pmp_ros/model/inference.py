@@ -432,9 +432,9 @@ class Predictor:
                 masks, picked = paste_window(seen["label_image"], seen["ids"], (top, left, bottom, right), size)
                 found_embeddings = seen["embeddings"][picked] if embeddings is not None else None
                 looks.append(Looks(masks, seen["scores"][picked], seen["labels"][picked], found_embeddings))
-            zoomed = on_candidates(Looks.cat(looks), candidate_masks, classes[candidates])
+            zoomed = on_candidates(Looks.cat(looks), candidate_masks, classes[candidates], cfg.zoom_candidate_iou)
             max_area = int(cfg.zoom_max_area * size[0] * size[1])
-            merged = merge_looks(_first_look(found), zoomed, cfg.zoom_match_iou, max_area)
+            merged = merge_looks(_first_look(found), zoomed, cfg.zoom_match_iou, max_area, cfg.overlap_threshold)
             return _look_fields(merged, cfg)
 
     def _preprocess(self, image: np.ndarray, size: tuple[int, int]) -> Tensor:

@@ -19,11 +19,6 @@ from torch import Tensor
 
 from pmp_ros.model.config import InferenceConfig
 
-# A zoomed instance must overlap a first-look candidate of its class at least this much (mask IoU): the
-# second look judges the candidates again, it does not search the window for new objects (at 4x the scale
-# the model was trained at, its free finds there are mostly parts of objects and background).
-CANDIDATE_IOU = 0.2
-
 Window = tuple[int, int, int, int]  # (top, left, bottom, right) in input-image pixels, bottom/right exclusive
 
 
@@ -137,14 +132,16 @@ def paste_window(label: Tensor, ids: Tensor, window: Window, image_size: tuple[i
     return full, index
 
 
-def on_candidates(zoomed: Looks, candidate_masks: Tensor, candidate_labels: Tensor) -> Looks:
-    """The zoomed instances that overlap a first-look candidate of their class at mask IoU >= CANDIDATE_IOU.
-    candidate_masks: bool [M,H,W] (the candidates' binarised masks at the image's size); candidate_labels:
-    int64 [M]."""
+def on_candidates(zoomed: Looks, candidate_masks: Tensor, candidate_labels: Tensor, min_iou: float) -> Looks:
+    """The zoomed instances that overlap a first-look candidate of their class at mask IoU >= min_iou (0:
+    every one). candidate_masks: bool [M,H,W] (the candidates' binarised masks at the image's size);
+    candidate_labels: int64 [M]."""
+    if min_iou <= 0:
+        return zoomed
     if zoomed.scores.numel() == 0 or candidate_labels.numel() == 0:
         return zoomed.select(torch.zeros(zoomed.scores.numel(), dtype=torch.bool, device=zoomed.scores.device))
     overlap = mask_iou(zoomed.masks, candidate_masks) * (zoomed.labels[:, None] == candidate_labels[None])
-    return zoomed.select(overlap.amax(1) >= CANDIDATE_IOU)
+    return zoomed.select(overlap.amax(1) >= min_iou)
 
 
 def mask_iou(a: Tensor, b: Tensor) -> Tensor:
@@ -155,14 +152,17 @@ def mask_iou(a: Tensor, b: Tensor) -> Tensor:
     return inter / union.clamp(min=1.0)
 
 
-def merge_looks(first: Looks, zoomed: Looks, match_iou: float, max_area: int) -> Looks:
+def merge_looks(first: Looks, zoomed: Looks, match_iou: float, max_area: int, overlap_threshold: float) -> Looks:
     """The first look's instances with the zoomed look's merged in, highest score first.
 
     Zoomed instances are taken best first; one matching an instance taken before it (same class, mask IoU
     >= match_iou: two windows saw the same object) is a duplicate and dropped, and so is one matching a
     first-look instance of more than max_area pixels (the first look saw that object whole; a window holds
     at most part of it). A taken one replaces every first-look instance it matches (its mask and score are
-    the closer look's) or joins them as a new one.
+    the closer look's) or joins them as a new one, unless less than overlap_threshold of it lies outside
+    the first-look instances that stay: then it is a part of one of them (a window shows objects larger
+    than the model was trained on, and it often segments parts of them) and would only push it out when
+    the instances are painted.
     """
     if zoomed.scores.numel() == 0:
         return first
@@ -179,7 +179,9 @@ def merge_looks(first: Looks, zoomed: Looks, match_iou: float, max_area: int) ->
         taken.append(j)
         replaced = [r or m for r, m in zip(replaced, same_fz[j])]
     keep_first = torch.tensor([not r for r in replaced], dtype=torch.bool, device=first.scores.device)
-    merged = Looks.cat(
-        [first.select(keep_first), zoomed.select(torch.tensor(taken, dtype=torch.long, device=zoomed.scores.device))]
-    )
+    staying = first.select(keep_first)
+    joined = zoomed.select(torch.tensor(taken, dtype=torch.long, device=zoomed.scores.device))
+    covered = joined.masks & staying.masks.any(0)
+    outside = 1 - covered.flatten(1).sum(1) / joined.masks.flatten(1).sum(1).clamp(min=1)
+    merged = Looks.cat([staying, joined.select(outside >= overlap_threshold)])
     return merged.select(torch.argsort(merged.scores, descending=True))

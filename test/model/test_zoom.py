@@ -95,7 +95,7 @@ def _box(shape, top, left, size):
     return mask
 
 
-def test_merge_replaces_small_matches_keeps_large_ones_and_drops_duplicates():
+def test_merge_replaces_small_matches_keeps_large_ones_drops_duplicates_and_parts():
     shape = (40, 40)
     first = _looks([_box(shape, 0, 0, 4), _box(shape, 20, 20, 15)], [0.3, 0.9], [0, 1])
     zoomed = _looks(
@@ -104,18 +104,19 @@ def test_merge_replaces_small_matches_keeps_large_ones_and_drops_duplicates():
             _box(shape, 0, 0, 5),  # the same object from another window, lower score: a duplicate
             _box(shape, 22, 22, 13),  # matches first 1 (225 px > max_area): left out
             _box(shape, 10, 30, 3),  # new
+            _box(shape, 24, 24, 4),  # inside first 1 without matching it: a part of it, left out
         ],
-        [0.8, 0.7, 0.95, 0.4],
-        [0, 0, 1, 0],
+        [0.8, 0.7, 0.95, 0.4, 0.99],
+        [0, 0, 1, 0, 0],
     )
-    merged = merge_looks(first, zoomed, match_iou=0.5, max_area=100)
+    merged = merge_looks(first, zoomed, match_iou=0.5, max_area=100, overlap_threshold=0.8)
     assert merged.scores.tolist() == pytest.approx([0.9, 0.8, 0.4])
     assert merged.labels.tolist() == [1, 0, 0]
     assert merged.masks[1].sum() == 25 and merged.masks[0].sum() == 225
 
 
-@pytest.fixture(scope="module")
-def small_predictor():
+@pytest.fixture
+def small_predictor():  # one per test: the tests change its settings
     model, cfg = build_small_segmenter()
     return Predictor(model, cfg.inference, device="cpu", precision="fp32")
 
