@@ -339,10 +339,10 @@ def main(args: list[str] | None = None) -> int:
     try:
         if quiet_stop.received():  # between hand_over and rclpy's handlers: nothing stopped the context
             raise _Stopped
-        # Before the start-up: a stop during it shuts the context, and an executor made then fails noisily.
-        service_executor = MultiThreadedExecutor(num_threads=SERVICE_EXECUTOR_THREADS)
+        service_executor = MultiThreadedExecutor(num_threads=SERVICE_EXECUTOR_THREADS)  # see shut_down_rclpy
         executor = SingleThreadedExecutor()
         node = SegmenterNode()
+        quiet_stop.on_noted(lambda: quiet_stop.shut_down_rclpy(node.get_logger().name))
         if node.settings.autostart:
             node.autostarting = True
             if node.trigger_configure() != TransitionCallbackReturn.SUCCESS:
@@ -357,7 +357,6 @@ def main(args: list[str] | None = None) -> int:
             daemon=True,
         ).start()
         executor.add_node(node)
-        quiet_stop.on_noted(_shut_down_context)
         if quiet_stop.received():  # came during the start-up, after the check above
             raise _Stopped
         node.executor_supervisor.run(lambda: spin_until_context_down(executor, node.context))
@@ -378,12 +377,6 @@ def main(args: list[str] | None = None) -> int:
         # Now, not at the interpreter's exit, which finish skips: the DDS participant says goodbye to its peers.
         get_default_context().destroy()
     quiet_stop.finish(code, node.torch_busy if node is not None else None)
-
-
-def _shut_down_context() -> None:
-    """A noted stop signal ends the spin even when rclpy's own handler did not shut the context down."""
-    if rclpy.ok():
-        rclpy.try_shutdown()
 
 
 def _stopping() -> bool:

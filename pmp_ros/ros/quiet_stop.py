@@ -79,11 +79,26 @@ def hand_over() -> None:
 
 
 def on_noted(callback: Callable[[], None]) -> None:
-    """From now on a noted signal also calls `callback` (main thread, between bytecodes). The node sets it when
-    it starts spinning, to make sure the stop happens: in 1 of 40 stops (bench/start_stop.py, a SIGINT 0.05 s
-    after the node appeared on the graph) rclpy's handler left the context up and the node ran on. Not
-    earlier: an executor made after the context is down fails in its constructor and prints a traceback."""
+    """From now on a noted signal also calls `callback` (main thread, between bytecodes). The node sets
+    shut_down_rclpy as soon as it exists."""
     _STOP.on_noted = callback
+
+
+def shut_down_rclpy(logger_name: str) -> None:
+    """What a noted stop does to the node (rclpy imported here, not at this module's import):
+    - its logger drops everything below FATAL: the lifecycle transition a stop cuts short (configure while the
+      model loads) fails to publish its event on the shut-down context and logs an ERROR that is the stop's,
+      not news (test_node_stops: a SIGTERM while it configures);
+    - the context is shut down, even where rclpy's handler left it up: in 1 of 40 stops (bench/start_stop.py,
+      a SIGINT 0.05 s after the node appeared on the graph) the node ran on. The node makes its executors
+      before this can happen: one made on a shut-down context fails in its constructor, noisily.
+    """
+    import rclpy
+    from rclpy.logging import LoggingSeverity, set_logger_level
+
+    set_logger_level(logger_name, LoggingSeverity.FATAL)
+    if rclpy.ok():
+        rclpy.try_shutdown()
 
 
 def received() -> bool:
