@@ -165,7 +165,6 @@ def prompted_predictions(
             found = instances_from_queries(
                 log_probs[:, order + [len(names)]], mask_logits, len(prompts), image.shape[:2], predictor.cfg
             )
-            found = predictor.zoom(found, image, out, i, text, len(prompts), order + [len(names)])  # as predict()
             host = {k: v.cpu().numpy() for k, v in found.items()}
             prediction = prediction_from_fields(host, [names[j] for j in order])
             results.append((prediction, log_probs, mask_logits))

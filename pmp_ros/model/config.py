@@ -125,52 +125,13 @@ class LossConfig:
 
 @dataclass
 class InferenceConfig:
-    """size: (height, width) the image is resized to before the forward pass.
-
-    zoom_*: a second, zoomed look at small candidates of the prompted classes (pmp_ros/model/zoom.py): after
-    the forward pass, proposals of a prompted class scoring at least zoom_score_floor whose mask covers at
-    most zoom_max_area of the image get a window of zoom_context times their box (at least zoom_min_window
-    of the image's height, zoom_input_size's aspect) cut from the input image, at most zoom_crops per
-    image, run as one batch at zoom_size ((0, 0) = the inference size; smaller is cheaper, the crops' scale
-    is their window's height over zoom_size's); the crops' instances that overlap a first-look candidate of
-    their class at mask IoU >= zoom_candidate_iou (0: every instance of a window) replace the first look's
-    at mask IoU >= zoom_match_iou, or join them. zoom_crops 0 = off (exactly the single look).
-    """
+    """size: (height, width) the image is resized to before the forward pass."""
 
     size: tuple[int, int] = (240, 320)
     score_threshold: float = 0.5
     mask_threshold: float = 0.5
     overlap_threshold: float = 0.8
     max_instances: int = 20
-    zoom_crops: int = 0
-    zoom_size: tuple[int, int] = (0, 0)
-    zoom_max_area: float = 0.005
-    zoom_score_floor: float = 0.05
-    zoom_context: float = 4.0
-    zoom_min_window: float = 0.25
-    zoom_match_iou: float = 0.5
-    zoom_candidate_iou: float = 0.2
-
-    def __post_init__(self):
-        if self.zoom_crops < 0:
-            raise ValueError(f"inference.zoom_crops must be >= 0 (0 = off), got {self.zoom_crops}")
-        if not 0 < self.zoom_max_area <= 1 or not 0 < self.zoom_min_window <= 1:
-            raise ValueError(
-                f"inference.zoom_max_area and zoom_min_window must be in (0, 1], got {self.zoom_max_area}, "
-                f"{self.zoom_min_window}"
-            )
-        if self.zoom_context < 1:
-            raise ValueError(f"inference.zoom_context must be >= 1 (the window holds the box), got {self.zoom_context}")
-        if not 0 <= self.zoom_candidate_iou <= 1:
-            raise ValueError(f"inference.zoom_candidate_iou must be in [0, 1], got {self.zoom_candidate_iou}")
-        if not 0 < self.zoom_match_iou <= 1:
-            raise ValueError(f"inference.zoom_match_iou must be in (0, 1], got {self.zoom_match_iou}")
-        if len(self.zoom_size) != 2 or min(self.zoom_size) < 0 or (0 in self.zoom_size and any(self.zoom_size)):
-            raise ValueError(f"inference.zoom_size must be (height, width) > 0, or (0, 0), got {self.zoom_size}")
-
-    def zoom_input_size(self) -> tuple[int, int]:
-        """(height, width) the zoomed look's crops are resized to."""
-        return tuple(self.zoom_size) if any(self.zoom_size) else tuple(self.size)
 
 
 @dataclass

@@ -24,7 +24,6 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from pmp_ros.model.config import InferenceConfig
-from pmp_ros.model.zoom import Looks, merge_looks, on_candidates, paste_window, zoom_windows
 
 # Semantic-map classes upsampled at a time: bounds memory for large vocabularies at full resolution.
 _SEMANTIC_CHUNK = 16
@@ -285,17 +284,14 @@ class Predictor:
                 list(class_names), prompt_lists, None if templates is None else list(templates)
             )
 
-    def forward(
-        self, images: Sequence[np.ndarray], text: Any, size: tuple[int, int] | None = None
-    ) -> dict[str, Tensor]:
+    def forward(self, images: Sequence[np.ndarray], text: Any) -> dict[str, Tensor]:
         """The model's raw outputs for a batch: images uint8 [H,W,3] RGB (sizes may differ), each resized to
-        size (height, width; None = cfg.size), with text from encode_text. Returns the segmenter's eval
-        outputs (class_log_probs [B,Q,C+1], pred_masks [B,Q,h,w] logits, pred_logits [B,Q,C+1], ...) on
-        the Predictor's device."""
+        cfg.size, with text from encode_text. Returns the segmenter's eval outputs (class_log_probs
+        [B,Q,C+1], pred_masks [B,Q,h,w] logits, pred_logits [B,Q,C+1], ...) on the Predictor's device."""
         for image in images:
             _check_image(image)
         with torch.inference_mode():
-            batch = torch.stack([self._preprocess(image, size or self.cfg.size) for image in images])
+            batch = torch.stack([self._preprocess(image, self.cfg.size) for image in images])
             with self._autocast():
                 return self.segmenter(batch, text)
 
@@ -359,7 +355,6 @@ class Predictor:
                 found = instances_from_queries(
                     log_probs, masks, len(prompts), image.shape[:2], cfg, None if embeddings is None else embeddings[i]
                 )
-                found = self.zoom(found, image, out, i, text, len(prompts), cfg=cfg)
                 fields.append(
                     found
                     | (
@@ -376,110 +371,11 @@ class Predictor:
             results.append(prediction_from_fields(host, names))
         return results
 
-    def zoom(
-        self,
-        found: dict[str, Tensor],
-        image: np.ndarray,
-        out: dict[str, Tensor],
-        index: int,
-        text: Any,
-        num_prompts: int,
-        columns: Sequence[int] | None = None,
-        cfg: InferenceConfig | None = None,
-    ) -> dict[str, Tensor]:
-        """The zoomed look (model/zoom.py) at image `index` of a forward pass: found, that image's
-        instances_from_queries fields, with the instances of at most cfg.zoom_crops windows merged in (the
-        same fields, dropped candidates left out); found itself when zoom_crops is 0 or nothing qualifies.
-
-        image: the uint8 [H,W,3] input; out: the forward's outputs for the batch holding it; text: that
-        batch's TextFeatures (prompts shared, or one row per image); columns: the class columns, void last,
-        that put this image's prompts first in out["class_log_probs"] (the evaluation's per-image layout),
-        None = as they are; cfg: None = self.cfg. The windows run as one batch with the image's prompts.
-        """
-        cfg = self.cfg if cfg is None else cfg
-        if cfg.zoom_crops == 0:
-            return found
-        with torch.inference_mode():
-            reorder = (lambda t: t[:, list(columns)]) if columns is not None else (lambda t: t)
-            mask_logits = out["pred_masks"][index].float()
-            scores, classes = instance_scores(
-                reorder(out["class_log_probs"][index].float()), mask_logits, num_prompts, cfg.mask_threshold
-            )
-            size = image.shape[:2]
-            windows = zoom_windows(scores, mask_logits, size, cfg)
-            if not windows:
-                return found
-            candidates = scores >= cfg.zoom_score_floor
-            candidate_masks = F.interpolate(
-                mask_logits[candidates][None], size=size, mode="bilinear", align_corners=False
-            )[0] > _logit(cfg.mask_threshold)
-            crops = self.forward(
-                [image[top:bottom, left:right] for top, left, bottom, right in windows],
-                _text_row(text, index),
-                cfg.zoom_input_size(),
-            )
-            embeddings = crops.get("query_embeddings") if "embeddings" in found else None
-            looks = []
-            for j, (top, left, bottom, right) in enumerate(windows):
-                seen = instances_from_queries(
-                    reorder(crops["class_log_probs"][j].float()),
-                    crops["pred_masks"][j].float(),
-                    num_prompts,
-                    (bottom - top, right - left),
-                    cfg,
-                    None if embeddings is None else embeddings[j],
-                )
-                masks, picked = paste_window(seen["label_image"], seen["ids"], (top, left, bottom, right), size)
-                found_embeddings = seen["embeddings"][picked] if embeddings is not None else None
-                looks.append(Looks(masks, seen["scores"][picked], seen["labels"][picked], found_embeddings))
-            zoomed = on_candidates(Looks.cat(looks), candidate_masks, classes[candidates], cfg.zoom_candidate_iou)
-            max_area = int(cfg.zoom_max_area * size[0] * size[1])
-            merged = merge_looks(_first_look(found), zoomed, cfg.zoom_match_iou, max_area, cfg.overlap_threshold)
-            return _look_fields(merged, cfg)
-
     def _preprocess(self, image: np.ndarray, size: tuple[int, int]) -> Tensor:
         # from_numpy shares memory (read-only buffers are copied: torch warns on them otherwise).
         pixels = torch.from_numpy(image if image.flags.writeable else image.copy()).to(self.device)
         pixels = pixels.permute(2, 0, 1).float().div_(255.0).unsqueeze(0)
         return F.interpolate(pixels, size=tuple(size), mode="bilinear", align_corners=False, antialias=True)[0]
-
-
-def _text_row(text: Any, index: int) -> Any:
-    """The TextFeatures of image `index` of a batch: text itself when its prompts are shared by the batch."""
-    tokens = getattr(text, "prompt_tokens", None)
-    if tokens is None or tokens.shape[0] == 1:
-        return text
-    return replace(text, prompt_tokens=tokens[index : index + 1], prompt_padding=text.prompt_padding[index : index + 1])
-
-
-def _first_look(found: dict[str, Tensor]) -> Looks:
-    """The kept instances of instances_from_queries' fields as Looks (their painted pixels)."""
-    kept = torch.nonzero(found["ids"] > 0).flatten()
-    return Looks(
-        found["label_image"][None] == found["ids"][kept, None, None],
-        found["scores"][kept],
-        found["labels"][kept],
-        found["embeddings"][kept] if "embeddings" in found else None,
-    )
-
-
-def _look_fields(looks: Looks, cfg: InferenceConfig) -> dict[str, Tensor]:
-    """instances_from_queries' fields of merged Looks (highest score first): the top max_instances painted
-    again (resolve_overlaps), so the label image, ids, boxes and areas follow the merged masks."""
-    looks = looks.select(torch.arange(min(cfg.max_instances, looks.scores.numel()), device=looks.scores.device))
-    label, ids = resolve_overlaps(looks.masks, torch.ones_like(looks.scores, dtype=torch.bool), cfg.overlap_threshold)
-    boxes, areas = instance_geometry(label, ids)
-    fields = {
-        "label_image": label,
-        "ids": ids,
-        "scores": looks.scores,
-        "labels": looks.labels,
-        "boxes": boxes,
-        "areas": areas,
-    }
-    if looks.embeddings is not None:
-        fields["embeddings"] = looks.embeddings
-    return fields
 
 
 def _check_image(image: np.ndarray) -> tuple[int, int]:
