@@ -144,6 +144,9 @@ def _model_sections(name: str, result: dict, examples: Sequence[Path]) -> list[s
         f"{result['setup']['no_instruction']}; parse errors: {result['setup']['parse_errors']}.",
         "",
     ]
+    if ins["all"]["fp"]:
+        kinds = ", ".join(f"{kind} {count}" for kind, count in ins["all"]["false_positives"].items())
+        out += [f"False positives by what they lie on: {kinds}.", ""]
     out += ["### Proposal recall (targets covered at IoU >= 0.5 by the top-K queries)", ""]
     ks = list(prop["all"]["recall"])
     out += markdown_table(

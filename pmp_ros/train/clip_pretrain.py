@@ -6,9 +6,15 @@ own model, tokenizer and ClipLoss) on object crops with template captions, unsee
 
     pmp-train-clip --steps 3000 --out models/pmp-tiny-rn-clip.safetensors
     pmp-train-clip --steps 3000 --out models/pmp-tiny-rn-clip.safetensors --resume   # after a stop
+    pmp-train-clip --init models/pmp-tiny-rn-clip.safetensors --seed 1 --lr 0.001 --steps 12000 \
+        --snapshot-every 1000 --out runs/clip_more/clip.safetensors   # a second run from trained weights
 
 Training state (weights, optimiser, schedule, data stream position, loss history) is saved every
 `checkpoint_every` steps to `<out>.state.pt`; `--resume` continues from it with the same settings.
+`--init` starts from trained open_clip weights (with a fresh optimiser and schedule) instead of random
+ones. `--snapshot-every N` keeps the weights every N steps in `<out stem>_snapshots/step_XXXXXX.safetensors`,
+so that the zero-shot learning curve (`python -m pmp_ros.eval.zero_shot --weights ...`) can be drawn
+while the run goes on.
 
 Two choices make the most of a small CPU budget, both documented in the model card:
 - every batch contrasts each crop with the captions of ALL vocabulary classes (one random template each),
@@ -65,15 +71,22 @@ class ClipPretrainConfig:
     max_objects: int = 3
     small_prob: float = 0.0
     jitter: float = 0.05
+    init: str = ""  # open_clip weights to start from ("" = random initialisation)
+    snapshot_every: int = 0  # keep the weights every N steps (0 = never)
 
 
 # Settings a resumed run may change: they decide how it runs, not what it learns.
-RESUMABLE_CHANGES = ("threads", "checkpoint_every", "eval_scenes")
+RESUMABLE_CHANGES = ("threads", "checkpoint_every", "eval_scenes", "snapshot_every")
 
 
 def state_path(out: Path) -> Path:
     """Where the resumable training state of the weights file `out` lives."""
     return out.with_suffix(".state.pt")
+
+
+def snapshot_path(out: Path, step: int) -> Path:
+    """Where the weights of step `step` of the run writing `out` are kept."""
+    return out.parent / f"{out.stem}_snapshots" / f"step_{step:06d}.safetensors"
 
 
 def crops_to_tensor(crops: np.ndarray, mean, std, flip: torch.Tensor | None = None) -> torch.Tensor:
@@ -88,7 +101,7 @@ def train(cfg: ClipPretrainConfig, out: Path, resume: bool = False) -> dict:
     torch.manual_seed(cfg.seed)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    model, tokenizer = create_clip(ClipConfig(model_name=cfg.model_name, pretrained=None))
+    model, tokenizer = create_clip(ClipConfig(model_name=cfg.model_name, pretrained=cfg.init or None))
     model.train()
     mean, std = model.visual.image_mean, model.visual.image_std
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "embedding" not in n]
@@ -147,6 +160,8 @@ def train(cfg: ClipPretrainConfig, out: Path, resume: bool = False) -> dict:
         if step % 50 == 0 or step == cfg.steps - 1:
             history.append({"step": step, "loss": round(loss.item(), 4), "time_s": round(time.time() - start, 1)})
             progress.set_postfix(loss=f"{loss.item():.3f}")
+        if cfg.snapshot_every and (step + 1) % cfg.snapshot_every == 0:
+            _save_weights(model, cfg, snapshot_path(out, step + 1))
         if (step + 1) % cfg.checkpoint_every == 0 and step + 1 < cfg.steps:
             _save_state(
                 state_path(out),
@@ -161,13 +176,7 @@ def train(cfg: ClipPretrainConfig, out: Path, resume: bool = False) -> dict:
                 time.time() - start,
             )
 
-    state = {k: v.detach().to(torch.float16).contiguous() for k, v in model.state_dict().items()}
-    out.parent.mkdir(parents=True, exist_ok=True)
-    save_file(
-        state,
-        str(out),
-        metadata={"format": "open_clip", "model_name": cfg.model_name, "training": json.dumps(asdict(cfg))},
-    )
+    _save_weights(model, cfg, out)
     # Evaluate exactly what was saved: reload through open_clip's own loading path.
     saved, tokenizer = create_clip(ClipConfig(model_name=cfg.model_name, pretrained=str(out)))
     metrics = evaluate_zero_shot(saved, tokenizer, DEFAULT_TEMPLATES, cfg.eval_scenes, cfg.crop_size)
@@ -177,6 +186,17 @@ def train(cfg: ClipPretrainConfig, out: Path, resume: bool = False) -> dict:
         "zero_shot": metrics,
         "train_time_s": round(time.time() - start, 1),
     }
+
+
+def _save_weights(model, cfg: ClipPretrainConfig, path: Path) -> None:
+    """The weights in fp16, open_clip's layout, with the run's settings in the metadata."""
+    state = {k: v.detach().to(torch.float16).contiguous() for k, v in model.state_dict().items()}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file(
+        state,
+        str(path),
+        metadata={"format": "open_clip", "model_name": cfg.model_name, "training": json.dumps(asdict(cfg))},
+    )
 
 
 def _save_state(path: Path, model, optimizer, schedule, rng, crop_stream, cfg, history, step, elapsed) -> None:

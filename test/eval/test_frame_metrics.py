@@ -114,3 +114,49 @@ def test_shape_mismatch_raises():
     truth = _truth()
     with pytest.raises(ValueError, match="label image"):
         instruction_frame_metrics(FramePrediction(np.zeros((5, 5), np.uint16), [], []), truth)
+
+
+def test_false_positives_are_told_apart_by_what_they_lie_on():
+    truth = _truth()
+    label = np.zeros_like(truth.instance_image)
+    label[2:8, 2:8] = 1  # matches target 1
+    label[11:13, 10:15] = 2  # 10 px inside target 2 (25 px): IoU 0.4, not matched -> poor_mask
+    label[0:2, 20:30] = 3  # all of non-target object 3 -> other_object
+    label[16:20, 0:10] = 4  # nothing there -> background
+    pred = FramePrediction(label, [(1, SEEN, 0.9), (2, UNSEEN, 0.8), (3, SEEN, 0.7), (4, SEEN, 0.6)], [])
+    r = instruction_frame_metrics(pred, truth)
+    kinds = {p["id"]: p["fp_kind"] for p in r["predictions"]}
+    assert kinds == {1: None, 2: "poor_mask", 3: "other_object", 4: "background"}
+    assert aggregate_instruction_metrics([r])["all"]["false_positives"] == {
+        "poor_mask": 1,
+        "other_object": 1,
+        "background": 1,
+    }
+
+    # A second instance on an already matched target is a duplicate; a corner of object 3 a part of it.
+    label = np.zeros_like(truth.instance_image)
+    label[2:8, 2:7] = 1  # 30 of target 1's 36 px: IoU 0.83, matched
+    label[2:8, 7:8] = 2  # the rest of target 1 -> duplicate
+    label[0:2, 20:23] = 3  # 6 of object 3's 20 px -> other_part
+    pred = FramePrediction(label, [(1, SEEN, 0.9), (2, SEEN, 0.8), (3, SEEN, 0.7)], [])
+    r = instruction_frame_metrics(pred, truth)
+    assert {p["id"]: p["fp_kind"] for p in r["predictions"]} == {1: None, 2: "duplicate", 3: "other_part"}
+
+
+def test_false_positive_on_several_objects_is_background():
+    """A prediction with no object under half of its pixels lies on no single object."""
+    truth = _truth()
+    label = np.zeros_like(truth.instance_image)
+    label[0:10, 0:10] = 5  # 100 px: 36 of target 1 (IoU 0.36), the rest background
+    pred = FramePrediction(label, [(5, SEEN, 0.9)], [])
+    r = instruction_frame_metrics(pred, truth)
+    assert r["predictions"][0]["fp_kind"] == "background"
+
+
+def test_records_without_kinds_count_as_unknown():
+    truth = _truth()
+    label = np.zeros_like(truth.instance_image)
+    label[16:20, 0:10] = 4
+    r = instruction_frame_metrics(FramePrediction(label, [(4, SEEN, 0.6)], []), truth)
+    del r["predictions"][0]["fp_kind"]
+    assert aggregate_instruction_metrics([r])["all"]["false_positives"] == {"unknown": 1}

@@ -126,6 +126,29 @@ def test_clip_pretraining_writes_open_clip_weights(tmp_path):
     create_clip(ClipConfig(model_name="pmp-tiny-rn", pretrained=str(out)))  # open_clip's own loading path
 
 
+def test_clip_pretraining_from_trained_weights_keeps_snapshots(tmp_path):
+    """--init starts from given weights (not random ones); --snapshot-every keeps the weights along the run."""
+    from safetensors.torch import load_file
+
+    from pmp_ros.train.clip_pretrain import snapshot_path
+
+    first, second = tmp_path / "first.safetensors", tmp_path / "second.safetensors"
+    common = ["-m", "pmp_ros.train.clip_pretrain", "--batch-size", "8", "--eval-scenes", "2", "--threads", "1"]
+    _run([*common, "--steps", "1", "--warmup-steps", "1", "--out", str(first)], HF_HUB_OFFLINE="1")
+    # lr 0: the second run's parameters can only be the first run's, and only if it started from them
+    # (the batch-norm statistics still move with the batches, so they are left out).
+    _run(
+        [*common, "--steps", "2", "--lr", "0", "--init", str(first), "--snapshot-every", "1", "--out", str(second)],
+        HF_HUB_OFFLINE="1",
+    )
+    start, end = load_file(str(first)), load_file(str(second))
+    assert start.keys() == end.keys()
+    parameters = [k for k in start if "running_" not in k and "num_batches_tracked" not in k]
+    assert len(parameters) > 20 and all((start[k] == end[k]).all() for k in parameters)
+    assert [snapshot_path(second, step).is_file() for step in (1, 2)] == [True, True]
+    assert json.loads(second.with_suffix(".json").read_text())["config"]["init"] == str(first)
+
+
 @pytest.mark.slow
 def test_fine_tuning_pmp_only_from_a_checkpoint_on_coco_data(tmp_path):
     from pmp_ros.data import vocabulary

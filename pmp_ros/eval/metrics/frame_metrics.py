@@ -22,6 +22,12 @@ from pmp_ros.objects3d import Object3D
 
 # Labels / classes are bucketed into these splits; "other" = not a vocabulary class (open phrase).
 SPLITS = ("seen", "unseen", "other")
+# What an unmatched prediction lies on (instruction_frame_metrics): a target found by another instance, a
+# target it fits too poorly (IoU < the match threshold), an object that is not a target (whole, or a part),
+# or no single object (background, or spread over several objects).
+FALSE_POSITIVE_KINDS = ("duplicate", "poor_mask", "other_object", "other_part", "background")
+# Share of a prediction's pixels that must lie on one object for the prediction to be "on" that object.
+DOMINANT_SHARE = 0.5
 
 
 @dataclass
@@ -78,10 +84,10 @@ def class_split(name: str | None) -> str:
     return "unseen" if vocabulary.is_unseen(name) else "seen"
 
 
-def _iou_matrix(
+def _overlaps(
     pred: np.ndarray, truth: np.ndarray, pred_ids: list[int], true_ids: list[int]
-) -> tuple[np.ndarray, np.ndarray]:
-    """IoU float64 [P,T] between the given predicted and true ids, and the true ids' areas int64 [T].
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Intersections int64 [P,T] between the given predicted and true ids, and their areas [P], [T].
 
     One joint histogram over compact indices (0 = any other value) instead of P x T mask comparisons.
     """
@@ -94,8 +100,14 @@ def _iou_matrix(
     p, t = compact(pred, pred_ids), compact(truth, true_ids)
     joint = np.bincount((p * (len(true_ids) + 1) + t).ravel(), minlength=(len(pred_ids) + 1) * (len(true_ids) + 1))
     joint = joint.reshape(len(pred_ids) + 1, len(true_ids) + 1)
-    inter = joint[1:, 1:]
-    pred_area, true_area = joint[1:].sum(1), joint[:, 1:].sum(0)
+    return joint[1:, 1:], joint[1:].sum(1), joint[:, 1:].sum(0)
+
+
+def _iou_matrix(
+    pred: np.ndarray, truth: np.ndarray, pred_ids: list[int], true_ids: list[int]
+) -> tuple[np.ndarray, np.ndarray]:
+    """IoU float64 [P,T] between the given predicted and true ids, and the true ids' areas int64 [T]."""
+    inter, pred_area, true_area = _overlaps(pred, truth, pred_ids, true_ids)
     union = pred_area[:, None] + true_area[None, :] - inter
     return inter / np.maximum(union, 1), true_area
 
@@ -124,7 +136,8 @@ def instruction_frame_metrics(pred: FramePrediction, truth: FrameTruth, iou_thre
     errors3d.measurement_errors of its matched instance's 3D measurement (centroid_error_m, size_error_m,
     normal_error_deg, normal_face; None without a match, a measurement or the truth); prompts.
     Targets with no visible pixel cannot be segmented and are left out (listed in invisible_targets).
-    Unmatched predictions are false positives whether they cover a non-target object or nothing.
+    Unmatched predictions are false positives whether they cover a non-target object or nothing; their
+    record says which ("fp_kind", one of FALSE_POSITIVE_KINDS; None for matched ones).
     """
     if pred.label_image.shape != truth.instance_image.shape:
         raise ValueError(f"label image {pred.label_image.shape} != instance image {truth.instance_image.shape}")
@@ -174,6 +187,10 @@ def instruction_frame_metrics(pred: FramePrediction, truth: FrameTruth, iou_thre
                 **_object_errors(measured.get(pred_of_target.get(tid)), tid, truth),
             }
         )
+    unmatched = [p for p in pred_ids if p not in target_of_pred]
+    kinds = _false_positive_kinds(
+        pred.label_image, truth.instance_image, unmatched, targets_vis, matched_targets, iou_threshold
+    )
     predictions = [
         {
             "id": int(i),
@@ -181,6 +198,7 @@ def instruction_frame_metrics(pred: FramePrediction, truth: FrameTruth, iou_thre
             "split": class_split(str(label)),
             "score": float(score),
             "matched_target": target_of_pred.get(int(i)),
+            "fp_kind": kinds.get(int(i)),
         }
         for i, label, score in pred.instances
     ]
@@ -198,6 +216,33 @@ def instruction_frame_metrics(pred: FramePrediction, truth: FrameTruth, iou_thre
         "errors_3d": [e for t in targets for e in t["errors_3d"]],
         "prompts": list(truth.prompts),
     }
+
+
+def _false_positive_kinds(
+    label_image: np.ndarray,
+    instance_image: np.ndarray,
+    pred_ids: list[int],
+    target_ids: list[int],
+    matched_targets: set[int],
+    iou_threshold: float = 0.5,
+) -> dict[int, str]:
+    """{predicted id: kind} for the given (unmatched) predictions, by the object holding most of its pixels
+    (FALSE_POSITIVE_KINDS): "background" unless that object holds at least DOMINANT_SHARE of them."""
+    if not pred_ids:
+        return {}
+    object_ids = [int(i) for i in np.unique(instance_image) if i != 0]
+    inter, pred_area, object_area = _overlaps(label_image, instance_image, pred_ids, object_ids)  # [P,O], [P], [O]
+    kinds = {}
+    for row, pid in enumerate(pred_ids):
+        best = int(np.argmax(inter[row])) if object_ids else 0
+        if not object_ids or inter[row, best] < DOMINANT_SHARE * max(pred_area[row], 1):
+            kinds[pid] = "background"
+        elif object_ids[best] in target_ids:
+            kinds[pid] = "duplicate" if object_ids[best] in matched_targets else "poor_mask"
+        else:
+            union = pred_area[row] + object_area[best] - inter[row, best]
+            kinds[pid] = "other_object" if inter[row, best] >= iou_threshold * union else "other_part"
+    return kinds
 
 
 def _object_errors(estimate: Object3D | None, target_id: int, truth: FrameTruth) -> dict:
@@ -248,6 +293,9 @@ def summarise_targets(targets: list[dict], predictions: list[dict]) -> dict:
     tp = sum(t["matched"] for t in targets)
     out = _prf(tp, sum(p["matched_target"] is None for p in predictions), len(targets) - tp)
     out["targets"] = len(targets)
+    # Records written before the kinds were recorded have no "fp_kind": they count as "unknown".
+    kinds = [p.get("fp_kind") or "unknown" for p in predictions if p["matched_target"] is None]
+    out["false_positives"] = {k: kinds.count(k) for k in (*FALSE_POSITIVE_KINDS, "unknown") if k in kinds}
     out["mean_target_iou"] = float(np.mean([t["best_iou"] for t in targets])) if targets else None
     inside, total = sum(t["points_inside"] for t in targets), sum(t["points_total"] for t in targets)
     out["points_inside_share"] = inside / total if total else None
@@ -262,8 +310,9 @@ def aggregate_instruction_metrics(records: list[dict]) -> dict:
     Returns {"all": summary, "seen": ..., "unseen": ..., "other": ..., "frames": n, "frames_without_targets",
     "false_alarm_frames"} where a summary has precision / recall / f1 (IoU 0.5 unless the records used
     another threshold), tp / fp / fn, mean_target_iou (mean best IoU over targets), points_inside_share,
-    error_3d_m {count, median, mean, p90}. In a split, targets count by their true class and false
-    positives by their predicted label, so seen precision is about predictions labelled with seen classes.
+    error_3d_m {count, median, mean, p90}, false_positives {kind: count of unmatched predictions}. In a
+    split, targets count by their true class and false positives by their predicted label, so seen
+    precision is about predictions labelled with seen classes.
     false_alarm_frames: frames with nothing to find where something was predicted.
     """
     targets = [t for r in records for t in r["targets"]]
