@@ -7,7 +7,8 @@ applied to every earlier decoder prediction (``aux_outputs``), each with its own
 
 A target may carry a loss weight (``weights``, default 1): its query's cross-entropy and its mask losses
 are scaled by it, and the mask losses are normalised by the summed weights instead of the target count.
-With all weights 1 this is exactly Mask2Former's loss.
+``class_weights``, where given, replace ``weights`` in the cross-entropy only. With all weights 1 this is
+exactly Mask2Former's loss.
 """
 
 from __future__ import annotations
@@ -108,7 +109,8 @@ class SetCriterion(nn.Module):
             outputs: ``pred_logits`` [B,Q,C+1], ``pred_masks`` [B,Q,h,w], optional ``aux_outputs`` (list of
                 dicts with the same two keys).
             targets: per image ``labels`` int64 [N_b] in [0,C), ``masks`` bool/float [N_b,H,W], optional
-                ``weights`` float [N_b] (loss weight of each target, default 1).
+                ``weights`` float [N_b] (loss weight of each target, default 1), optional ``class_weights``
+                float [N_b] (its weight in the cross-entropy, default ``weights``).
         """
         num_classes = outputs["pred_logits"].shape[-1] - 1
         if self.num_classes is not None and num_classes != self.num_classes:
@@ -155,12 +157,12 @@ class SetCriterion(nn.Module):
             target_classes[b, pred_idx.to(logits.device)] = targets[b]["labels"][tgt_idx].to(logits.device)
         weight = torch.ones(void + 1, device=logits.device)
         weight[void] = self.eos_coef
-        if not any("weights" in t for t in targets):
+        if not any("weights" in t or "class_weights" in t for t in targets):
             return {"loss_ce": F.cross_entropy(logits.transpose(1, 2), target_classes, weight)}
         # Same weighted mean as above (sum of w*loss / sum of w), w now also the matched target's weight.
         per_query = weight[target_classes]  # [B,Q]
         for b, (pred_idx, tgt_idx) in enumerate(indices):
-            per_query[b, pred_idx.to(logits.device)] = _weights(targets[b])[tgt_idx].to(logits.device)
+            per_query[b, pred_idx.to(logits.device)] = _class_weights(targets[b])[tgt_idx].to(logits.device)
         loss = F.cross_entropy(logits.transpose(1, 2), target_classes, reduction="none")  # [B,Q]
         return {"loss_ce": (loss * per_query).sum() / per_query.sum().clamp_min(1e-6)}
 
@@ -194,6 +196,11 @@ class SetCriterion(nn.Module):
             "loss_mask": sigmoid_ce_loss(pred_points, target_points, num_masks, weights),
             "loss_dice": dice_loss(pred_points, target_points, num_masks, weights),
         }
+
+
+def _class_weights(target: dict) -> torch.Tensor:
+    """A target's cross-entropy weights [N]: its ``class_weights``, else its loss weights."""
+    return target["class_weights"] if "class_weights" in target else _weights(target)
 
 
 def _weights(target: dict) -> torch.Tensor:

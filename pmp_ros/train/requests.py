@@ -20,7 +20,10 @@ Two objectives (TrainConfig.objective):
   named ones with weight 1, the others with ``unprompted_weight`` in the matched losses (as targets, not as
   "no object"). The masks get the dense supervision of ``all`` (the 2026-12-07 ablation found ``prompted``
   behind in recall and target IoU with 1-3 mask targets an image), while the loss still rewards the queries
-  most for what the prompt names.
+  most for what the prompt names. ``unprompted_class_weight`` gives the unnamed instances' class loss a
+  weight of its own (default: ``unprompted_weight``): at 1 only their masks weigh less. The false positives
+  the weighted fine-tune added lie on objects the prompt does not name (docs/results.md), so the class loss
+  that tells them from the named class is the part to keep at full weight.
 
 Unseen classes never appear: the vocabulary passed in is the training classes.
 """
@@ -39,11 +42,13 @@ OBJECTIVES = ("all", "prompted", "weighted")
 @dataclass(frozen=True)
 class Request:
     """prompt_classes: class indices used as prompts (in order); targets: indices of the image's labelled
-    instances that must be found; weights: each target's weight in the loss (empty: all 1)."""
+    instances that must be found; weights: each target's weight in the loss (empty: all 1); class_weights:
+    each target's weight in the class loss only (empty: `weights`)."""
 
     prompt_classes: tuple[int, ...]
     targets: tuple[int, ...]
     weights: tuple[float, ...] = ()
+    class_weights: tuple[float, ...] = ()
 
 
 def budgeted_targets(count: int, named: Sequence[int], budget: int, rng: np.random.Generator) -> list[int]:
@@ -70,13 +75,15 @@ def training_request(
     vocabulary_request_prob: float = 0.0,
     absent_request_prob: float = 0.0,
     unprompted_weight: float = 1.0,
+    unprompted_class_weight: float | None = None,
 ) -> Request:
     """One image's request.
 
     instance_classes: class index of each labelled instance [N]; named_classes: the classes the image's
     instruction names (may include a class with no instance; empty when nothing is nameable);
     num_classes: size of the training vocabulary (class indices 0..num_classes-1); unprompted_weight: the
-    loss weight of the instances the prompts do not name (objective ``weighted`` only).
+    loss weight of the instances the prompts do not name (objective ``weighted`` only);
+    unprompted_class_weight: their class-loss weight (None: unprompted_weight).
     """
     if objective not in OBJECTIVES:
         raise ValueError(f"objective must be one of {OBJECTIVES}, got {objective!r}")
@@ -94,7 +101,10 @@ def training_request(
     wanted = set(request.targets)
     keep = budgeted_targets(count, sorted(wanted), num_queries, rng)
     weights = tuple(1.0 if k in wanted else unprompted_weight for k in keep)
-    return Request(request.prompt_classes, tuple(keep), weights)
+    class_weights = ()
+    if unprompted_class_weight is not None and unprompted_class_weight != unprompted_weight:
+        class_weights = tuple(1.0 if k in wanted else unprompted_class_weight for k in keep)
+    return Request(request.prompt_classes, tuple(keep), weights, class_weights)
 
 
 def _prompted_request(
@@ -125,8 +135,9 @@ def _prompted_request(
 
 def training_item(rgb: np.ndarray, masks: np.ndarray, labels: Sequence[int], request: Request) -> tuple:
     """One image of a batch: (image float [3,H,W] in [0,1], {"labels" int64 [N], "masks" bool [N,H,W]} plus
-    "weights" float [N] when the request weighs its targets) for the request's targets; rgb uint8 [H,W,3],
-    masks bool [M,H,W] with labels[m] per labelled instance."""
+    "weights" float [N] when the request weighs its targets, "class_weights" float [N] when their class loss
+    weighs otherwise) for the request's targets; rgb uint8 [H,W,3], masks bool [M,H,W] with labels[m] per
+    labelled instance."""
     keep = list(request.targets)
     image = torch.from_numpy(rgb).permute(2, 0, 1).float().div_(255.0)
     target = {
@@ -135,4 +146,6 @@ def training_item(rgb: np.ndarray, masks: np.ndarray, labels: Sequence[int], req
     }
     if request.weights:
         target["weights"] = torch.tensor(request.weights, dtype=torch.float32)
+    if request.class_weights:
+        target["class_weights"] = torch.tensor(request.class_weights, dtype=torch.float32)
     return image, target

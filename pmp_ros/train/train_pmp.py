@@ -61,6 +61,7 @@ class TrainConfig:
     absent_request_prob: float = 0.1  # prompted: share of images prompted with absent classes only
     absent_prob: float = 0.0  # chance that an instruction also names a class absent from the image
     unprompted_weight: float = 0.25  # weighted: loss weight of the instances the prompts do not name
+    unprompted_class_weight: float | None = None  # weighted: their class-loss weight (None: unprompted_weight)
     log_every: int = 20
     checkpoint_every: int = 250
     # Stop after this many minutes of training (checkpointed, resumable with --resume); 0 = run all steps.
@@ -146,6 +147,7 @@ class WorldBatches:
                 self.cfg.vocabulary_request_prob,
                 self.cfg.absent_request_prob,
                 self.cfg.unprompted_weight,
+                self.cfg.unprompted_class_weight,
             )
             image, target = training_item(sample.rgb, sample.masks, labels, request)
             images.append(image)

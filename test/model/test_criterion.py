@@ -139,3 +139,30 @@ def test_a_zero_weight_target_trains_neither_its_mask_nor_its_class():
     class_grads = outputs["pred_logits"].grad[0].abs().sum(1)
     assert int((mask_grads > 0).sum()) == 1  # only the query matched to the weighted target
     assert int((class_grads > 0).sum()) == 5  # every query but the one matched to the zero-weight target
+
+
+def test_class_weights_replace_the_weights_in_the_class_loss_only():
+    """A target of weight 0 with class weight 1 trains its query's class but not its mask."""
+    torch.manual_seed(0)
+    outputs = make_outputs(b=1, q=6, num_aux=0)
+    targets = make_targets(sizes=(2,))
+    targets[0]["weights"] = torch.tensor([1.0, 0.0])
+    targets[0]["class_weights"] = torch.tensor([1.0, 1.0])
+    crit = criterion()
+    crit.weighted_total(crit(outputs, targets)).backward()
+    mask_grads = outputs["pred_masks"].grad[0].flatten(1).abs().sum(1)
+    class_grads = outputs["pred_logits"].grad[0].abs().sum(1)
+    assert int((mask_grads > 0).sum()) == 1
+    assert int((class_grads > 0).sum()) == 6  # the zero-weight target's query is trained to its class
+
+    # Class weights equal to the weights are the weights' loss.
+    plain_targets = make_targets()
+    with_weights = [{**t, "weights": torch.full((len(t["labels"]),), 0.5)} for t in plain_targets]
+    both = [{**t, "class_weights": t["weights"].clone()} for t in with_weights]
+    outputs = make_outputs()
+    torch.manual_seed(1)
+    expected = criterion()(outputs, with_weights)
+    torch.manual_seed(1)
+    losses = criterion()(outputs, both)
+    for name in expected:
+        torch.testing.assert_close(losses[name], expected[name])

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from pmp_ros.data import vocabulary
-from pmp_ros.train.requests import budgeted_targets, training_request
+from pmp_ros.train.requests import budgeted_targets, training_item, training_request
 from pmp_ros.train.train_pmp import TrainConfig, WorldBatches, train_config
 
 # Instances of classes 0, 0, 3, 5 and 7; the instruction names class 3 and class 9 (absent).
@@ -105,6 +105,21 @@ def test_weighted_objective_keeps_every_instance_and_weighs_the_named_ones_fully
     assert everything.prompt_classes == tuple(range(20)) and set(everything.weights) == {1.0}
 
 
+def test_weighted_objective_can_keep_the_class_loss_of_unnamed_instances_whole():
+    args = dict(num_classes=20, num_queries=16, objective="weighted", unprompted_weight=0.25)
+    rng = dict(vocabulary_request_prob=0, absent_request_prob=0)
+    split = training_request(
+        INSTANCES, [3, 9], rng=np.random.default_rng(0), unprompted_class_weight=1.0, **rng, **args
+    )
+    assert split.weights == (0.25, 0.25, 1.0, 0.25, 0.25) and split.class_weights == (1.0,) * 5
+    same = training_request(
+        INSTANCES, [3, 9], rng=np.random.default_rng(0), unprompted_class_weight=0.25, **rng, **args
+    )
+    assert same.class_weights == ()  # equal to the weights: the criterion uses those
+    _, target = training_item(np.zeros((4, 4, 3), np.uint8), np.zeros((5, 4, 4), bool), list(INSTANCES), split)
+    assert target["class_weights"].tolist() == [1.0] * 5 and target["weights"].tolist()[2] == 1.0
+
+
 def test_weighted_objective_draws_the_same_prompts_as_prompted():
     for seed in range(50):
         prompted, weighted = (
@@ -121,3 +136,12 @@ def test_weighted_world_batches_carry_the_weights():
     for target in targets:
         assert target["weights"].shape == target["labels"].shape
         assert set(target["weights"].tolist()) <= {0.25, 1.0}
+
+
+def test_weighted_world_batches_carry_the_class_weights_of_the_config():
+    cfg = train_config({"batch_size": 4, "objective": "weighted", "unprompted_class_weight": 1.0})
+    _, targets, _ = WorldBatches(cfg, num_queries=16, rank=0, world_size=1).batch(0)
+    assert any("class_weights" in t for t in targets)
+    for target in targets:
+        if "class_weights" in target:
+            assert set(target["class_weights"].tolist()) == {1.0} and set(target["weights"].tolist()) <= {0.25, 1.0}
