@@ -14,6 +14,9 @@ vocabulary as context) of the chosen split's scenes (docs/evaluation.md):
   query; accuracy, right colour, right shape;
 - calibration: instruction F1@0.5 at a grid of score thresholds (the best one is an oracle threshold:
   how much of the F1 gap is only the threshold);
+- misses: why each instruction target the model misses at its own threshold is missed: no query's mask
+  covers it (IoU 0.5), or the covering query most sure of the target's class names another class (same
+  colour, same shape or neither), scores below the threshold, or is lost where instances overlap;
 - location in the frozen features: a linear probe (1x1 conv, trained on PMP_TRAIN scenes, tested on the
   split's scenes) from each CLIP level to the per-pixel class map: object / background IoU, pixel
   accuracy of colour and shape on object pixels.
@@ -38,12 +41,20 @@ from pmp_ros.eval.evaluate import EvalCase, eval_cases, frame_prediction, frame_
 from pmp_ros.eval.metrics.frame_metrics import aggregate_instruction_metrics, instruction_frame_metrics
 from pmp_ros.eval.report import markdown_table
 from pmp_ros.model.classifier import classification_logits, crop_images, geometric_ensemble, mask_crop_boxes
-from pmp_ros.model.inference import Predictor, instances_from_queries, prediction_from_fields
+from pmp_ros.model.inference import Predictor, instance_scores, instances_from_queries, prediction_from_fields
 from pmp_ros.model.segmenter import SIZE_DIVISIBILITY
 from pmp_ros.perception.frame import FramePipeline
 
 AREA_BUCKETS = ((0, 200), (200, 800), (800, 10**9))  # visible px at 320x240: small, medium, large
 THRESHOLDS = (0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6)
+MISS_CAUSES = (
+    "no query covers it",
+    "covered, named another class of its colour",
+    "covered, named another class of its shape",
+    "covered, named another class",
+    "covered, its class, score below the threshold",
+    "covered, its class, lost where instances overlap",
+)
 PROBE_LEVELS = ("res2", "res3", "res4", "res5", "clip_vis_dense")
 
 
@@ -92,7 +103,7 @@ def diagnose_outputs(
     vocab = vocabulary.all_classes()
     pipeline = FramePipeline(predictor, vocab)
     column = {n: i for i, n in enumerate(vocab)}
-    mask_rows, class_rows = [], []
+    mask_rows, class_rows, miss_rows = [], [], []
     sweep_records: dict[float, list[dict]] = defaultdict(list)
     runnable = [c for c in cases if c.prompts]
     if any(p not in column for c in runnable for p in c.prompts):
@@ -158,20 +169,62 @@ def diagnose_outputs(
             order = [column[p] for p in case.prompts] + [j for j in range(len(vocab)) if vocab[j] not in case.prompts]
             log_probs = out["class_log_probs"][i].float()[:, order + [len(vocab)]]
             truth_frame = frame_truth(case)
-            for threshold in thresholds:
+            for threshold in sorted({*thresholds, cfg.score_threshold}):
                 found = instances_from_queries(
                     log_probs, mask_logits, len(case.prompts), size, dataclasses.replace(cfg, score_threshold=threshold)
                 )
                 prediction = prediction_from_fields({k: v.numpy() for k, v in found.items()}, [vocab[j] for j in order])
                 output = frame_prediction(pipeline, case, prediction, threshold)
-                sweep_records[threshold].append(instruction_frame_metrics(output, truth_frame))
+                record = instruction_frame_metrics(output, truth_frame)
+                sweep_records[threshold].append(record)
+                if threshold == cfg.score_threshold:
+                    row_of = {o.id: k for k, o in enumerate(objects)}
+                    query_log_probs = out["class_log_probs"][i].float()
+                    for target in record["targets"]:
+                        cause = None
+                        if not target["matched"]:
+                            k = row_of[target["id"]]
+                            cause = _miss_cause(
+                                iou[k], query_log_probs, column[target["class"]], vocab, cfg, mask_logits
+                            )
+                        miss_rows.append({"split": target["split"], "area": target["area"], "cause": cause})
         bar.update(len(chunk))
     bar.close()
     return {
         "masks": _summarise_masks(mask_rows),
         "classes": _summarise_classes(class_rows),
         "thresholds": _summarise_sweep(sweep_records, cfg.score_threshold),
+        "misses": _summarise_misses(miss_rows),
     }
+
+
+def _miss_cause(
+    iou: torch.Tensor, log_probs: torch.Tensor, truth: int, vocab: Sequence[str], cfg, mask_logits: torch.Tensor
+) -> str:
+    """Why a target was missed (MISS_CAUSES). iou [Q]: each query's mask IoU with it; log_probs [Q,C+1] in
+    vocab order; truth: its class column."""
+    covering = torch.nonzero(iou >= 0.5).flatten()
+    if covering.numel() == 0:
+        return MISS_CAUSES[0]
+    query = int(covering[log_probs[covering, truth].argmax()])
+    named = int(log_probs[query, :-1].argmax())
+    if named != truth:
+        hit = _attribute_hits(named, truth, vocab)
+        return MISS_CAUSES[1] if hit[1] else MISS_CAUSES[2] if hit[2] else MISS_CAUSES[3]
+    # The same score as the post-processing, with the target's class as the one prompt.
+    order = [truth] + [j for j in range(len(vocab)) if j != truth] + [len(vocab)]
+    scores, _ = instance_scores(log_probs[:, order], mask_logits, 1, cfg.mask_threshold)
+    return MISS_CAUSES[4] if float(scores[query]) < cfg.score_threshold else MISS_CAUSES[5]
+
+
+def _summarise_misses(rows: list[dict]) -> dict:
+    """{split: {"targets", "found", cause: count}} over the instruction targets at the model's threshold."""
+    out = {}
+    for split in ("all", "seen", "unseen"):
+        chosen = [r for r in rows if split in ("all", r["split"])]
+        out[split] = {"targets": len(chosen), "found": sum(r["cause"] is None for r in chosen)}
+        out[split].update({cause: sum(r["cause"] == cause for r in chosen) for cause in MISS_CAUSES})
+    return out
 
 
 def _true_mask_crop_logits(
@@ -416,6 +469,13 @@ def format_diagnosis(result: dict, title: str) -> str:
             [t, v["all"]["f1"], v["all"]["precision"], v["all"]["recall"], v["seen"]["f1"], v["unseen"]["f1"]]
             for t, v in sweep["by_threshold"].items()
         ],
+    )
+    misses = result["misses"]
+    lines += [f"## Misses at the model's threshold ({sweep['current_threshold']}): why each target was not found", ""]
+    lines += markdown_table(
+        ["cause", *misses],
+        [["targets", *(v["targets"] for v in misses.values())], ["found", *(v["found"] for v in misses.values())]]
+        + [[cause, *(v[cause] for v in misses.values())] for cause in MISS_CAUSES],
     )
     if probes:
         lines += ["## Linear probes of the frozen CLIP levels (per-pixel class map)", ""]

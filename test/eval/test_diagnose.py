@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 import torch
 
+from pmp_ros.data import vocabulary
 from pmp_ros.eval.cli import main
-from pmp_ros.eval.diagnose import _true_masks_at_dense_grid, diagnose_outputs
+from pmp_ros.eval.diagnose import MISS_CAUSES, _miss_cause, _true_masks_at_dense_grid, diagnose_outputs
 from pmp_ros.eval.evaluate import eval_cases, evaluate
 from pmp_ros.model.inference import Predictor
 
@@ -40,6 +41,42 @@ def test_threshold_sweep_agrees_with_the_evaluation_at_the_models_threshold():
     for path in ("in_vocabulary", "clip_true_mask", "clip_crop_true_mask", "ensemble_true_mask", "model_ensemble"):
         row = result["classes"][f"{path} / all / any size"]
         assert row["count"] == objects and row["correct"] <= row["colour"] and row["correct"] <= row["shape"]
+    misses = result["misses"]["all"]
+    assert misses["targets"] == evaluated["targets"] and misses["found"] == evaluated["tp"]
+    assert misses["found"] + sum(misses[cause] for cause in MISS_CAUSES) == misses["targets"]
+
+
+def _one_hot_log_probs(classes: list[str], probability: float) -> torch.Tensor:
+    """log-probs [Q, C+1]: query q names classes[q] with `probability`, the rest spread evenly."""
+    vocab = vocabulary.all_classes()
+    probs = torch.full((len(classes), len(vocab) + 1), (1 - probability) / len(vocab))
+    for q, name in enumerate(classes):
+        probs[q, vocab.index(name)] = probability
+    return probs.log()
+
+
+@pytest.mark.parametrize(
+    ("named", "probability", "cause"),
+    [
+        ("red square", 0.9, MISS_CAUSES[1]),
+        ("blue star", 0.9, MISS_CAUSES[2]),
+        ("blue square", 0.9, MISS_CAUSES[3]),
+        ("red star", 0.1, MISS_CAUSES[4]),
+        ("red star", 0.9, MISS_CAUSES[5]),
+    ],
+)
+def test_a_missed_target_is_put_down_to_its_covering_query(named, probability, cause):
+    vocab = vocabulary.all_classes()
+    cfg = dataclasses.replace(build_small_segmenter()[1].inference, score_threshold=0.5, mask_threshold=0.5)
+    mask_logits = torch.full((2, 4, 4), 5.0)  # confident masks: the score is the class probability
+    # Query 0 covers the target (IoU 0.8), query 1 does not (0.3) though it is surer of the target's class.
+    log_probs = torch.cat([_one_hot_log_probs([named], probability), _one_hot_log_probs(["red star"], 0.99)])
+    iou = torch.tensor([0.8, 0.3])
+    assert _miss_cause(iou, log_probs, vocab.index("red star"), vocab, cfg, mask_logits) == cause
+    assert (
+        _miss_cause(torch.tensor([0.4, 0.3]), log_probs, vocab.index("red star"), vocab, cfg, mask_logits)
+        == (MISS_CAUSES[0])
+    )
 
 
 def test_pmp_eval_diagnose_writes_its_tables(tmp_path):
@@ -75,6 +112,12 @@ def test_pmp_eval_diagnose_writes_its_tables(tmp_path):
     assert all(0.0 <= v["object_iou"] <= 1.0 for v in result["linear_probes"].values())
     assert [v["stride"] for v in result["linear_probes"].values()] == [4, 8, 16, 32, 32]
     report = (out / "diagnosis-small.md").read_text()
-    for heading in ("## Masks alone", "## Classes given the true mask", "## Calibration", "## Linear probes"):
+    for heading in (
+        "## Masks alone",
+        "## Classes given the true mask",
+        "## Calibration",
+        "## Misses",
+        "## Linear probes",
+    ):
         assert heading in report
     assert np.isfinite(result["thresholds"]["best_threshold"])
