@@ -43,20 +43,24 @@ def plot_curves(runs: list[Path], out: Path, smooth: int = 5) -> Path:
 LEARNING_METRICS = ("F1@0.5", "mean target IoU", "proposal recall@16")
 
 
-def snapshot_quality(run: Path, scenes: int, device: str = "cpu") -> list[dict]:
-    """Per snapshot of `run` (snapshots/step_*.safetensors, in step order): the step and the instruction F1,
-    mean target IoU and proposal recall at all queries on the first `scenes` VALIDATION scenes."""
+def snapshot_quality(run: Path, scenes: int, device: str = "cpu", every: int = 0) -> list[dict]:
+    """Per snapshot of `run` (snapshots/step_*.safetensors, in step order; with `every`, only the steps that
+    are multiples of it): the step and the instruction F1, mean target IoU and proposal recall at all
+    queries on the first `scenes` VALIDATION scenes."""
     from pmp_ros.eval.evaluate import evaluate
     from pmp_ros.model.segmenter import load_segmenter
 
     rows = []
     for path in sorted((run / "snapshots").glob("step_*.safetensors")):
+        step = int(path.stem.removeprefix("step_"))
+        if every and step % every:
+            continue
         model, cfg = load_segmenter(path, device)
         result = evaluate(model, cfg, scenes, device=device, progress=False, split="validation")
         instruction = result["instruction"]["all"]
         rows.append(
             {
-                "step": int(path.stem.removeprefix("step_")),
+                "step": step,
                 "F1@0.5": instruction["f1"],
                 "mean target IoU": instruction["mean_target_iou"],
                 "proposal recall@16": result["proposals"]["all"]["recall"]["all"],
@@ -89,10 +93,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--snapshots", action="store_true", help="evaluate the runs' snapshots instead")
     parser.add_argument("--scenes", type=int, default=100, help="--snapshots: validation scenes per snapshot")
+    parser.add_argument("--every", type=int, default=0, help="--snapshots: only steps that are multiples of it")
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args(argv)
     if args.snapshots:
-        curves = {run.name: snapshot_quality(run, args.scenes, args.device) for run in args.runs}
+        curves = {run.name: snapshot_quality(run, args.scenes, args.device, args.every) for run in args.runs}
         print(plot_learning_curves(curves, args.out))
     else:
         print(plot_curves(args.runs, args.out))

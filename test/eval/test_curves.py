@@ -19,6 +19,7 @@ def test_each_snapshot_is_evaluated_on_validation_in_step_order(tmp_path):
     direct = evaluate(model, cfg, 2, progress=False, split="validation")
     assert rows[1]["F1@0.5"] == direct["instruction"]["all"]["f1"]
     assert rows[1]["proposal recall@16"] == direct["proposals"]["all"]["recall"]["all"]
+    assert [r["step"] for r in snapshot_quality(run, scenes=1, every=5)] == [10]  # only multiples of 5
 
 
 def test_the_command_writes_the_plot_and_its_figures(tmp_path):
