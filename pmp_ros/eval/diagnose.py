@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 from itertools import islice
 
@@ -181,13 +181,15 @@ def diagnose_outputs(
                     row_of = {o.id: k for k, o in enumerate(objects)}
                     query_log_probs = out["class_log_probs"][i].float()
                     for target in record["targets"]:
-                        cause = None
+                        cause, named = None, None
                         if not target["matched"]:
                             k = row_of[target["id"]]
-                            cause = _miss_cause(
+                            cause, named = _miss_cause(
                                 iou[k], query_log_probs, column[target["class"]], vocab, cfg, mask_logits
                             )
-                        miss_rows.append({"split": target["split"], "area": target["area"], "cause": cause})
+                        miss_rows.append(
+                            {"split": target["split"], "cause": cause, "class": target["class"], "named": named}
+                        )
         bar.update(len(chunk))
     bar.close()
     return {
@@ -200,30 +202,39 @@ def diagnose_outputs(
 
 def _miss_cause(
     iou: torch.Tensor, log_probs: torch.Tensor, truth: int, vocab: Sequence[str], cfg, mask_logits: torch.Tensor
-) -> str:
-    """Why a target was missed (MISS_CAUSES). iou [Q]: each query's mask IoU with it; log_probs [Q,C+1] in
-    vocab order; truth: its class column."""
+) -> tuple[str, str | None]:
+    """Why a target was missed (one of MISS_CAUSES), and the class its covering query names instead (None
+    unless that is the cause). iou [Q]: each query's mask IoU with it; log_probs [Q,C+1] in vocab order;
+    truth: its class column."""
     covering = torch.nonzero(iou >= 0.5).flatten()
     if covering.numel() == 0:
-        return MISS_CAUSES[0]
+        return MISS_CAUSES[0], None
     query = int(covering[log_probs[covering, truth].argmax()])
     named = int(log_probs[query, :-1].argmax())
     if named != truth:
         hit = _attribute_hits(named, truth, vocab)
-        return MISS_CAUSES[1] if hit[1] else MISS_CAUSES[2] if hit[2] else MISS_CAUSES[3]
+        return (MISS_CAUSES[1] if hit[1] else MISS_CAUSES[2] if hit[2] else MISS_CAUSES[3]), vocab[named]
     # The same score as the post-processing, with the target's class as the one prompt.
     order = [truth] + [j for j in range(len(vocab)) if j != truth] + [len(vocab)]
     scores, _ = instance_scores(log_probs[:, order], mask_logits, 1, cfg.mask_threshold)
-    return MISS_CAUSES[4] if float(scores[query]) < cfg.score_threshold else MISS_CAUSES[5]
+    return (MISS_CAUSES[4] if float(scores[query]) < cfg.score_threshold else MISS_CAUSES[5]), None
 
 
 def _summarise_misses(rows: list[dict]) -> dict:
-    """{split: {"targets", "found", cause: count}} over the instruction targets at the model's threshold."""
+    """{split: {"targets", "found", cause: count}} over the instruction targets at the model's threshold, and
+    "shapes_confused": {"<true shape> -> <named shape>": count}, most frequent first, of the covered targets
+    named as another class of their colour."""
     out = {}
     for split in ("all", "seen", "unseen"):
         chosen = [r for r in rows if split in ("all", r["split"])]
         out[split] = {"targets": len(chosen), "found": sum(r["cause"] is None for r in chosen)}
         out[split].update({cause: sum(r["cause"] == cause for r in chosen) for cause in MISS_CAUSES})
+    pairs = Counter(
+        f"{vocabulary.split_class(r['class'])[1]} -> {vocabulary.split_class(r['named'])[1]}"
+        for r in rows
+        if r["cause"] == MISS_CAUSES[1]
+    )
+    out["shapes_confused"] = dict(pairs.most_common())
     return out
 
 
@@ -470,13 +481,17 @@ def format_diagnosis(result: dict, title: str) -> str:
             for t, v in sweep["by_threshold"].items()
         ],
     )
-    misses = result["misses"]
+    misses = {k: v for k, v in result["misses"].items() if k != "shapes_confused"}
     lines += [f"## Misses at the model's threshold ({sweep['current_threshold']}): why each target was not found", ""]
     lines += markdown_table(
         ["cause", *misses],
         [["targets", *(v["targets"] for v in misses.values())], ["found", *(v["found"] for v in misses.values())]]
         + [[cause, *(v[cause] for v in misses.values())] for cause in MISS_CAUSES],
     )
+    confused = result["misses"]["shapes_confused"]
+    if confused:
+        pairs = ", ".join(f"{pair} {count}" for pair, count in confused.items())
+        lines += [f"Shapes named instead (true -> named, same colour): {pairs}.", ""]
     if probes:
         lines += ["## Linear probes of the frozen CLIP levels (per-pixel class map)", ""]
         lines += markdown_table(

@@ -44,6 +44,7 @@ def test_threshold_sweep_agrees_with_the_evaluation_at_the_models_threshold():
     misses = result["misses"]["all"]
     assert misses["targets"] == evaluated["targets"] and misses["found"] == evaluated["tp"]
     assert misses["found"] + sum(misses[cause] for cause in MISS_CAUSES) == misses["targets"]
+    assert sum(result["misses"]["shapes_confused"].values()) == misses[MISS_CAUSES[1]]
 
 
 def _one_hot_log_probs(classes: list[str], probability: float) -> torch.Tensor:
@@ -72,11 +73,10 @@ def test_a_missed_target_is_put_down_to_its_covering_query(named, probability, c
     # Query 0 covers the target (IoU 0.8), query 1 does not (0.3) though it is surer of the target's class.
     log_probs = torch.cat([_one_hot_log_probs([named], probability), _one_hot_log_probs(["red star"], 0.99)])
     iou = torch.tensor([0.8, 0.3])
-    assert _miss_cause(iou, log_probs, vocab.index("red star"), vocab, cfg, mask_logits) == cause
-    assert (
-        _miss_cause(torch.tensor([0.4, 0.3]), log_probs, vocab.index("red star"), vocab, cfg, mask_logits)
-        == (MISS_CAUSES[0])
-    )
+    truth = vocab.index("red star")
+    instead = None if named == "red star" else named
+    assert _miss_cause(iou, log_probs, truth, vocab, cfg, mask_logits) == (cause, instead)
+    assert _miss_cause(torch.tensor([0.4, 0.3]), log_probs, truth, vocab, cfg, mask_logits) == (MISS_CAUSES[0], None)
 
 
 def test_pmp_eval_diagnose_writes_its_tables(tmp_path):
