@@ -2,7 +2,7 @@
 
     pmp-eval --diagnose --model runs/pmp/model.safetensors --split validation --scenes 100 --out reports/diag
 
-Four decompositions, each on the instruction setting the robot uses (the parsed prompts, the rest of the
+Five decompositions, each on the instruction setting the robot uses (the parsed prompts, the rest of the
 vocabulary as context) of the chosen split's scenes (docs/evaluation.md):
 
 - masks alone: for every visible object, the best IoU of ANY query's binarised mask with it (an oracle
@@ -435,7 +435,7 @@ def diagnose(
     probe_steps: int = 300,
     progress: bool = True,
 ) -> dict:
-    """All four decompositions on the first `num_scenes` scenes of `split` (JSON-able dict)."""
+    """All five decompositions on the first `num_scenes` scenes of `split` (JSON-able dict)."""
     cases = list(eval_cases(num_scenes, cluttered_fraction, split=split))
     result = diagnose_outputs(predictor, cases, progress=progress)
     with torch.enable_grad():
