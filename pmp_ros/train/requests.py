@@ -1,6 +1,6 @@
 """What one training image asks of the model: its prompts, and which of its instances are the targets.
 
-Two objectives (TrainConfig.objective):
+Three objectives (TrainConfig.objective):
 
 - ``all``: every labelled instance is a target (a random subset when they outnumber the queries, keeping
   the named ones), whatever the prompts. This is the prompt-free twin's best objective: it cannot know the

@@ -55,7 +55,8 @@ class TrainConfig:
     seed: int = 0
     cluttered_fraction: float = 0.5  # share of scenes with 10-25 objects
     max_targets: int = 3  # classes an instruction names
-    # What the targets are (pmp_ros/train/requests.py): "all" labelled instances, or the "prompted" ones.
+    # What the targets are (pmp_ros/train/requests.py): "all" labelled instances, the "prompted" ones, or
+    # all of them with the prompted ones "weighted" up.
     objective: str = "all"
     vocabulary_request_prob: float = 0.25  # prompted: share of images prompted with every training class
     absent_request_prob: float = 0.1  # prompted: share of images prompted with absent classes only
