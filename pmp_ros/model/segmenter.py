@@ -28,6 +28,8 @@ from pmp_ros.model.head import PMPHead
 from pmp_ros.model.side_adapter import SideAdapter
 
 SIZE_DIVISIBILITY = 32  # the CLIP towers' total stride
+# State-dict prefixes of the CLIP model's weights (image and text towers, logit scale) in a PMPSegmenter.
+CLIP_STATE_PREFIXES = ("backbone.", "text_encoder.")
 
 
 @dataclass(frozen=True)

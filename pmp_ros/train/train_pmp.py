@@ -40,7 +40,7 @@ from pmp_ros.data.world import TabletopWorld, WorldConfig
 from pmp_ros.model.checkpoint import load_state_strict, read_checkpoint, save_checkpoint
 from pmp_ros.model.config import ModelConfig
 from pmp_ros.model.criterion import SetCriterion
-from pmp_ros.model.segmenter import build_segmenter
+from pmp_ros.model.segmenter import CLIP_STATE_PREFIXES, PMPSegmenter, build_segmenter
 from pmp_ros.train.requests import OBJECTIVES, training_item, training_request
 
 
@@ -80,6 +80,9 @@ class TrainConfig:
     coco_image_size: tuple[int, int] = (480, 640)
     # Start from a pmp_ros checkpoint (e.g. a converted FC-CLIP model); its config replaces `model`.
     init_from: str | None = None
+    # With init_from: the CLIP towers come from model.clip.pretrained instead of the init checkpoint, e.g. a
+    # tower trained further (pmp-train-clip --init) under an already trained segmenter.
+    clip_from_pretrained: bool = False
     # What is trained: "all" (everything not frozen by the config), "decoder" (query decoder, void
     # embedding and PMP), "pmp" (only the PMP prompt-attention layers).
     train_only: str = "all"
@@ -99,6 +102,8 @@ def train_config(values: dict) -> TrainConfig:
     cfg = settings.from_dict(TrainConfig, values, "train")
     if cfg.objective not in OBJECTIVES:
         raise ValueError(f"train.objective must be one of {OBJECTIVES}, got {cfg.objective!r}")
+    if cfg.clip_from_pretrained and not cfg.init_from:
+        raise ValueError("train.clip_from_pretrained only applies with train.init_from")
     return cfg
 
 
@@ -168,6 +173,18 @@ def _distributed() -> tuple[int, int]:
     return (dist.get_rank(), world_size) if world_size > 1 else (0, 1)
 
 
+def _init_state(model: PMPSegmenter, cfg: TrainConfig) -> dict[str, torch.Tensor]:
+    """The weights of cfg.init_from, its CLIP towers swapped for the model's own (the ones
+    model.clip.pretrained loaded) when cfg.clip_from_pretrained."""
+    state = read_checkpoint(cfg.init_from)[0]
+    if cfg.clip_from_pretrained:
+        if not model.cfg.clip.pretrained:
+            raise ValueError("train.clip_from_pretrained needs model.clip.pretrained (the CLIP weights to keep)")
+        own = model.state_dict()
+        state = {key: own[key] if key.startswith(CLIP_STATE_PREFIXES) else value for key, value in state.items()}
+    return state
+
+
 def _device(rank: int) -> torch.device:
     if torch.cuda.is_available():
         local = int(os.environ.get("LOCAL_RANK", rank))
@@ -187,7 +204,7 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, out: Path, resume: bool = Fa
     torch.manual_seed(cfg.seed)  # same initial weights on every rank
     model = build_segmenter(model_cfg)
     if cfg.init_from:
-        load_state_strict(model, read_checkpoint(cfg.init_from)[0])
+        load_state_strict(model, _init_state(model, cfg))
     model = model.to(device).train()
     trainable = _select_trainable(model, cfg.train_only)
     optimizer = torch.optim.AdamW(trainable, lr=cfg.lr, weight_decay=cfg.weight_decay)

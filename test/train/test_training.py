@@ -180,6 +180,44 @@ def test_fine_tuning_pmp_only_from_a_checkpoint_on_coco_data(tmp_path):
 
 
 @pytest.mark.slow
+def test_fine_tuning_keeps_a_newer_clip_tower_when_asked(tmp_path):
+    """train.clip_from_pretrained: the segmenter's head from init_from, its CLIP from model.clip.pretrained."""
+    import torch
+    from safetensors.torch import save_file
+
+    from pmp_ros.model.checkpoint import read_checkpoint
+    from pmp_ros.model.clip import create_clip
+    from pmp_ros.model.segmenter import CLIP_STATE_PREFIXES
+
+    from model_fixtures import write_small_checkpoint
+
+    init = write_small_checkpoint(tmp_path / "init.safetensors")
+    torch.manual_seed(7)  # another random tower than the init checkpoint's
+    newer_clip, _ = create_clip(small_config().clip)
+    clip_file = tmp_path / "newer_clip.safetensors"
+    save_file({k: v.contiguous().clone() for k, v in newer_clip.state_dict().items()}, str(clip_file))
+    config = _config_file(tmp_path, init_from=str(init), clip_from_pretrained=True, train_only="pmp")
+    out = tmp_path / "finetune"
+    _run(
+        ["-m", "pmp_ros.train.train_pmp", "--config", str(config), "--out", str(out)]
+        + ["--set", f"model.clip.pretrained={clip_file}"]
+    )
+
+    before, _, _ = read_checkpoint(init)
+    after, cfg, _ = read_checkpoint(out / "model.safetensors")
+    assert cfg.clip.pretrained == str(clip_file)
+    newer = newer_clip.state_dict()
+    clip_keys = [k for k in after if k.startswith(CLIP_STATE_PREFIXES)]
+    assert len(clip_keys) == len(newer)  # every tensor of the CLIP model, under one of the two prefixes
+    for key in clip_keys:
+        clip_key = key.removeprefix("backbone.").removeprefix("text_encoder.")
+        assert torch.equal(after[key].float(), newer[clip_key].float()), key
+    assert any(not torch.equal(after[k].float(), before[k].float()) for k in clip_keys)
+    head = [k for k in after if not k.startswith(CLIP_STATE_PREFIXES) and ".prompt_attention_layers." not in k]
+    assert all(torch.equal(after[k].float(), before[k].float()) for k in head)
+
+
+@pytest.mark.slow
 def test_clip_pretraining_resumed_from_its_state_ends_with_the_same_weights(tmp_path):
     from safetensors.torch import load_file
 
