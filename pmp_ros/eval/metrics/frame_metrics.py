@@ -103,15 +103,6 @@ def _overlaps(
     return joint[1:, 1:], joint[1:].sum(1), joint[:, 1:].sum(0)
 
 
-def _iou_matrix(
-    pred: np.ndarray, truth: np.ndarray, pred_ids: list[int], true_ids: list[int]
-) -> tuple[np.ndarray, np.ndarray]:
-    """IoU float64 [P,T] between the given predicted and true ids, and the true ids' areas int64 [T]."""
-    inter, pred_area, true_area = _overlaps(pred, truth, pred_ids, true_ids)
-    union = pred_area[:, None] + true_area[None, :] - inter
-    return inter / np.maximum(union, 1), true_area
-
-
 def _greedy_match(iou: np.ndarray, threshold: float) -> dict[int, int]:
     """{pred row: true column} one-to-one, by decreasing IoU, pairs with IoU >= threshold."""
     pairs = np.argwhere(iou >= threshold)
@@ -143,10 +134,14 @@ def instruction_frame_metrics(pred: FramePrediction, truth: FrameTruth, iou_thre
         raise ValueError(f"label image {pred.label_image.shape} != instance image {truth.instance_image.shape}")
     pred_ids = [int(i) for i, _, _ in pred.instances]
     target_ids = sorted({int(i) for i in truth.target_ids})
-    iou, areas = _iou_matrix(pred.label_image, truth.instance_image, pred_ids, target_ids)
-    visible = areas > 0
-    iou = iou[:, visible]
-    targets_vis = [t for t, v in zip(target_ids, visible) if v]
+    # One histogram against every object in view: the targets' IoU and the false positives' kinds need both.
+    object_ids = [int(i) for i in np.unique(truth.instance_image) if i != 0]
+    inter, pred_area, object_area = _overlaps(pred.label_image, truth.instance_image, pred_ids, object_ids)
+    column = {oid: c for c, oid in enumerate(object_ids)}
+    targets_vis = [t for t in target_ids if t in column]
+    cols = [column[t] for t in targets_vis]
+    areas = object_area[cols]  # [T]
+    iou = inter[:, cols] / np.maximum(pred_area[:, None] + areas[None, :] - inter[:, cols], 1)  # [P,T]
     match = _greedy_match(iou, iou_threshold)
     target_of_pred = {pred_ids[p]: targets_vis[t] for p, t in match.items()}
     matched_targets = set(target_of_pred.values())
@@ -177,7 +172,7 @@ def instruction_frame_metrics(pred: FramePrediction, truth: FrameTruth, iou_thre
                 "id": tid,
                 "class": name,
                 "split": class_split(name),
-                "area": int(areas[visible][col]),
+                "area": int(areas[col]),
                 "occlusion": None if occlusion is None else float(occlusion),
                 "best_iou": float(iou[:, col].max(initial=0.0)),
                 "matched": tid in matched_targets,
@@ -187,9 +182,16 @@ def instruction_frame_metrics(pred: FramePrediction, truth: FrameTruth, iou_thre
                 **_object_errors(measured.get(pred_of_target.get(tid)), tid, truth),
             }
         )
-    unmatched = [p for p in pred_ids if p not in target_of_pred]
+    unmatched = [row for row, p in enumerate(pred_ids) if p not in target_of_pred]
     kinds = _false_positive_kinds(
-        pred.label_image, truth.instance_image, unmatched, targets_vis, matched_targets, iou_threshold
+        [pred_ids[row] for row in unmatched],
+        inter[unmatched],
+        pred_area[unmatched],
+        object_area,
+        object_ids,
+        set(targets_vis),
+        matched_targets,
+        iou_threshold,
     )
     predictions = [
         {
@@ -210,7 +212,7 @@ def instruction_frame_metrics(pred: FramePrediction, truth: FrameTruth, iou_thre
         "fn": len(targets_vis) - tp,
         "targets": targets,
         "predictions": predictions,
-        "invisible_targets": [t for t, v in zip(target_ids, visible) if not v],
+        "invisible_targets": [t for t in target_ids if t not in column],
         "points_inside": sum(t["points_inside"] for t in targets),
         "points_total": sum(t["points_total"] for t in targets),
         "errors_3d": [e for t in targets for e in t["errors_3d"]],
@@ -219,19 +221,20 @@ def instruction_frame_metrics(pred: FramePrediction, truth: FrameTruth, iou_thre
 
 
 def _false_positive_kinds(
-    label_image: np.ndarray,
-    instance_image: np.ndarray,
     pred_ids: list[int],
-    target_ids: list[int],
+    inter: np.ndarray,
+    pred_area: np.ndarray,
+    object_area: np.ndarray,
+    object_ids: list[int],
+    target_ids: set[int],
     matched_targets: set[int],
     iou_threshold: float = 0.5,
 ) -> dict[int, str]:
     """{predicted id: kind} for the given (unmatched) predictions, by the object holding most of its pixels
-    (FALSE_POSITIVE_KINDS): "background" unless that object holds at least DOMINANT_SHARE of them."""
-    if not pred_ids:
-        return {}
-    object_ids = [int(i) for i in np.unique(instance_image) if i != 0]
-    inter, pred_area, object_area = _overlaps(label_image, instance_image, pred_ids, object_ids)  # [P,O], [P], [O]
+    (FALSE_POSITIVE_KINDS): "background" unless that object holds at least DOMINANT_SHARE of them.
+
+    inter int64 [P,O]: their pixels on each object of object_ids; pred_area [P]; object_area [O].
+    """
     kinds = {}
     for row, pid in enumerate(pred_ids):
         best = int(np.argmax(inter[row])) if object_ids else 0
