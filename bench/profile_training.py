@@ -2,6 +2,7 @@
 query decoder, loss, backward, optimiser.
 
 Usage: python bench/profile_training.py [--config config/train/pmp_prompted.yaml] [--steps 30] [--threads 1]
+       [--set train.precision=bf16 ...]
 
 Times are CPU seconds of the training thread (time.thread_time, so other processes on a shared machine
 count less than in wall time; they still share caches and memory bandwidth: say the machine's load with
@@ -21,7 +22,7 @@ import torch
 
 from pmp_ros.model.criterion import SetCriterion
 from pmp_ros.model.segmenter import build_segmenter
-from pmp_ros.train.train_pmp import WorldBatches, apply_overrides, load_config
+from pmp_ros.train.train_pmp import WorldBatches, apply_overrides, float_outputs, forward_precision, load_config
 
 import benchlib
 
@@ -82,9 +83,10 @@ def main() -> None:
     for step in range(args.warmup + args.steps):
         start = time.thread_time()
         images, targets, prompts = clock.timed("data (render scenes)", data.batch, step)
-        text = clock.timed("text tower", model.encode_text, class_names, prompts)
-        outputs = clock.timed("forward (all)", model, images, text)
-        losses = clock.timed("loss (matching + losses)", criterion, outputs, targets)
+        with forward_precision(cfg, torch.device("cpu")):
+            text = clock.timed("text tower", model.encode_text, class_names, prompts)
+            outputs = clock.timed("forward (all)", model, images, text)
+        losses = clock.timed("loss (matching + losses)", criterion, float_outputs(outputs), targets)
         total = criterion.weighted_total(losses)
         optimizer.zero_grad(set_to_none=True)
         clock.timed("backward", total.backward)

@@ -49,6 +49,32 @@ def test_config_file_and_overrides(tmp_path):
     bad.write_text(yaml.safe_dump({"train": {"stepz": 1}}))
     with pytest.raises(ValueError, match="stepz"):
         load_config(bad)
+    with pytest.raises(ValueError, match="precision"):
+        apply_overrides(model_cfg, cfg, ["train.precision=fp16"])
+    with pytest.raises(ValueError, match="init_from"):
+        apply_overrides(model_cfg, cfg, ["train.clip_from_pretrained=true"])
+
+
+@pytest.mark.slow
+def test_bf16_training_keeps_float32_weights_and_learns_like_fp32(tmp_path):
+    """train.precision=bf16 autocasts the forward only: the weights are saved as in float32 training, and
+    the losses of the first steps (same seed, same batches) stay close to the float32 run's."""
+    import torch
+
+    from pmp_ros.model.checkpoint import read_checkpoint
+
+    losses, weights = {}, {}
+    for precision in ("fp32", "bf16"):
+        out = tmp_path / precision
+        config = _config_file(tmp_path, steps=3, precision=precision)
+        _run(["-m", "pmp_ros.train.train_pmp", "--config", str(config), "--out", str(out)])
+        weights[precision], _, _ = read_checkpoint(out / "model.safetensors")
+        losses[precision] = [record["loss"] for record in _log(out)]
+    # the same stored dtypes as the float32 run (float16 only where float32 values fit it exactly)
+    assert {k: v.dtype for k, v in weights["bf16"].items()} == {k: v.dtype for k, v in weights["fp32"].items()}
+    assert torch.bfloat16 not in {value.dtype for value in weights["bf16"].values()}
+    assert losses["bf16"] != losses["fp32"]  # the autocast is on
+    assert losses["bf16"] == pytest.approx(losses["fp32"], rel=0.05)
 
 
 @pytest.mark.slow
