@@ -83,11 +83,17 @@ class Prober:
         from rclpy.context import Context
         from sensor_msgs.msg import Image
 
+        from pmp_ros.ros.process import die_with_parent_argv
+
         self.repeats, self.interval, self.timeout = repeats, interval, timeout
         self.received: set[tuple[int, int]] = set()
         self._cond = threading.Condition()
+        # The receiver shares this process's stderr: bound to this process's life (and stopped in close()),
+        # so that it never outlives it holding that pipe open for whoever reads it (a test, CI).
         self._process = subprocess.Popen(
-            [sys.executable, __file__, "--receiver", reliability], stdout=subprocess.PIPE, text=True
+            die_with_parent_argv([sys.executable, __file__, "--receiver", reliability]),
+            stdout=subprocess.PIPE,
+            text=True,
         )
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
@@ -98,6 +104,14 @@ class Prober:
         self.publisher = self.node.create_publisher(Image, TOPIC, _qos(reliability, 5))
         self._image = Image
         self._probe = 0
+        try:
+            self._connect()
+        except BaseException:
+            self.close()
+            raise
+
+    def _connect(self) -> None:
+        """Waits until the receiver runs and a first frame reaches it."""
         with self._cond:
             if not self._cond.wait_for(lambda: self._ready, rosbench.DISCOVERY_TIMEOUT_S):
                 raise TimeoutError("the receiver did not start")
@@ -151,7 +165,12 @@ class Prober:
         self.node.destroy_node()
         rclpy.try_shutdown(context=self.context)
         self._process.terminate()
-        self._process.wait(10)
+        try:
+            self._process.wait(10)
+        except subprocess.TimeoutExpired:
+            print("the receiver did not stop on SIGTERM within 10 s: killed", file=sys.stderr, flush=True)
+            self._process.kill()
+            self._process.wait()
 
 
 def measure(reliability: str, args: argparse.Namespace) -> tuple[list[dict], dict]:

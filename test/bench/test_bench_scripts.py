@@ -3,9 +3,11 @@
 Only that they run and report: timing figures are never asserted (they depend on the machine).
 """
 
+import contextlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -120,6 +122,32 @@ def test_bench_frame_size(tmp_path):
     )
     assert "largest rgb8 frame that arrived every time" in out and "best_effort" in out and "reliable" in out
     assert (tmp_path / "frame_size.json").is_file()
+
+
+def test_frame_size_receiver_ends_with_the_bench():
+    """The receiver shares the bench's stderr: if it outlived a bench that died, whoever reads that pipe
+    (this suite, CI) would wait for it forever."""
+    pytest.importorskip("sensor_msgs.msg")
+    bench = subprocess.Popen(
+        [sys.executable, str(REPO / "bench" / "bench_frame_size.py"), "--resolutions", "320x240", "--repeats", "1"],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        start_new_session=True,  # its own process group, so that the finally below leaves no receiver behind
+    )
+    try:
+        for line in bench.stdout:  # the first probe: the receiver runs and gets frames
+            if "best_effort: 320x240" in line:
+                break
+        else:
+            pytest.fail(f"the bench ended before its first probe: {bench.stderr.read()}")
+        bench.kill()
+        bench.communicate(timeout=30)  # returns once every holder of its stdout and stderr has ended
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(bench.pid, signal.SIGKILL)
 
 
 def test_profile_node():
