@@ -23,6 +23,7 @@ from torch import Tensor, nn
 from pmp_ros.model.checkpoint import load_state_strict, read_checkpoint
 from pmp_ros.model.classifier import crop_ensemble, fcclip_ensemble
 from pmp_ros.model.clip import ClipBackbone, ClipTextEncoder, create_clip
+from pmp_ros.model.clip.registry import weights_loaded_after
 from pmp_ros.model.config import ModelConfig
 from pmp_ros.model.head import PMPHead
 from pmp_ros.model.side_adapter import SideAdapter
@@ -207,7 +208,8 @@ def load_segmenter(path: str | os.PathLike, device: str | torch.device = "cpu") 
     Raises pmp_ros.model.checkpoint.CheckpointError (missing, corrupt, mismatched file) or
     pmp_ros.model.clip.ModelLoadError (unknown CLIP architecture)."""
     state_dict, cfg, _ = read_checkpoint(path)
-    segmenter = build_segmenter(dataclasses.replace(cfg, clip=dataclasses.replace(cfg.clip, pretrained=None)))
+    with weights_loaded_after():
+        segmenter = build_segmenter(dataclasses.replace(cfg, clip=dataclasses.replace(cfg.clip, pretrained=None)))
     segmenter.cfg = cfg
     load_state_strict(segmenter, state_dict)
     return segmenter.to(device).eval(), cfg

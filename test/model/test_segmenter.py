@@ -2,6 +2,7 @@
 training signal, text caching and checkpoints, with real forward passes of a small config."""
 
 import dataclasses
+import logging
 
 import pytest
 import torch
@@ -159,6 +160,19 @@ def test_checkpoint_round_trip_gives_identical_outputs(tmp_path, model):
         b = loaded(images, loaded.encode_text(CLASSES, ["red star"]))
     assert torch.equal(a["pred_masks"], b["pred_masks"])
     assert torch.equal(a["class_log_probs"], b["class_log_probs"])
+
+
+def test_loading_a_checkpoint_does_not_say_the_model_is_random(tmp_path, caplog):
+    """The tower is built empty and filled from the checkpoint: open_clip's "initialized randomly"
+    warning would tell the node's user the opposite. Building one without weights still warns."""
+    path = write_small_checkpoint(tmp_path / "small.safetensors", seed=0)
+    caplog.clear()  # writing it built a random model
+    with caplog.at_level(logging.WARNING):
+        load_segmenter(path)
+    assert not [r for r in caplog.records if "initialized randomly" in r.getMessage()], caplog.text
+    with caplog.at_level(logging.WARNING):
+        build_segmenter(small_config())
+    assert [r for r in caplog.records if "initialized randomly" in r.getMessage()], caplog.text
 
 
 def test_checkpoint_of_another_architecture_fails_clearly(tmp_path):

@@ -8,8 +8,11 @@ adds checks before that call and readable errors after it.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
+import logging
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +58,26 @@ def available_models() -> list[str]:
     """All open_clip model names, the project's configs included."""
     register_project_configs()
     return open_clip.list_models()
+
+
+class _RandomInitNotice(logging.Filter):
+    """Drops open_clip's "Model initialized randomly" warning (root logger)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "initialized randomly" not in record.getMessage()
+
+
+@contextlib.contextmanager
+def weights_loaded_after() -> Iterator[None]:
+    """For a tower built with ``pretrained=None`` whose weights are loaded right after (a segmenter
+    checkpoint): open_clip's warning that the model is initialized randomly would tell the user the
+    opposite of what happens, in every node and evaluation log."""
+    notice = _RandomInitNotice()
+    logging.getLogger().addFilter(notice)
+    try:
+        yield
+    finally:
+        logging.getLogger().removeFilter(notice)
 
 
 def create_clip(cfg: ClipConfig, device: str | torch.device = "cpu") -> tuple[nn.Module, Any]:
