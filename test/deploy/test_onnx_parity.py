@@ -132,7 +132,10 @@ def test_shipped_model_raw_outputs_match(shipped, scenes):
         outputs.append(predictor.forward([scene.rgb for scene in scenes], text))
     expected, got = outputs
     assert got["class_log_probs"].shape == expected["class_log_probs"].shape == (len(scenes), 16, 4)
-    assert torch.allclose(got["class_log_probs"], expected["class_log_probs"], atol=1e-4)
+    # Relative in the tails: a class at probability 1e-4 (log-prob -9.4) differs by ~1e-3 in log space from
+    # float32 rounding of the two graphs' logits; the probabilities the node thresholds agree within 1e-4.
+    assert torch.allclose(got["class_log_probs"], expected["class_log_probs"], atol=1e-4, rtol=1e-3)
+    assert torch.allclose(got["class_log_probs"].exp(), expected["class_log_probs"].exp(), atol=1e-4, rtol=0)
     assert torch.allclose(got["pred_masks"], expected["pred_masks"], atol=1e-3)
 
 
