@@ -89,8 +89,9 @@ class TrackerParams:
     velocity and embedding.
     Defaults: new_track_score, min_hits, max_misses, publish_misses, miss_decay, max_cost and
     image_check_tolerance were chosen on 60 validation sequences by python -m pmp_ros.eval.tracking (its GRID
-    and rule; docs/results.md "Tracking", docs/results/tracking_side.json); score_weight, distance_weight,
-    motion_weight and image_search before it, one at a time on the same validation records (docs/results.md);
+    and rule) for the shipped model (docs/results.md "Tracking",
+    docs/results/tracking_weighted_2026-12-07.json); score_weight, distance_weight, motion_weight and
+    image_search before it, one at a time on the same validation records (docs/results.md);
     appearance_scale and distance_scale_m from the same-object vs other-object spread of cosines and 3D steps
     on validation sequences; publish_score is the shipped model's score threshold; the rest are not tuned."""
 
@@ -101,15 +102,15 @@ class TrackerParams:
     distance_scale_m: float = 0.1
     label_change_cost: float = 0.3
     max_cost: float = 0.9
-    new_track_score: float = 0.3
+    new_track_score: float = 0.25
     min_hits: int = 2
     max_misses: int = 20
     publish_misses: int = 1
     image_check_tolerance: float = 20.0
     image_search: float = 0.0125
     score_weight: float = 0.3
-    miss_decay: float = 1.0
-    publish_score: float = 0.15
+    miss_decay: float = 0.8
+    publish_score: float = 0.2
     motion_weight: float = 0.0
     appearance_update: float = 0.3
 
