@@ -6,6 +6,8 @@ import re
 
 import pytest
 
+from pmp_ros.ros.shared_memory import describe, remove_stale_segments
+
 import ros_harness  # test/helpers is on the import path (pytest.ini: pythonpath)
 
 # What in a test module's source starts ROS nodes or talks over DDS: the harness's node runner and client, a
@@ -20,10 +22,21 @@ DDS_USE = re.compile(
 def pytest_configure(config):
     # Before any test imports rclpy: the domain, discovery range and ROS home are read at init.
     ros_harness.isolate_ros_environment()
+    _remove_stale_dds_segments("before the tests")
 
 
 def pytest_unconfigure(config):
     ros_harness.cleanup_run_dir()
+    _remove_stale_dds_segments("after the tests")
+
+
+def _remove_stale_dds_segments(when):
+    """Tests SIGKILL processes on purpose, and so may an earlier run or the OOM killer: each such process
+    leaves its Fast DDS segment (16 MiB) in /dev/shm. Thousands of them filled a 24 GB machine and made every
+    node start take minutes (CI, 2026-12-07). Only segments of ended processes are removed."""
+    removed = remove_stale_segments()
+    if removed.segments:
+        print(f"\n{when}: {describe(removed)}")
 
 
 def pytest_collection_modifyitems(config, items):

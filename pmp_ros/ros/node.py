@@ -23,6 +23,7 @@ from __future__ import annotations
 # First: a stop signal during the imports below (seconds of them) then ends the process quietly (quiet_stop.py).
 from pmp_ros.ros import quiet_stop  # isort: split
 
+import gc
 import sys
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor, wait
@@ -97,7 +98,7 @@ class SegmenterNode(LifecycleNode):
         self._input_subscriptions: list = []
         self._output_publishers: list = []
         self._worker: Future | None = None
-        self._torch_jobs: list[Future] = []  # submitted to the model's thread (torch_busy)
+        self.torch_jobs: list[Future] = []  # submitted to the model's thread: the process's end waits for them
         self._active = False
         # No thread dies silently (supervision.py): the worker restarts after a failure, or (failing again and
         # again) stops, the status turns ERROR and a managed node takes the lifecycle error transition; the
@@ -152,7 +153,7 @@ class SegmenterNode(LifecycleNode):
         """function() run on the model's thread; its result, once it is done, or _Stopped once the context is
         down (a stop: the load goes on, quiet_stop.finish does not wait for it for long)."""
         job = self._torch_thread.submit(function)
-        self._torch_jobs.append(job)
+        self.torch_jobs.append(job)
         while True:
             try:
                 return job.result(timeout=0.1)
@@ -160,16 +161,11 @@ class SegmenterNode(LifecycleNode):
                 if not self.context.ok():
                     raise _Stopped from None
 
-    def torch_busy(self) -> bool:
-        """Whether the model's thread is still running something (a load, the worker's frame)."""
-        self._torch_jobs = [job for job in self._torch_jobs if not job.done()]
-        return bool(self._torch_jobs)
-
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         self.slots.reopen()
         self._create_subscriptions()
         self._worker = self._torch_thread.submit(self.worker_supervisor.run, self._work)
-        self._torch_jobs.append(self._worker)
+        self.torch_jobs.append(self._worker)
         self._active = True
         self.get_logger().info("active: segmenting camera frames")
         return TransitionCallbackReturn.SUCCESS
@@ -334,7 +330,7 @@ def main(args: list[str] | None = None) -> int:
         rclpy.init(args=args)
     except Exception as error:  # e.g. a log folder it cannot create: one line, not rclpy's traceback
         return _startup_failed(f"cannot start ROS: {error} (is ROS_LOG_DIR or ROS_HOME writable?)")
-    node = service_executor = None
+    node = service_executor = service_thread = None
     code = 0
     try:
         if quiet_stop.received():  # between hand_over and rclpy's handlers: nothing stopped the context
@@ -350,12 +346,13 @@ def main(args: list[str] | None = None) -> int:
             node.trigger_activate()  # prints the ready line
             node.autostarting = False
         service_executor.add_node(node.service_node)
-        threading.Thread(
+        service_thread = threading.Thread(
             target=node.service_supervisor.run,
             args=(lambda: spin_until_context_down(service_executor, node.context),),
             name="pmp_segment_service",
             daemon=True,
-        ).start()
+        )
+        service_thread.start()
         executor.add_node(node)
         if quiet_stop.received():  # came during the start-up, after the check above
             raise _Stopped
@@ -374,9 +371,17 @@ def main(args: list[str] | None = None) -> int:
                 service_executor.shutdown(timeout_sec=1.0)
             node.destroy_node()
         rclpy.try_shutdown()
-        # Now, not at the interpreter's exit, which finish skips: the DDS participant says goodbye to its peers.
+        if service_thread is not None:  # its spin ends with the context; joined, it holds nothing of ROS
+            service_thread.join(1.0)
+        # The DDS participant leaves (says goodbye to its peers, removes its shared-memory segment of up to
+        # 16 MiB in /dev/shm) only when rclpy frees the last object holding the context. finish ends the
+        # process with os._exit, which frees nothing: so drop this function's references now and collect.
+        # Without this, every stop left the node's segments behind (test_node_stops_without_leaving_segments).
+        jobs = node.torch_jobs if node is not None else []
+        node = executor = service_executor = service_thread = None
+        gc.collect()
         get_default_context().destroy()
-    quiet_stop.finish(code, node.torch_busy if node is not None else None)
+    quiet_stop.finish(code, lambda: any(not job.done() for job in jobs))
 
 
 def _stopping() -> bool:

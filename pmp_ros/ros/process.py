@@ -24,6 +24,7 @@ from pathlib import Path
 
 from pmp_ros.ros.environment import claim_domains, configure_dds_environment
 from pmp_ros.ros.node import READY_TEXT
+from pmp_ros.ros.shared_memory import remove_stale_segments
 
 STARTUP_TIMEOUT_S = 180.0
 PARENT_GONE_EXIT_CODE = 125  # the guard's exit code when the parent ended before the program started
@@ -149,6 +150,8 @@ class ChildProcess:
                 self.process.wait(wait_s)
             except subprocess.TimeoutExpired:
                 continue
+        if self.process.returncode == -signal.SIGKILL:  # it could not leave DDS: its segments stay behind
+            remove_stale_segments()
         if not self._log.closed:
             self._log.close()
         return self.process.poll()
