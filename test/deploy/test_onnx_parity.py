@@ -131,7 +131,8 @@ def test_shipped_model_raw_outputs_match(shipped, scenes):
         text = predictor.encode_text(names, names[:2])
         outputs.append(predictor.forward([scene.rgb for scene in scenes], text))
     expected, got = outputs
-    assert got["class_log_probs"].shape == expected["class_log_probs"].shape == (len(scenes), 16, 4)
+    queries = shipped.torch.segmenter.cfg.decoder.num_queries
+    assert got["class_log_probs"].shape == expected["class_log_probs"].shape == (len(scenes), queries, 4)
     # Relative in the tails: a class at probability 1e-4 (log-prob -9.4) differs by ~1e-3 in log space from
     # float32 rounding of the two graphs' logits; the probabilities the node thresholds agree within 1e-4.
     assert torch.allclose(got["class_log_probs"], expected["class_log_probs"], atol=1e-4, rtol=1e-3)

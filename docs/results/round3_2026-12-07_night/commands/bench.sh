@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Speed of the candidate (32 queries) against the shipped model (16), alternating, three rounds each, on the
-# quiet machine (no training, no evaluation). CANDIDATE: its checkpoint with the chosen settings.
+# quiet machine (the training run paused with SIGSTOP, nothing else running). CANDIDATE: a 32-query checkpoint
+# with the shipped settings (speed depends on the architecture, not on how far it was trained).
 set -euo pipefail
 cd "$(git rev-parse --show-toplevel)"
 export HF_HUB_OFFLINE=1
