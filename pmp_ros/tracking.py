@@ -90,7 +90,7 @@ class TrackerParams:
     Defaults: new_track_score, min_hits, max_misses, publish_misses, miss_decay, max_cost and
     image_check_tolerance were chosen on 60 validation sequences by python -m pmp_ros.eval.tracking (its GRID
     and rule) for the shipped model (docs/results.md "Tracking",
-    docs/results/tracking_weighted_2026-12-07.json); score_weight, distance_weight, motion_weight and
+    docs/results/tracking_q32_2026-12-07.json); score_weight, distance_weight, motion_weight and
     image_search before it, one at a time on the same validation records (docs/results.md);
     appearance_scale and distance_scale_m from the same-object vs other-object spread of cosines and 3D steps
     on validation sequences; publish_score is the shipped model's score threshold; the rest are not tuned."""
@@ -102,8 +102,8 @@ class TrackerParams:
     distance_scale_m: float = 0.1
     label_change_cost: float = 0.3
     max_cost: float = 0.9
-    new_track_score: float = 0.25
-    min_hits: int = 2
+    new_track_score: float = 0.3
+    min_hits: int = 1
     max_misses: int = 20
     publish_misses: int = 1
     image_check_tolerance: float = 20.0
