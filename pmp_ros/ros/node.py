@@ -376,7 +376,7 @@ def main(args: list[str] | None = None) -> int:
         # The DDS participant leaves (says goodbye to its peers, removes its shared-memory segment of up to
         # 16 MiB in /dev/shm) only when rclpy frees the last object holding the context. finish ends the
         # process with os._exit, which frees nothing: so drop this function's references now and collect.
-        # Without this, every stop left the node's segments behind (test_node_stops_without_leaving_segments).
+        # Without this, every stop left its segments behind (test_a_stopped_node_leaves_no_shared_memory).
         jobs = node.torch_jobs if node is not None else []
         node = executor = service_executor = service_thread = None
         gc.collect()
