@@ -227,3 +227,25 @@ def test_bench_onnx(tmp_path):
     assert "onnxruntime" in out and "PyTorch median / ONNX Runtime median" in out
     assert "ONNX Runtime profile, 160x120" in out and "load_average_after" in out
     assert (tmp_path / "onnx.json").is_file()
+
+
+def test_bench_models_alternates_models_and_rounds(model_file, tmp_path):
+    """scripts/bench_models.sh: one JSON per model and round, each naming the model it timed."""
+    result = subprocess.run(
+        [str(REPO / "scripts" / "bench_models.sh")],
+        cwd=REPO,
+        timeout=400,
+        capture_output=True,
+        text=True,
+        env={
+            **os.environ,
+            "PMP_VENV": sys.prefix,
+            "MODELS": f"a:{model_file} b:{model_file}",
+            "OUT": str(tmp_path),
+            "ROUNDS": "2",
+            "ITERATIONS": "2",
+        },
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert sorted(p.name for p in tmp_path.glob("*.json")) == ["a_r1.json", "a_r2.json", "b_r1.json", "b_r2.json"]
+    assert str(model_file) in (tmp_path / "b_r2.json").read_text()
