@@ -1,7 +1,12 @@
 """Object crops with captions from the procedural world, for CLIP pretraining.
 
-Crops are cut at the scene's native scale (no resizing), so the image tower learns features for objects
-of the size it later sees densely in whole scenes.
+Two kinds of window:
+- native (zoom 0): a crop_size window at the scene's native scale (no resizing), so that the image tower
+  learns features for objects of the size it later sees densely in whole scenes;
+- zoomed (zoom > 0): a square window of side max(min_side, zoom x the object's longer box side), resized to
+  crop_size by area interpolation (PyTorch's mode="area", as the segmenter's crop classifier resizes its
+  windows), so that a small object fills the crop as a large one does. A 12 px star is a few cells of the
+  tower's stride-4 stem at native scale; zoomed, its shape survives the stem.
 """
 
 from __future__ import annotations
@@ -10,8 +15,15 @@ from collections import defaultdict, deque
 from collections.abc import Iterator
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 
-from pmp_ros.data.world import Scene, TabletopWorld
+from pmp_ros.data.world import Scene, SceneObject, TabletopWorld
+
+
+def clearly_visible(scene: Scene, min_area: int = 30, max_occlusion: float = 0.5) -> list[SceneObject]:
+    """The objects of the scene that object_crops cuts a crop for, in the scene's order."""
+    return [o for o in scene.objects if o.visible_area >= min_area and o.occlusion <= max_occlusion]
 
 
 def object_crops(
@@ -21,25 +33,38 @@ def object_crops(
     min_area: int = 30,
     max_occlusion: float = 0.5,
     jitter: float = 0.25,
+    zoom: float = 0.0,
+    min_side: int = 16,
 ) -> list[tuple[np.ndarray, str]]:
     """(uint8 [size,size,3] crop, class name) for each clearly visible object of the scene.
 
-    The crop window is centred on the object's box centre, shifted by up to `jitter` * size, and padded
-    with edge pixels where it leaves the image.
+    The window (native, or zoomed with zoom > 0: module docstring) is centred on the object's box centre,
+    shifted by up to `jitter` x its side, and padded with edge pixels where it leaves the image.
     """
-    pad = size
+    windows = []
+    for obj in clearly_visible(scene, min_area, max_occlusion):
+        x0, y0, x1, y1 = obj.bbox
+        side = max(min_side, int(round(zoom * max(x1 - x0, y1 - y0)))) if zoom > 0 else size
+        shift = rng.uniform(-jitter, jitter, 2) * side
+        left = int(round((x0 + x1) / 2 + shift[0])) - side // 2
+        top = int(round((y0 + y1) / 2 + shift[1])) - side // 2
+        windows.append((left, top, side, obj.class_name))
+    if not windows:
+        return []
+    pad = max(side for _, _, side, _ in windows) + size
     padded = np.pad(scene.rgb, ((pad, pad), (pad, pad), (0, 0)), mode="edge")
     crops = []
-    for obj in scene.objects:
-        if obj.visible_area < min_area or obj.occlusion > max_occlusion:
-            continue
-        x0, y0, x1, y1 = obj.bbox
-        shift = rng.uniform(-jitter, jitter, 2) * size
-        cx = int(round((x0 + x1) / 2 + shift[0])) + pad
-        cy = int(round((y0 + y1) / 2 + shift[1])) + pad
-        top, left = cy - size // 2, cx - size // 2
-        crops.append((padded[top : top + size, left : left + size].copy(), obj.class_name))
+    for left, top, side, name in windows:
+        window = padded[top + pad : top + pad + side, left + pad : left + pad + side]
+        crops.append((_resized(window, size) if side != size else window.copy(), name))
     return crops
+
+
+def _resized(window: np.ndarray, size: int) -> np.ndarray:
+    """uint8 [s,s,3] -> uint8 [size,size,3] by area interpolation (mode="area", as the crop classifier)."""
+    x = torch.from_numpy(np.ascontiguousarray(window)).permute(2, 0, 1)[None].float()
+    x = F.interpolate(x, size=(size, size), mode="area")[0]
+    return x.round().clamp(0, 255).byte().permute(1, 2, 0).numpy()
 
 
 class BalancedCropStream:
@@ -49,9 +74,19 @@ class BalancedCropStream:
     until a batch can take them.
     """
 
-    def __init__(self, world: TabletopWorld, first_seed: int, crop_size: int, seed: int = 0, jitter: float = 0.25):
+    def __init__(
+        self,
+        world: TabletopWorld,
+        first_seed: int,
+        crop_size: int,
+        seed: int = 0,
+        jitter: float = 0.25,
+        zoom: float = 0.0,
+        min_side: int = 16,
+    ):
         self.world = world
         self.jitter = jitter
+        self.zoom, self.min_side = zoom, min_side
         self.next_seed = first_seed
         self.crop_size = crop_size
         self.rng = np.random.default_rng(seed)
@@ -77,7 +112,9 @@ class BalancedCropStream:
             while sum(1 for q in self.queues.values() if q) < batch_size:
                 scene = self.world.render(self.next_seed)
                 self.next_seed += 1
-                for crop, name in object_crops(scene, self.crop_size, self.rng, jitter=self.jitter):
+                for crop, name in object_crops(
+                    scene, self.crop_size, self.rng, jitter=self.jitter, zoom=self.zoom, min_side=self.min_side
+                ):
                     self.queues[name].append(crop)
             ready = [name for name, q in self.queues.items() if q]
             chosen = [ready[i] for i in self.rng.choice(len(ready), batch_size, replace=False)]

@@ -178,5 +178,5 @@ def load_onnx_predictor(
 
 
 def _release_image_modules(segmenter: PMPSegmenter) -> None:
-    """Drop the image tower and the head (the graph has them): only the text tower is kept in memory."""
-    segmenter.backbone = segmenter.head = segmenter.side_adapter = None
+    """Drop the image towers and the head (the graph has them): only the text tower is kept in memory."""
+    segmenter.backbone = segmenter.head = segmenter.side_adapter = segmenter.crop_backbone = None

@@ -241,14 +241,15 @@ def _summarise_misses(rows: list[dict]) -> dict:
 def _true_mask_crop_logits(
     segmenter, model_input: torch.Tensor, masks: torch.Tensor, size: Sequence[int], out: dict
 ) -> torch.Tensor:
-    """CLIP logits [N,C+1] of the tower run on a crop around each TRUE mask of the model input (the "crop"
-    out-of-vocabulary path of EnsembleConfig, given perfect masks)."""
+    """CLIP logits [N,C+1] of the crop classifier's tower run on a crop around each TRUE mask of the model
+    input (the "crop" out-of-vocabulary path of EnsembleConfig, its windows included, given perfect masks)."""
     resized = F.interpolate(masks[:, None].float(), size=tuple(size), mode="area")[:, 0]
     logits = torch.where(resized >= 0.5, 1.0, -1.0)[None]  # [1,N,H',W'] as mask logits at stride 1
-    crop_size = segmenter.cfg.ensemble.crop_size
-    boxes, _ = mask_crop_boxes(logits, 1, crop_size)
+    settings = segmenter.cfg.ensemble
+    crop_size = settings.crop_size
+    boxes, _ = mask_crop_boxes(logits, 1, crop_size, zoom=settings.crop_zoom, min_side=settings.crop_min_side)
     crops = crop_images(model_input[None].float(), boxes, crop_size)
-    embeddings = segmenter.backbone.encode_crops(crops)[None]
+    embeddings = segmenter.crop_encoder(crops)[None]
     return classification_logits(embeddings, out["classifier"], segmenter.backbone.logit_scale, out["num_templates"])[
         0
     ].float()

@@ -152,12 +152,16 @@ def fcclip_ensemble(
     }
 
 
-def mask_crop_boxes(masks: Tensor, stride: int, crop_size: int, context: float = 1.2) -> tuple[Tensor, Tensor]:
+def mask_crop_boxes(
+    masks: Tensor, stride: int, crop_size: int, context: float = 1.2, zoom: float = 0.0, min_side: int = 16
+) -> tuple[Tensor, Tensor]:
     """Square crop windows around each mask, in input pixels.
 
     masks: [B,Q,h,w] logits at `stride` of the input. A window is centred on the box of the mask's positive
     pixels, with side max(crop_size, context x the box's longer side): objects smaller than a crop are cut
-    at native scale (as CLIP was trained on crops of the scene), larger ones are shrunk to fit.
+    at native scale (as CLIP was trained on crops of the scene), larger ones are shrunk to fit. With
+    zoom > 0 the side is max(min_side, zoom x the box's longer side) instead: every object fills its crop
+    alike (pmp_ros/data/crops.py's zoomed windows, what a crop tower is trained on).
     Returns (boxes float [B,Q,4] as x0, y0, x1, y1; valid bool [B,Q], False for an empty mask, whose
     window is a crop at the input's origin).
     """
@@ -174,7 +178,11 @@ def mask_crop_boxes(masks: Tensor, stride: int, crop_size: int, context: float =
 
     y0, y1 = bounds(rows, h)
     x0, x1 = bounds(cols, w)
-    side = torch.clamp(context * torch.maximum(x1 - x0, y1 - y0), min=float(crop_size))
+    longer = torch.maximum(x1 - x0, y1 - y0)
+    if zoom > 0:
+        side = torch.clamp(zoom * longer, min=float(min_side))
+    else:
+        side = torch.clamp(context * longer, min=float(crop_size))
     cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
     boxes = torch.stack([cx - side / 2, cy - side / 2, cx + side / 2, cy + side / 2], dim=-1)
     fallback = torch.tensor([0.0, 0.0, float(crop_size), float(crop_size)], device=masks.device)
@@ -261,6 +269,8 @@ def crop_ensemble(
     mask_stride: int = 4,
     max_crops: int = 0,
     unseen_rule: str = "fcclip",
+    zoom: float = 0.0,
+    min_side: int = 16,
 ) -> dict[str, Tensor]:
     """Out-of-vocabulary classification by running the CLIP image tower on a crop around each proposal
     (two-stage open-vocabulary segmentation), then FC-CLIP's geometric ensemble with the in-vocabulary
@@ -269,11 +279,12 @@ def crop_ensemble(
     pred_logits [B,Q,C+1]; pred_masks [B,Q,H/4,W/4] logits of the padded input; images [B,3,H,W] the
     CLIP-normalised padded input; encode_crops: [N,3,S,S] -> [N,D] (the CLIP tower's pooled embedding).
     max_crops: crop only the K queries per image most likely to be objects (lowest in-vocabulary void
-    probability); 0 = every query. Where a query's mask is empty, or it is not cropped, the CLIP classifier
-    gets weight 0. Returns crop_boxes [B,Q,4], crop_embeddings [B,Q,D] (the tower's embedding of each crop,
-    zeros where not cropped), out_vocab_logits [B,Q,C+1] (zeros where not cropped), class_log_probs [B,Q,C+1].
+    probability); 0 = every query. zoom, min_side: the windows (mask_crop_boxes). Where a query's mask is
+    empty, or it is not cropped, the CLIP classifier gets weight 0. Returns crop_boxes [B,Q,4],
+    crop_embeddings [B,Q,D] (the tower's embedding of each crop, zeros where not cropped), out_vocab_logits
+    [B,Q,C+1] (zeros where not cropped), class_log_probs [B,Q,C+1].
     """
-    boxes, valid = mask_crop_boxes(pred_masks, mask_stride, crop_size)
+    boxes, valid = mask_crop_boxes(pred_masks, mask_stride, crop_size, zoom=zoom, min_side=min_side)
     batch, queries = boxes.shape[:2]
     if 0 < max_crops < queries:
         void = pred_logits.softmax(-1)[..., -1]  # [B,Q]

@@ -101,10 +101,21 @@ class EnsembleConfig:
     # How seen and unseen classes compete (model/classifier.py geometric_ensemble): "fcclip" (one softmax,
     # alpha/beta per class) or "split" (seen against unseen as groups first, weighted by beta).
     unseen_rule: str = "fcclip"
+    # "crop": the crop classifier's own image tower (state prefix `crop_backbone.`), trained on zoomed crops
+    # against the frozen text tower (pmp-train-clip --crop-tower 1), attached by ship_model --crop-tower. The
+    # segmenter's own tower keeps serving the dense features it was trained on.
+    crop_tower: bool = False
+    # "crop" windows: crop_zoom 0 = native scale (side max(crop_size, 1.2 x the mask's box)); > 0 = zoomed
+    # (side max(crop_min_side, crop_zoom x the box's longer side), resized to crop_size), as the crop tower
+    # was trained (ship_model --crop-tower copies both from the tower's file).
+    crop_zoom: float = 0.0
+    crop_min_side: int = 16
 
     def __post_init__(self):
         if self.out_vocabulary not in ("mask_pool", "crop"):
             raise ValueError(f"ensemble.out_vocabulary must be 'mask_pool' or 'crop', got {self.out_vocabulary!r}")
+        if self.crop_tower and self.out_vocabulary != "crop":
+            raise ValueError("ensemble.crop_tower needs ensemble.out_vocabulary 'crop'")
         if self.unseen_rule not in UNSEEN_RULES:
             raise ValueError(f"ensemble.unseen_rule must be one of {UNSEEN_RULES}, got {self.unseen_rule!r}")
 

@@ -63,13 +63,21 @@ class PMPSegmenter(nn.Module):
     """backbone (ClipBackbone), text_encoder (ClipTextEncoder), head (PMPHead), void_embedding [1,D].
 
     State-dict prefixes: `backbone.`, `text_encoder.`, `head.` (FC-CLIP's `sem_seg_head.`), `void_embedding.`,
-    and `side_adapter.` when the config has one.
+    `side_adapter.` when the config has one, and `crop_backbone.` (the crop classifier's own image tower)
+    when cfg.ensemble.crop_tower.
     """
 
-    def __init__(self, cfg: ModelConfig, backbone: ClipBackbone, text_encoder: ClipTextEncoder):
+    def __init__(
+        self,
+        cfg: ModelConfig,
+        backbone: ClipBackbone,
+        text_encoder: ClipTextEncoder,
+        crop_backbone: ClipBackbone | None = None,
+    ):
         super().__init__()
         self.cfg = cfg
         self.backbone = backbone
+        self.crop_backbone = crop_backbone
         self.text_encoder = text_encoder
         self.side_adapter = SideAdapter(cfg.pixel_decoder.side_adapter) if cfg.pixel_decoder.side_adapter else None
         in_channels = {**backbone.out_channels, **(self.side_adapter.out_channels if self.side_adapter else {})}
@@ -126,6 +134,16 @@ class PMPSegmenter(nn.Module):
 
     # --- images ----------------------------------------------------------------------------------------
 
+    def crop_encoder(self, crops: Tensor) -> Tensor:
+        """The crop classifier's image tower (its own when attached, else the segmenter's): CLIP-normalised
+        crops [N,3,S,S] -> embeddings [N,D]."""
+        return (self.crop_backbone or self.backbone).encode_crops(crops)
+
+    def attach_crop_tower(self, open_clip_model: nn.Module) -> None:
+        """Use the image tower of `open_clip_model` (same text space: trained against this model's frozen text
+        tower) for the crop classifier; the config must say so (ensemble.crop_tower) for a saved copy to load."""
+        self.crop_backbone = ClipBackbone(open_clip_model, frozen=True)
+
     def forward(self, images: Tensor, text: TextFeatures) -> dict:
         """images: float [B,3,H,W] RGB in [0,1], any size (padded to a multiple of 32 inside).
 
@@ -155,7 +173,7 @@ class PMPSegmenter(nn.Module):
                     out["pred_logits"],
                     out["pred_masks"],
                     x,
-                    self.backbone.encode_crops,
+                    self.crop_encoder,
                     classifier,
                     self.backbone.logit_scale,
                     text.num_templates,
@@ -165,6 +183,8 @@ class PMPSegmenter(nn.Module):
                     settings.crop_size,
                     max_crops=settings.max_crops,
                     unseen_rule=settings.unseen_rule,
+                    zoom=settings.crop_zoom,
+                    min_side=settings.crop_min_side,
                 )
                 embeddings = ensemble["crop_embeddings"]
             else:
@@ -199,7 +219,10 @@ def build_segmenter(cfg: ModelConfig) -> PMPSegmenter:
     clip_model, tokenizer = create_clip(cfg.clip)
     backbone = ClipBackbone(clip_model, frozen=cfg.clip.frozen)
     text_encoder = ClipTextEncoder(clip_model, tokenizer, cfg.clip.templates, frozen=cfg.clip.frozen)
-    return PMPSegmenter(cfg, backbone, text_encoder)
+    crop_backbone = None
+    if cfg.ensemble.crop_tower:  # its weights come with the checkpoint (ship_model --crop-tower)
+        crop_backbone = ClipBackbone(create_clip(dataclasses.replace(cfg.clip, pretrained=None))[0], frozen=True)
+    return PMPSegmenter(cfg, backbone, text_encoder, crop_backbone)
 
 
 def load_segmenter(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[PMPSegmenter, ModelConfig]:

@@ -73,6 +73,14 @@ class ClipPretrainConfig:
     jitter: float = 0.05
     init: str = ""  # open_clip weights to start from ("" = random initialisation)
     snapshot_every: int = 0  # keep the weights every N steps (0 = never)
+    # Zoomed crops (pmp_ros/data/crops.py): window side max(zoom_min_side, zoom x the object's longer box
+    # side), resized to crop_size; 0 = native-scale windows.
+    zoom: float = 0.0
+    zoom_min_side: int = 16
+    # A crop tower: only the image tower learns, against the frozen text tower of `init`, on its pooled
+    # embedding only (the segmenter's crop classifier uses nothing else), so its crop embeddings stay
+    # comparable with the text embeddings the segmenter already has. 0 / 1 (an int: the command line).
+    crop_tower: int = 0
 
 
 # Settings a resumed run may change: they decide how it runs, not what it learns.
@@ -101,11 +109,17 @@ def train(cfg: ClipPretrainConfig, out: Path, resume: bool = False) -> dict:
     torch.manual_seed(cfg.seed)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
+    if cfg.crop_tower and not cfg.init:
+        raise SystemExit("--crop-tower 1 trains an image tower against the text tower of --init: give --init")
     model, tokenizer = create_clip(ClipConfig(model_name=cfg.model_name, pretrained=cfg.init or None))
     model.train()
     mean, std = model.visual.image_mean, model.visual.image_std
-    decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "embedding" not in n]
-    no_decay = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "embedding" not in n)]
+    trained = model.visual if cfg.crop_tower else model
+    if cfg.crop_tower:
+        model.requires_grad_(False)
+        model.visual.requires_grad_(True)
+    decay = [p for n, p in trained.named_parameters() if p.ndim >= 2 and "embedding" not in n]
+    no_decay = [p for n, p in trained.named_parameters() if not (p.ndim >= 2 and "embedding" not in n)]
     optimizer = torch.optim.AdamW(
         [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr
     )
@@ -117,7 +131,23 @@ def train(cfg: ClipPretrainConfig, out: Path, resume: bool = False) -> dict:
     classes = vocabulary.all_classes()
     class_index = {name: i for i, name in enumerate(classes)}
     world = TabletopWorld(config=WorldConfig(num_objects=(cfg.min_objects, cfg.max_objects), small_prob=cfg.small_prob))
-    crop_stream = BalancedCropStream(world, splits.CLIP_TRAIN.start, cfg.crop_size, seed=cfg.seed, jitter=cfg.jitter)
+    crop_stream = BalancedCropStream(
+        world,
+        splits.CLIP_TRAIN.start,
+        cfg.crop_size,
+        seed=cfg.seed,
+        jitter=cfg.jitter,
+        zoom=cfg.zoom,
+        min_side=cfg.zoom_min_side,
+    )
+    if cfg.crop_tower:  # the frozen text tower's embeddings of every (template, class) caption, once
+        with torch.no_grad():
+            caption_table = torch.stack(
+                [
+                    F.normalize(model.encode_text(tokenizer([t.format(c) for c in classes])), dim=-1)
+                    for t in DEFAULT_TEMPLATES
+                ]
+            )  # [T, C, D]
     stream = crop_stream.batches(cfg.batch_size)
     rng = np.random.default_rng(cfg.seed)
     history, first_step, elapsed = [], 0, 0.0
@@ -140,17 +170,19 @@ def train(cfg: ClipPretrainConfig, out: Path, resume: bool = False) -> dict:
     for step in progress:
         crops, names = next(stream)
         images = crops_to_tensor(crops, mean, std, torch.from_numpy(rng.random(len(names)) < 0.5))
-        captions = [
-            DEFAULT_TEMPLATES[i].format(name)
-            for i, name in zip(rng.integers(len(DEFAULT_TEMPLATES), size=len(classes)), classes)
-        ]
-        text = F.normalize(model.encode_text(tokenizer(captions)), dim=-1)  # [100, D]
-        pooled = F.normalize(model.encode_image(images), dim=-1)  # [B, D]
-        dense = backbone(images)["clip_vis_dense"].mean(dim=(2, 3))[:, None]  # [B, 1, C]
-        dense = F.normalize(backbone.visual_prediction(dense)[:, 0], dim=-1)  # [B, D]
+        template_choice = rng.integers(len(DEFAULT_TEMPLATES), size=len(classes))
+        captions = [DEFAULT_TEMPLATES[i].format(name) for i, name in zip(template_choice, classes)]
         labels = torch.tensor([class_index[n] for n in names])
         scale = model.logit_scale.exp()
-        loss = F.cross_entropy(scale * pooled @ text.T, labels) + F.cross_entropy(scale * dense @ text.T, labels)
+        pooled = F.normalize(model.encode_image(images), dim=-1)  # [B, D]
+        if cfg.crop_tower:
+            text = caption_table[torch.from_numpy(template_choice), torch.arange(len(classes))]  # [100, D]
+            loss = F.cross_entropy(scale * pooled @ text.T, labels)
+        else:
+            text = F.normalize(model.encode_text(tokenizer(captions)), dim=-1)  # [100, D]
+            dense = backbone(images)["clip_vis_dense"].mean(dim=(2, 3))[:, None]  # [B, 1, C]
+            dense = F.normalize(backbone.visual_prediction(dense)[:, 0], dim=-1)  # [B, D]
+            loss = F.cross_entropy(scale * pooled @ text.T, labels) + F.cross_entropy(scale * dense @ text.T, labels)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -179,7 +211,9 @@ def train(cfg: ClipPretrainConfig, out: Path, resume: bool = False) -> dict:
     _save_weights(model, cfg, out)
     # Evaluate exactly what was saved: reload through open_clip's own loading path.
     saved, tokenizer = create_clip(ClipConfig(model_name=cfg.model_name, pretrained=str(out)))
-    metrics = evaluate_zero_shot(saved, tokenizer, DEFAULT_TEMPLATES, cfg.eval_scenes, cfg.crop_size)
+    metrics = evaluate_zero_shot(
+        saved, tokenizer, DEFAULT_TEMPLATES, cfg.eval_scenes, cfg.crop_size, zoom=cfg.zoom, min_side=cfg.zoom_min_side
+    )
     return {
         "config": asdict(cfg),
         "history": history,

@@ -26,6 +26,16 @@ def test_resampled_crops_equal_sliced_crops_inside_outside_and_shrunk():
     assert torch.allclose(crop_images_by_resampling(images, boxes, 16), expected, atol=1e-5)
 
 
+def test_resampled_crops_equal_sliced_crops_enlarged():
+    """Zoomed windows (ensemble.crop_zoom) smaller than the crop are enlarged alike by both forms."""
+    generator = torch.Generator().manual_seed(1)
+    images = torch.randn(1, 3, 64, 96, generator=generator)
+    centres = torch.rand(1, 40, 2, generator=generator) * torch.tensor([136.0, 104.0]) - 20
+    sides = torch.rand(1, 40, 1, generator=generator) * 12 + 4  # 4 to 16 px -> 16 px crops
+    boxes = _square_boxes(centres, sides)
+    assert torch.allclose(crop_images_by_resampling(images, boxes, 16), crop_images(images, boxes, 16), atol=1e-5)
+
+
 def test_a_native_scale_resampled_crop_is_an_exact_copy():
     images = torch.rand(1, 3, 40, 50)
     boxes = torch.tensor([[[5.0, 7.0, 21.0, 23.0]]])

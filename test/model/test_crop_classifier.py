@@ -22,6 +22,18 @@ def test_windows_are_centred_on_the_mask_box_at_native_scale_or_larger():
     assert boxes[0, 1].tolist() == pytest.approx([80 - 120, 100 - 120, 80 + 120, 100 + 120])
 
 
+def test_zoomed_windows_scale_with_the_mask_box_down_to_the_smallest_side():
+    masks = torch.full((1, 3, 60, 80), -1.0)
+    masks[0, 0, 10:15, 20:30] = 1.0  # box 40 x 20 px -> side 1.5 x 40
+    masks[0, 1, 30:31, 40:41] = 1.0  # box 4 x 4 px -> the smallest side, 16
+    masks[0, 2, 0:50, 0:40] = 1.0  # box 160 x 200 px -> 1.5 x 200 (as at native scale, with its own context)
+    boxes, valid = mask_crop_boxes(masks, stride=4, crop_size=64, zoom=1.5, min_side=16)
+    assert valid.all()
+    assert boxes[0, 0].tolist() == pytest.approx([100 - 30, 50 - 30, 100 + 30, 50 + 30])
+    assert boxes[0, 1].tolist() == pytest.approx([162 - 8, 122 - 8, 162 + 8, 122 + 8])
+    assert boxes[0, 2].tolist() == pytest.approx([80 - 150, 100 - 150, 80 + 150, 100 + 150])
+
+
 def test_a_native_scale_window_is_an_exact_cut_and_outside_pixels_repeat_the_edge():
     images = torch.rand(2, 3, 40, 50)
     boxes = torch.tensor([[[5.0, 7.0, 21.0, 23.0]], [[-4.0, -4.0, 12.0, 12.0]]])

@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 import yaml
 
 from pmp_ros.model.segmenter import load_segmenter
@@ -173,6 +174,68 @@ def test_clip_pretraining_from_trained_weights_keeps_snapshots(tmp_path):
     assert len(parameters) > 20 and all((start[k] == end[k]).all() for k in parameters)
     assert [snapshot_path(second, step).is_file() for step in (1, 2)] == [True, True]
     assert json.loads(second.with_suffix(".json").read_text())["config"]["init"] == str(first)
+
+
+def test_a_crop_tower_learns_only_its_image_tower_and_attaches_to_a_segmenter(tmp_path, model_file):
+    """pmp-train-clip --crop-tower 1: the image tower learns on zoomed crops, the text tower of --init stays
+    as it was; ship_model --crop-tower gives a segmenter that tower for its crop classifier, with its windows,
+    and refuses a tower trained against another text tower."""
+    from safetensors.torch import load_file
+
+    from pmp_ros.model.checkpoint import save_checkpoint
+    from pmp_ros.model.segmenter import build_segmenter
+
+    base, tower = tmp_path / "base.safetensors", tmp_path / "tower.safetensors"
+    common = ["-m", "pmp_ros.train.clip_pretrain", "--batch-size", "8", "--eval-scenes", "2", "--threads", "1"]
+    _run([*common, "--steps", "1", "--warmup-steps", "1", "--out", str(base)], HF_HUB_OFFLINE="1")
+    _run(
+        [*common, "--steps", "3", "--warmup-steps", "1", "--init", str(base), "--crop-tower", "1", "--zoom", "1.5"]
+        + ["--zoom-min-side", "20", "--out", str(tower)],
+        HF_HUB_OFFLINE="1",
+    )
+    start, end = load_file(str(base)), load_file(str(tower))
+    changed = {k for k in start if not torch.equal(start[k], end[k])}
+    assert changed and all(k.startswith("visual.") for k in changed)
+
+    # The small checkpoint's text tower is not this one's: refused.
+    refused = subprocess.run(
+        [sys.executable, "-m", "pmp_ros.train.ship_model", str(model_file), str(tmp_path / "no.safetensors")]
+        + ["--crop-tower", str(tower)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
+    assert refused.returncode != 0 and "text tower differs" in refused.stderr
+
+    # A segmenter on the base tower takes it.
+    cfg = small_config()
+    cfg.clip.pretrained = str(base)
+    cfg.ensemble.out_vocabulary = "crop"
+    segmenter_file, shipped = tmp_path / "segmenter.safetensors", tmp_path / "shipped.safetensors"
+    save_checkpoint(segmenter_file, build_segmenter(cfg), cfg)
+    _run(
+        ["-m", "pmp_ros.train.ship_model", str(segmenter_file), str(shipped), "--crop-tower", str(tower)],
+        HF_HUB_OFFLINE="1",
+    )
+    dropped = subprocess.run(
+        [sys.executable, "-m", "pmp_ros.train.ship_model", str(shipped), str(tmp_path / "no2.safetensors")]
+        + ["--set", "ensemble.crop_tower=false"],
+        capture_output=True,
+        text=True,
+    )
+    assert dropped.returncode != 0 and "follows the weights" in dropped.stderr
+    model, cfg = load_segmenter(shipped)
+    assert (cfg.ensemble.crop_tower, cfg.ensemble.crop_zoom, cfg.ensemble.crop_min_side) == (True, 1.5, 20)
+    own = model.crop_backbone.visual.state_dict()
+    assert all(torch.equal(own[k[len("visual.") :]].float(), end[k].float()) for k in changed)
+    image = torch.rand(1, 3, 64, 96)
+    text = model.encode_text(["red star", "blue cube"])
+    with torch.no_grad():
+        out = model(image, text)
+    assert (
+        out["class_log_probs"].shape[:2] == (1, cfg.decoder.num_queries)
+        and torch.isfinite(out["class_log_probs"]).all()
+    )
 
 
 @pytest.mark.slow
