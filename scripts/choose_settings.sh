@@ -7,6 +7,7 @@
 # below the shipped model's. Then scripts/compare_to_shipped.sh with the chosen copy.
 #   RUN=runs/q32_more/model.safetensors OUT=runs/q32_more_tune scripts/choose_settings.sh
 #   SETTINGS="0.20:0.2 0.25:0.2" SCENES=100 RUN=... OUT=... scripts/choose_settings.sh   # threshold:alpha
+#   SHIPPED=none RUN=... OUT=... scripts/choose_settings.sh   # a second candidate, the shipped model evaluated already
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -30,9 +31,10 @@ for setting in $SETTINGS; do
   else second+=(--model "$OUT/$name.safetensors" --name "$name"); fi
   i=$((i + 1))
 done
-second+=(--model "$SHIPPED" --name shipped)
+if [[ "$SHIPPED" != none ]]; then second+=(--model "$SHIPPED" --name shipped); fi
 common=(--split validation --scenes "$SCENES" --examples 0 --no-progress)
 "$BIN/pmp-eval" "${first[@]}" "${common[@]}" --out "$OUT/eval_a" &
-"$BIN/pmp-eval" "${second[@]}" "${common[@]}" --out "$OUT/eval_b"
-wait
+first_job=$!
+if (( ${#second[@]} )); then "$BIN/pmp-eval" "${second[@]}" "${common[@]}" --out "$OUT/eval_b"; fi
+wait "$first_job"  # its exit status: a failed evaluation stops the script
 echo "reports: $OUT/eval_a/report.md $OUT/eval_b/report.md"

@@ -16,8 +16,9 @@ export HF_HUB_OFFLINE=1 OMP_NUM_THREADS=1
 mkdir -p "$OUT/candidate" "$OUT/shipped"
 common=(--scenes "$SCENES" --examples 0 --no-progress)
 "$BIN/pmp-eval" --model "$CANDIDATE" --name candidate_s0 "${common[@]}" --out "$OUT/candidate" &
+candidate_job=$!
 "$BIN/pmp-eval" --model "$SHIPPED" --name shipped_s0 "${common[@]}" --out "$OUT/shipped"
-wait
+wait "$candidate_job"  # its exit status: a failed evaluation stops the script
 "$BIN/python" -m pmp_ros.eval.ablation --a "$OUT/candidate" --b "$OUT/shipped" \
     --names candidate shipped --out "$OUT/candidate_vs_shipped"
 echo "table: $OUT/candidate_vs_shipped.md"
