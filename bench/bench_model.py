@@ -66,6 +66,10 @@ def parameter_counts(segmenter: torch.nn.Module) -> list[dict]:
         "pixel decoder": list(segmenter.head.pixel_decoder.parameters()),
         "transformer decoder (without PMP)": [p for p in segmenter.head.predictor.parameters() if id(p) not in pmp_ids],
         "PMP prompt-attention layers": pmp,
+        "side adapter": list(segmenter.side_adapter.parameters()) if segmenter.side_adapter else [],
+        "crop tower (the crop classifier's image tower)": (
+            list(segmenter.crop_backbone.parameters()) if segmenter.crop_backbone else []
+        ),
     }
     seen: set[int] = set()
     rows = []
