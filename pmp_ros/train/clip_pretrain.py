@@ -170,8 +170,7 @@ def train(cfg: ClipPretrainConfig, out: Path, resume: bool = False) -> dict:
     for step in progress:
         crops, names = next(stream)
         images = crops_to_tensor(crops, mean, std, torch.from_numpy(rng.random(len(names)) < 0.5))
-        template_choice = rng.integers(len(DEFAULT_TEMPLATES), size=len(classes))
-        captions = [DEFAULT_TEMPLATES[i].format(name) for i, name in zip(template_choice, classes)]
+        template_choice = rng.integers(len(DEFAULT_TEMPLATES), size=len(classes))  # one caption per class
         labels = torch.tensor([class_index[n] for n in names])
         scale = model.logit_scale.exp()
         pooled = F.normalize(model.encode_image(images), dim=-1)  # [B, D]
@@ -179,6 +178,7 @@ def train(cfg: ClipPretrainConfig, out: Path, resume: bool = False) -> dict:
             text = caption_table[torch.from_numpy(template_choice), torch.arange(len(classes))]  # [100, D]
             loss = F.cross_entropy(scale * pooled @ text.T, labels)
         else:
+            captions = [DEFAULT_TEMPLATES[i].format(name) for i, name in zip(template_choice, classes)]
             text = F.normalize(model.encode_text(tokenizer(captions)), dim=-1)  # [100, D]
             dense = backbone(images)["clip_vis_dense"].mean(dim=(2, 3))[:, None]  # [B, 1, C]
             dense = F.normalize(backbone.visual_prediction(dense)[:, 0], dim=-1)  # [B, D]

@@ -55,8 +55,11 @@ def attach_crop_tower(model: PMPSegmenter, cfg: ModelConfig, tower: Path) -> Mod
         raise SystemExit(f"{tower}: not a crop tower (train it with pmp-train-clip --crop-tower 1)")
     clip_model = create_clip(dataclasses.replace(cfg.clip, pretrained=str(tower)))[0]
     own_text = model.text_encoder.state_dict()
-    for name, value in clip_model.state_dict().items():
-        if name in own_text and not torch.equal(own_text[name].float(), value.float()):
+    shared = [(name, value) for name, value in clip_model.state_dict().items() if name in own_text]
+    if not shared:
+        raise SystemExit(f"{tower}: no text tower to compare with the model's")
+    for name, value in shared:
+        if not torch.equal(own_text[name].float(), value.float()):
             raise SystemExit(f"{tower}: its text tower differs from the model's ({name}); train it from that tower")
     model.attach_crop_tower(clip_model)
     ensemble = dataclasses.replace(
