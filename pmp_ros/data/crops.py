@@ -20,8 +20,12 @@ import torch.nn.functional as F
 
 from pmp_ros.data.world import Scene, SceneObject, TabletopWorld
 
+# What a crop is cut for: objects with at least this many visible pixels, at most this share hidden.
+MIN_AREA = 30
+MAX_OCCLUSION = 0.5
 
-def clearly_visible(scene: Scene, min_area: int = 30, max_occlusion: float = 0.5) -> list[SceneObject]:
+
+def clearly_visible(scene: Scene, min_area: int = MIN_AREA, max_occlusion: float = MAX_OCCLUSION) -> list[SceneObject]:
     """The objects of the scene that object_crops cuts a crop for, in the scene's order."""
     return [o for o in scene.objects if o.visible_area >= min_area and o.occlusion <= max_occlusion]
 
@@ -30,8 +34,8 @@ def object_crops(
     scene: Scene,
     size: int,
     rng: np.random.Generator,
-    min_area: int = 30,
-    max_occlusion: float = 0.5,
+    min_area: int = MIN_AREA,
+    max_occlusion: float = MAX_OCCLUSION,
     jitter: float = 0.25,
     zoom: float = 0.0,
     min_side: int = 16,

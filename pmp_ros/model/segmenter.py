@@ -137,7 +137,8 @@ class PMPSegmenter(nn.Module):
     def crop_encoder(self, crops: Tensor) -> Tensor:
         """The crop classifier's image tower (its own when attached, else the segmenter's): CLIP-normalised
         crops [N,3,S,S] -> embeddings [N,D]."""
-        return (self.crop_backbone or self.backbone).encode_crops(crops)
+        tower = self.backbone if self.crop_backbone is None else self.crop_backbone
+        return tower.encode_crops(crops)
 
     def attach_crop_tower(self, open_clip_model: nn.Module) -> None:
         """Use the image tower of `open_clip_model` (same text space: trained against this model's frozen text
